@@ -1,0 +1,200 @@
+import { once } from 'node:events';
+import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+import { z } from 'zod';
+import { consoleLogger, type Logger } from './logger.js';
+import { durationMs, loggerSchema, parseOptions } from './options.js';
+import type { RedisClient } from './redis-client.js';
+
+/** Reconnection schedule: exponential backoff with jitter. */
+export interface RetryOptions {
+  /** Delay before the first reconnection attempt. @default '50ms' */
+  baseDelay?: number | string;
+  /** Upper bound of any delay, so service resumes within about this long after Redis returns. @default '1s' */
+  maxDelay?: number | string;
+  /** Give up after this many consecutive failed attempts. @default Infinity (reconnect forever) */
+  maxAttempts?: number;
+}
+
+const retrySchema = z.strictObject({
+  baseDelay: durationMs.default(50),
+  maxDelay: durationMs.default(1000),
+  maxAttempts: z.number().int().positive().or(z.literal(Number.POSITIVE_INFINITY)).default(Number.POSITIVE_INFINITY),
+});
+
+/** A resolved retry schedule (all durations in milliseconds). */
+export type ResolvedRetry = z.output<typeof retrySchema>;
+
+const nodeSchema = z.union([
+  z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+  z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }),
+]);
+
+const hostPortSchema = z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) });
+
+const connectionSchema = z.strictObject({
+  /** `redis://[user:pass@]host:port[/db]`; `rediss://` means TLS. @default process.env.REDIS_URL, then redis://127.0.0.1:6379 */
+  url: z
+    .string()
+    .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
+    .optional(),
+  host: z.string().min(1).optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  db: z.number().int().min(0).optional(),
+  tls: z.record(z.string(), z.unknown()).optional(),
+  connectionName: z.string().optional(),
+  lazyConnect: z.boolean().optional(),
+  connectTimeout: durationMs.optional(),
+  enableOfflineQueue: z.boolean().optional(),
+  /** @default true */
+  enableAutoPipelining: z.boolean().default(true),
+  /** @default 3 */
+  maxRetriesPerRequest: z.number().int().min(0).nullable().default(3),
+  /** Rejects a command that gets no reply within this long. @default none */
+  commandTimeout: durationMs.optional(),
+  retry: retrySchema.default({
+    baseDelay: 50,
+    maxDelay: 1000,
+    maxAttempts: Number.POSITIVE_INFINITY,
+  }),
+  /** Receives one warning per outage. @default console */
+  logger: loggerSchema.optional(),
+  /** Connect to a Redis Cluster instead: `{ nodes: ['redis://10.0.0.1:7000', { host, port }] }`. */
+  cluster: z
+    .strictObject({
+      nodes: z.array(nodeSchema).min(1),
+      /** Extra ioredis `ClusterOptions`, passed through. */
+      options: z.record(z.string(), z.unknown()).optional(),
+    })
+    .optional(),
+  /** Connect through Redis Sentinel: `{ sentinels: [{ host, port }], name: 'mymaster' }`. */
+  sentinel: z
+    .strictObject({
+      sentinels: z.array(hostPortSchema).min(1),
+      name: z.string().min(1),
+      sentinelPassword: z.string().optional(),
+    })
+    .optional(),
+});
+
+/** Options of {@link createRedis}. */
+export type CreateRedisOptions = z.input<typeof connectionSchema>;
+
+/**
+ * Delay before reconnection attempt `attempt` (1-based): exponential from `baseDelay`, capped at `maxDelay`,
+ * with "equal jitter" (half fixed, half random) so many clients do not reconnect in lockstep.
+ * Returns `null` (stop retrying) past `maxAttempts`.
+ */
+export function backoffDelay(attempt: number, retry: ResolvedRetry, random: () => number = Math.random): number | null {
+  if (attempt > retry.maxAttempts) return null;
+  const ceiling = Math.min(retry.maxDelay, retry.baseDelay * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+/** The URL used when none is given. */
+export function defaultRedisUrl(): string {
+  return process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+}
+
+function toClusterNode(node: z.output<typeof nodeSchema>): ClusterNode {
+  if (typeof node !== 'string') return node;
+  const url = new URL(node);
+  return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) };
+}
+
+/** Logs a refused or dropped connection once per outage; a client without an `error` listener would crash the process. */
+function reportOutages(client: RedisClient, logger: Logger, label: string): void {
+  let down = false;
+  client.on('error', (error: Error) => {
+    if (down) return;
+    down = true;
+    logger.warn(`redisware: Redis connection to ${label} failed: ${error.message}`);
+  });
+  client.on('ready', () => {
+    down = false;
+  });
+}
+
+/**
+ * Creates an ioredis client: `Redis`, or `Cluster` when `cluster` is given, or a Sentinel-backed `Redis`.
+ *
+ * Defaults: `REDIS_URL` (then redis://127.0.0.1:6379), reconnection forever with jittered backoff capped at 1 s,
+ * `maxRetriesPerRequest: 3`, auto-pipelining on, and an `error` listener that logs once per outage instead of
+ * crashing the process. Commands left unanswered by a dropped connection are not re-sent after reconnecting,
+ * so a non-idempotent command (a rate-limit increment) is never applied twice.
+ */
+export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisClient {
+  const input = typeof urlOrOptions === 'string' ? { url: urlOrOptions } : urlOrOptions;
+  const { retry, logger, cluster, sentinel, url, ...rest } = parseOptions('createRedis', connectionSchema, input);
+  const retryStrategy = (attempt: number) => backoffDelay(attempt, retry);
+  const common: RedisOptions = {
+    ...rest,
+    maxRetriesPerRequest: rest.maxRetriesPerRequest,
+    autoResendUnfulfilledCommands: false,
+    retryStrategy,
+  };
+  const log = logger ?? consoleLogger;
+
+  if (cluster) {
+    const nodes = cluster.nodes.map(toClusterNode);
+    const { enableAutoPipelining, maxRetriesPerRequest, ...redisOptions } = common;
+    const client = new Cluster(nodes, {
+      enableAutoPipelining,
+      clusterRetryStrategy: retryStrategy,
+      redisOptions: { ...redisOptions, maxRetriesPerRequest },
+      ...(cluster.options as ClusterOptions | undefined),
+    });
+    reportOutages(
+      client,
+      log,
+      `cluster ${nodes.map((n) => (typeof n === 'object' ? `${n.host}:${n.port}` : n)).join(',')}`,
+    );
+    return client;
+  }
+
+  if (sentinel) {
+    const client = new Redis({ ...common, ...sentinel, sentinelRetryStrategy: retryStrategy });
+    reportOutages(client, log, `sentinel master ${sentinel.name}`);
+    return client;
+  }
+
+  const target = url ?? (rest.host || rest.port ? undefined : defaultRedisUrl());
+  const client = target === undefined ? new Redis(common) : new Redis(target, common);
+  reportOutages(client, log, target ? redactUrl(target) : `${rest.host ?? '127.0.0.1'}:${rest.port ?? 6379}`);
+  return client;
+}
+
+/** Hides the password of a URL before it is logged. */
+function redactUrl(url: string): string {
+  return url.replace(
+    /\/\/([^@/]*)@/,
+    (_, auth: string) => `//${auth.includes(':') ? `${auth.split(':')[0]}:***` : '***'}@`,
+  );
+}
+
+let sharedClient: RedisClient | undefined;
+
+/** The client middlewares use when given none: created by `createRedis()` on first use, then shared. */
+export function defaultRedis(): RedisClient {
+  sharedClient ??= createRedis();
+  return sharedClient;
+}
+
+/** Quits the shared client (if one was created); the next `defaultRedis()` creates a new one. */
+export async function closeDefaultRedis(): Promise<void> {
+  const client = sharedClient;
+  sharedClient = undefined;
+  if (!client) return;
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  const ended = once(client, 'end');
+  try {
+    await client.quit();
+  } catch {
+    client.disconnect();
+  }
+  await ended;
+}

@@ -1,0 +1,16 @@
+// redisware — Express middleware backed by Redis. This barrel is the whole public API.
+
+export type { CreateRedisOptions, RetryOptions } from './connection.js';
+// Connection factory and the shared client every middleware falls back to.
+export { closeDefaultRedis, createRedis, defaultRedis } from './connection.js';
+export type { Duration } from './duration.js';
+// Durations accepted by every option that takes a time span.
+export { parseDuration } from './duration.js';
+// Errors a caller may want to tell apart (instanceof or `code`).
+export { LockTimeoutError, RedisTimeoutError, RedisUnavailableError } from './errors.js';
+export type { KeyPart, Keyspace } from './keys.js';
+// Key naming: collision-free keys, per-app keyspaces, Cluster hash tags.
+export { hashTag, key, keyspace } from './keys.js';
+// Types shared by every factory's options.
+export type { Logger } from './logger.js';
+export type { RedisClient } from './redis-client.js';

@@ -1,0 +1,63 @@
+/** One part of a Redis key: a non-empty string or a finite number. */
+export type KeyPart = string | number;
+
+/** Characters that would make two different part lists produce the same key. */
+const reservedInPart = /[%:]/g;
+const reservedInHashTag = /[%{}]/g;
+
+function percentEncode(char: string): string {
+  return `%${char.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`;
+}
+
+function checkPart(part: unknown, position: number): string {
+  if (typeof part === 'number') {
+    if (!Number.isFinite(part))
+      throw new TypeError(`key part ${position} is invalid: ${part} (numbers must be finite)`);
+    return String(part);
+  }
+  if (typeof part !== 'string') {
+    throw new TypeError(`key part ${position} is invalid: ${String(part)} (expected a non-empty string or a number)`);
+  }
+  if (part === '') throw new TypeError(`key part ${position} is invalid: "" (parts must not be empty)`);
+  return part;
+}
+
+/** Escapes one part so that `:` only ever separates parts; parts without `:` or `%` stay verbatim. */
+function escapePart(part: unknown, position: number): string {
+  const text = checkPart(part, position);
+  return text.includes(':') || text.includes('%') ? text.replace(reservedInPart, percentEncode) : text;
+}
+
+/**
+ * Joins parts into a Redis key: `key('user', 'abc123') === 'user:abc123'`.
+ * Distinct part lists always give distinct keys (`:` and `%` inside a part are percent-encoded).
+ */
+export function key(...parts: KeyPart[]): string {
+  if (parts.length === 0) throw new TypeError('key() needs at least one part');
+  let out = escapePart(parts[0], 0);
+  for (let i = 1; i < parts.length; i++) out += `:${escapePart(parts[i], i)}`;
+  return out;
+}
+
+/** A `key`-like function whose keys all start with `prefix:` (the prefix itself is used verbatim). */
+export type Keyspace = (...parts: KeyPart[]) => string;
+
+/** Returns a {@link key} function whose keys start `prefix:`: `keyspace('myapp')('user', 1) === 'myapp:user:1'`. */
+export function keyspace(prefix: string): Keyspace {
+  if (typeof prefix !== 'string' || prefix === '') {
+    throw new TypeError(`keyspace prefix is invalid: ${JSON.stringify(prefix)} (expected a non-empty string)`);
+  }
+  const head = `${prefix}:`;
+  return function keyInSpace(...parts: KeyPart[]): string {
+    return head + key(...parts);
+  };
+}
+
+/**
+ * Wraps a part in `{…}` so that every key containing it hashes to the same Redis Cluster slot.
+ * `{`, `}` and `%` inside the part are percent-encoded so the tag cannot end early.
+ */
+export function hashTag(part: KeyPart): string {
+  const text = checkPart(part, 0);
+  return `{${/[%{}]/.test(text) ? text.replace(reservedInHashTag, percentEncode) : text}}`;
+}

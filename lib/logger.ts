@@ -1,0 +1,36 @@
+/** Where redisware reports warnings: `console`, pino and most loggers fit. */
+export interface Logger {
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
+/** The logger used when none is given. */
+export const consoleLogger: Logger = console;
+
+/**
+ * Reports a failing dependency once per outage instead of once per failed call:
+ * `failed()` logs only on the first failure after a success, `recovered()` re-arms it.
+ */
+export class OutageReporter {
+  private down = false;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly what: string,
+  ) {}
+
+  failed(error: unknown): void {
+    if (this.down) return;
+    this.down = true;
+    const reason = error instanceof Error ? error.message : String(error);
+    this.logger.warn(`redisware: ${this.what}: ${reason}`);
+  }
+
+  recovered(): void {
+    this.down = false;
+  }
+
+  get isDown(): boolean {
+    return this.down;
+  }
+}

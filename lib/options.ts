@@ -1,0 +1,99 @@
+import { z } from 'zod';
+import { type Duration, durationExpectation, tryParseDuration } from './duration.js';
+import type { Logger } from './logger.js';
+import type { RedisClient } from './redis-client.js';
+
+/** Shows a bad option value in an error message without dumping clients or huge objects. */
+function describeValue(value: unknown): string {
+  if (typeof value === 'function') return `[function ${value.name || 'anonymous'}]`;
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  if (typeof value === 'bigint' || typeof value === 'symbol') return String(value);
+  try {
+    const json = JSON.stringify(value);
+    if (json === undefined) return String(value);
+    return json.length > 120 ? `${json.slice(0, 120)}…` : json;
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let current = input;
+  for (const segment of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<PropertyKey, unknown>)[segment];
+  }
+  return current;
+}
+
+/**
+ * Validates a factory's options against its schema and returns the resolved configuration.
+ * Throws a `TypeError` naming the factory, the option and the bad value:
+ * `rateLimit: option "window" is invalid: "15 minutes" (…)`. The input is never mutated.
+ */
+export function parseOptions<Schema extends z.ZodType>(
+  factory: string,
+  schema: Schema,
+  input: unknown,
+): z.output<Schema> {
+  const result = schema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  const issue = result.error.issues[0] as z.core.$ZodIssue;
+  if (issue.code === 'unrecognized_keys') {
+    const path = [...issue.path, issue.keys[0] as string].join('.');
+    throw new TypeError(`${factory}: unknown option "${path}"`);
+  }
+  if (issue.path.length === 0) {
+    throw new TypeError(`${factory}: options are invalid: ${describeValue(input)} (${issue.message})`);
+  }
+  const path = issue.path.map(String).join('.');
+  throw new TypeError(
+    `${factory}: option "${path}" is invalid: ${describeValue(valueAt(input, issue.path))} (${issue.message})`,
+  );
+}
+
+/** A {@link Duration}, resolved to milliseconds. */
+export const durationMs = z.union([z.number(), z.string()]).transform((value: Duration, ctx): number => {
+  const ms = tryParseDuration(value);
+  if (ms !== undefined) return ms;
+  ctx.addIssue({ code: 'custom', message: durationExpectation });
+  return z.NEVER;
+});
+
+/** A duration that must be longer than zero. */
+export const positiveDurationMs = durationMs.refine((ms) => ms > 0, { message: 'must be longer than 0 ms' });
+
+/** A function option (zod 4 has no function schema that keeps the signature). */
+export function fn<F extends (...args: never[]) => unknown>() {
+  return z.custom<F>((value) => typeof value === 'function', { message: 'expected a function' });
+}
+
+/** A logger with `warn` and `error` methods (console, pino, …). */
+export const loggerSchema = z.custom<Logger>(
+  (value) =>
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Logger).warn === 'function' &&
+    typeof (value as Logger).error === 'function',
+  { message: 'expected an object with warn() and error() methods' },
+);
+
+/** An ioredis `Redis` or `Cluster`. */
+export const redisSchema = z.custom<RedisClient>(
+  (value) =>
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as RedisClient).evalsha === 'function' &&
+    typeof (value as RedisClient).on === 'function',
+  { message: 'expected an ioredis Redis or Cluster client' },
+);
+
+/** Options every middleware factory takes. */
+export const commonMiddlewareOptions = {
+  /** An ioredis client; defaults to the shared `defaultRedis()`. */
+  redis: redisSchema.optional(),
+  /** The longest a request waits on Redis before the Redis-error behaviour applies. */
+  timeout: positiveDurationMs.default(250),
+  /** Receives warnings (outages, suspicious configuration). */
+  logger: loggerSchema.optional(),
+};

@@ -1,0 +1,88 @@
+import { createHash } from 'node:crypto';
+import type { Cluster, Redis } from 'ioredis';
+import { RedisTimeoutError, RedisUnavailableError } from './errors.js';
+
+/**
+ * The client every middleware accepts: an ioredis `Redis` or `Cluster`.
+ * Only commands both share are used, and every script passes its keys as KEYS[] so Cluster can route it.
+ */
+export type RedisClient = Redis | Cluster;
+
+/** A Lua script sent with EVALSHA, falling back to EVAL when the server has not cached it (restart, SCRIPT FLUSH). */
+export class RedisScript {
+  readonly sha: string;
+
+  constructor(
+    readonly name: string,
+    readonly source: string,
+  ) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  /**
+   * Runs the script: one round trip normally, two after a NOSCRIPT reply.
+   * A NOSCRIPT reply means the script did not run, so the EVAL fallback never applies it twice.
+   */
+  run(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return client.evalsha(this.sha, keys.length, ...keys, ...args).catch((error: Error) => {
+      if (!error.message?.startsWith('NOSCRIPT')) throw error;
+      return client.eval(this.source, keys.length, ...keys, ...args);
+    });
+  }
+}
+
+const nextReadyByClient = new WeakMap<RedisClient, Promise<void>>();
+
+/** Resolves on the client's next `ready` event; one shared promise (and listener) per client. */
+function nextReady(client: RedisClient): Promise<void> {
+  let ready = nextReadyByClient.get(client);
+  if (!ready) {
+    ready = new Promise<void>((resolve) => {
+      client.once('ready', () => {
+        nextReadyByClient.delete(client);
+        resolve();
+      });
+    });
+    nextReadyByClient.set(client, ready);
+    // A lazyConnect client only connects on its first command, which we withhold until it is ready.
+    if (client.status === 'wait') client.connect().catch(() => {});
+  }
+  return ready;
+}
+
+function raceTimer<T>(work: Promise<T>, timeoutMs: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(onTimeout()), timeoutMs);
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
+/**
+ * Runs `command` against `client` within `timeoutMs`, or rejects with
+ * {@link RedisUnavailableError} / {@link RedisTimeoutError}.
+ *
+ * The command is only sent once the client is `ready`: while ioredis is (re)connecting we wait for it
+ * within the same budget instead of queueing, so nothing piles up in its offline queue during an
+ * outage and no command whose caller already gave up is sent later.
+ */
+export function boundedCall<T>(client: RedisClient, timeoutMs: number, command: () => Promise<T>): Promise<T> {
+  if (client.status === 'ready') return raceTimer(command(), timeoutMs, () => new RedisTimeoutError(timeoutMs));
+  if (client.status === 'end') return Promise.reject(new RedisUnavailableError('Redis connection is closed'));
+  const started = Date.now();
+  return raceTimer(nextReady(client), timeoutMs, () => new RedisUnavailableError(`Redis is ${client.status}`)).then(
+    () => {
+      const left = timeoutMs - (Date.now() - started);
+      if (left <= 0) throw new RedisTimeoutError(timeoutMs);
+      return raceTimer(command(), left, () => new RedisTimeoutError(timeoutMs));
+    },
+  );
+}

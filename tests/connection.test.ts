@@ -1,0 +1,201 @@
+import { Cluster, Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { backoffDelay } from '../lib/connection.js';
+import { closeDefaultRedis, createRedis, defaultRedis } from '../lib/index.js';
+import { eventCount, privateRedis, unusedPort } from './support/private-redis.js';
+import { recordingLogger, redisUrl, silentLogger } from './support/redis.js';
+
+const opened: Array<Redis | Cluster> = [];
+function track<T extends Redis | Cluster>(client: T): T {
+  opened.push(client);
+  return client;
+}
+afterEach(() => {
+  for (const client of opened.splice(0)) client.disconnect();
+});
+
+describe('createRedis() options', () => {
+  it('parses a URL into host, port, credentials and database', () => {
+    const client = track(
+      createRedis({ url: 'redis://alice:s3cret@127.0.0.1:6390/4', lazyConnect: true, logger: silentLogger }) as Redis,
+    );
+    expect(client).toBeInstanceOf(Redis);
+    expect(client.options).toMatchObject({
+      host: '127.0.0.1',
+      port: 6390,
+      username: 'alice',
+      password: 's3cret',
+      db: 4,
+    });
+  });
+
+  it('uses TLS for rediss:// URLs', () => {
+    const client = track(createRedis({ url: 'rediss://127.0.0.1:6390', lazyConnect: true }) as Redis);
+    expect(client.options.tls).toBeDefined();
+    const plain = track(createRedis({ url: 'redis://127.0.0.1:6390', lazyConnect: true }) as Redis);
+    expect(plain.options.tls).toBeUndefined();
+  });
+
+  it('defaults to REDIS_URL, then redis://127.0.0.1:6379', () => {
+    const saved = process.env.REDIS_URL;
+    try {
+      process.env.REDIS_URL = 'redis://127.0.0.1:6391/2';
+      const fromEnv = track(createRedis({ lazyConnect: true }) as Redis);
+      expect(fromEnv.options).toMatchObject({ port: 6391, db: 2 });
+      delete process.env.REDIS_URL;
+      const fallback = track(createRedis({ lazyConnect: true }) as Redis);
+      expect(fallback.options).toMatchObject({ host: '127.0.0.1', port: 6379 });
+    } finally {
+      if (saved === undefined) delete process.env.REDIS_URL;
+      else process.env.REDIS_URL = saved;
+    }
+  });
+
+  it('defaults to maxRetriesPerRequest 3 and auto-pipelining, and passes commandTimeout', () => {
+    const client = track(createRedis({ url: redisUrl(), lazyConnect: true, commandTimeout: '2s' }) as Redis);
+    expect(client.options.maxRetriesPerRequest).toBe(3);
+    expect(client.options.enableAutoPipelining).toBe(true);
+    expect(client.options.commandTimeout).toBe(2_000);
+    // A reply lost with a dropped connection is never re-sent: a non-idempotent command must not run twice.
+    expect(client.options.autoResendUnfulfilledCommands).toBe(false);
+  });
+
+  it('wires the retry option into ioredis’ retryStrategy', () => {
+    const client = track(
+      createRedis({
+        url: redisUrl(),
+        lazyConnect: true,
+        retry: { baseDelay: 100, maxDelay: '400ms', maxAttempts: 3 },
+      }) as Redis,
+    );
+    const strategy = client.options.retryStrategy as (attempt: number) => number | null;
+    expect(strategy(1)).toBeGreaterThanOrEqual(50);
+    expect(strategy(1)).toBeLessThanOrEqual(100);
+    expect(strategy(3)).toBeLessThanOrEqual(400);
+    expect(strategy(4)).toBeNull();
+  });
+
+  it('builds an ioredis Cluster from `cluster.nodes` given as URLs or host/port objects', () => {
+    const client = track(
+      createRedis({
+        cluster: {
+          nodes: ['redis://127.0.0.1:7000', { host: '127.0.0.1', port: 7001 }],
+          options: { lazyConnect: true },
+        },
+      }),
+    );
+    expect(client).toBeInstanceOf(Cluster);
+    const cluster = client as Cluster;
+    expect((cluster as unknown as { startupNodes: unknown }).startupNodes).toEqual([
+      { host: '127.0.0.1', port: 7000 },
+      { host: '127.0.0.1', port: 7001 },
+    ]);
+    expect(cluster.options.enableAutoPipelining).toBe(true);
+  });
+
+  it('passes Sentinel options through', () => {
+    const client = track(
+      createRedis({
+        sentinel: { sentinels: [{ host: '127.0.0.1', port: 26379 }], name: 'mymaster' },
+        lazyConnect: true,
+      }),
+    ) as Redis;
+    expect(client.options.sentinels).toEqual([{ host: '127.0.0.1', port: 26379 }]);
+    expect(client.options.name).toBe('mymaster');
+  });
+
+  it('rejects unknown and invalid options with a TypeError naming them', () => {
+    expect(() => createRedis({ bogus: true } as never)).toThrow(/createRedis: unknown option "bogus"/);
+    expect(() => createRedis({ url: 'http://x' })).toThrow(/option "url" is invalid: "http:\/\/x"/);
+    expect(() => createRedis({ retry: { maxDelay: 'soon' } })).toThrow(/option "retry.maxDelay" is invalid: "soon"/);
+    expect(() => createRedis({ cluster: { nodes: [] } })).toThrow(/option "cluster.nodes" is invalid/);
+  });
+});
+
+describe('backoffDelay()', () => {
+  const retry = { baseDelay: 50, maxDelay: 1_000, maxAttempts: Number.POSITIVE_INFINITY };
+
+  it('grows exponentially with jitter between half and all of the step', () => {
+    expect(backoffDelay(1, retry, () => 0)).toBe(25);
+    expect(backoffDelay(1, retry, () => 1)).toBe(50);
+    expect(backoffDelay(2, retry, () => 1)).toBe(100);
+    expect(backoffDelay(4, retry, () => 1)).toBe(400);
+    expect(backoffDelay(4, retry, () => 0)).toBe(200);
+  });
+
+  it('never exceeds maxDelay, even after very many attempts', () => {
+    for (const attempt of [6, 10, 100, 10_000]) {
+      expect(backoffDelay(attempt, retry, () => 1)).toBe(1_000);
+      expect(backoffDelay(attempt, retry, () => 0.5)).toBeLessThanOrEqual(1_000);
+    }
+  });
+
+  it('gives up after maxAttempts, and never when unset', () => {
+    expect(backoffDelay(3, { ...retry, maxAttempts: 3 })).not.toBeNull();
+    expect(backoffDelay(4, { ...retry, maxAttempts: 3 })).toBeNull();
+    expect(backoffDelay(1_000_000, retry)).not.toBeNull();
+  });
+});
+
+describe('connection failures', () => {
+  it('survives a refused connection: no unhandled error event, one warning for the outage', async () => {
+    const logger = recordingLogger();
+    const port = await unusedPort();
+    const client = track(createRedis({ url: `redis://127.0.0.1:${port}`, logger, retry: { maxDelay: 20 } }) as Redis);
+    await eventCount(client, 'reconnecting', 4);
+    expect(logger.warnings).toHaveLength(1);
+    expect(logger.warnings[0]).toContain(`127.0.0.1:${port}`);
+    expect(logger.warnings[0]).toMatch(/ECONNREFUSED/);
+  });
+
+  it('never logs a password from the URL', async () => {
+    const logger = recordingLogger();
+    const port = await unusedPort();
+    const client = track(
+      createRedis({ url: `redis://bob:hunter2@127.0.0.1:${port}`, logger, retry: { maxDelay: 20 } }),
+    );
+    await eventCount(client, 'reconnecting', 1);
+    expect(logger.warnings.join('\n')).not.toContain('hunter2');
+  });
+
+  it('warns once per outage, reconnects when Redis returns, and warns again for the next outage', async () => {
+    const server = await privateRedis();
+    const logger = recordingLogger();
+    const client = track(createRedis({ url: server.url, logger, retry: { baseDelay: 10, maxDelay: 50 } }) as Redis);
+    await client.ping();
+
+    await server.stop();
+    await eventCount(client, 'reconnecting', 3);
+    expect(logger.warnings).toHaveLength(1);
+
+    const ready = eventCount(client, 'ready', 1);
+    await server.restart();
+    await ready;
+    expect(await client.ping()).toBe('PONG');
+    expect(logger.warnings).toHaveLength(1);
+
+    await server.stop();
+    await eventCount(client, 'reconnecting', 3);
+    expect(logger.warnings).toHaveLength(2);
+  });
+});
+
+describe('defaultRedis()', () => {
+  it('creates one shared client on first use and closeDefaultRedis() quits it', async () => {
+    const saved = process.env.REDIS_URL;
+    process.env.REDIS_URL = redisUrl();
+    try {
+      const first = defaultRedis();
+      expect(defaultRedis()).toBe(first);
+      expect(await first.ping()).toBe('PONG');
+      await closeDefaultRedis();
+      expect(first.status).toBe('end');
+      const second = defaultRedis();
+      expect(second).not.toBe(first);
+      await closeDefaultRedis();
+    } finally {
+      if (saved === undefined) delete process.env.REDIS_URL;
+      else process.env.REDIS_URL = saved;
+    }
+  });
+});

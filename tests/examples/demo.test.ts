@@ -1,0 +1,65 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import request from 'supertest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createDemoApp } from '../../examples/demo/app.js';
+import { useTestRedis } from '../support/redis.js';
+
+const repoRoot = join(import.meta.dirname, '..', '..');
+
+describe('demo app', () => {
+  const redis = useTestRedis('demo');
+
+  it('lists its routes on GET /', async () => {
+    const response = await request(createDemoApp(redis.client())).get('/').expect(200);
+    expect(response.body.routes).toHaveProperty('GET /visits');
+  });
+
+  it('counts visits in a key that has a TTL', async () => {
+    const app = createDemoApp(redis.client());
+    const first = await request(app).get('/visits').expect(200);
+    const second = await request(app).get('/visits').expect(200);
+    expect(second.body.visits).toBe(first.body.visits + 1);
+    expect(await redis.client().ttl(first.body.key)).toBeGreaterThan(0);
+    await redis.client().del(first.body.key);
+  });
+
+  it('shows key() and rejects empty parts with a 400', async () => {
+    const app = createDemoApp(redis.client());
+    expect((await request(app).get('/key/user,abc123').expect(200)).body.key).toBe('user:abc123');
+    await request(app).get('/key/user,,x').expect(400);
+  });
+});
+
+describe('npm run demo (server.ts)', () => {
+  let child: ChildProcess | undefined;
+  afterAll(() => {
+    child?.kill('SIGKILL');
+  });
+
+  it('starts an embedded Redis without REDIS_URL, answers on PORT, and exits cleanly on SIGINT', async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0' };
+    delete env.REDIS_URL;
+    child = spawn(process.execPath, ['--import', 'tsx', 'examples/demo/server.ts'], { cwd: repoRoot, env });
+    let output = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      child?.stdout?.on('data', (chunk: Buffer) => {
+        output += chunk;
+        const match = /listening on (http:\/\/\S+?)\/? /.exec(output);
+        if (match) resolve(match[1]);
+      });
+      child?.once('exit', (code) => reject(new Error(`demo exited early (${code}): ${output}`)));
+    });
+    expect(output).toMatch(/embedded redis-server/);
+
+    const response = await fetch(`${url}/health`);
+    expect(await response.json()).toEqual({ redis: 'PONG' });
+
+    const exited = once(child, 'exit');
+    child.kill('SIGINT');
+    const [code] = await exited;
+    expect(code).toBe(0);
+    child = undefined;
+  });
+});

@@ -1,0 +1,85 @@
+// Packs the package as npm would publish it, installs the tarball elsewhere and uses it as ESM, CJS and TypeScript.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const repoRoot = join(import.meta.dirname, '..');
+const consumer = mkdtempSync(join(tmpdir(), 'redisware-consumer-'));
+const run = (file: string, args: string[]) =>
+  execFileSync(file, args, { cwd: consumer, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+beforeAll(() => {
+  if (!existsSync(join(repoRoot, 'dist', 'index.js'))) {
+    execFileSync('npm', ['run', 'build'], { cwd: repoRoot, stdio: 'ignore' });
+  }
+  execFileSync('npm', ['pack', '--silent', '--pack-destination', consumer], { cwd: repoRoot, stdio: 'ignore' });
+  const tarball = readdirSync(consumer).find((file) => file.endsWith('.tgz')) as string;
+  writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+  run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--silent', `./${tarball}`]);
+}, 120_000);
+
+afterAll(() => rmSync(consumer, { recursive: true, force: true }));
+
+const probe = "JSON.stringify({ key: m.key('user', 'a:b'), createRedis: typeof m.createRedis })";
+const expected = { key: 'user:a%3Ab', createRedis: 'function' };
+
+describe('the packed package', () => {
+  it('ships only the build output, README and package.json', () => {
+    const listing = run('tar', ['-tzf', readdirSync(consumer).find((f) => f.endsWith('.tgz')) as string]);
+    const files = listing.trim().split('\n');
+    expect(files).toContain('package/dist/index.js');
+    expect(files).toContain('package/dist/index.d.ts');
+    expect(files.filter((f) => /\/(lib|tests|examples)\//.test(f))).toEqual([]);
+  });
+
+  it('can be imported as ESM', () => {
+    const output = run(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `import * as m from 'redisware'; console.log(${probe})`,
+    ]);
+    expect(JSON.parse(output)).toEqual(expected);
+  });
+
+  it('can be required as CommonJS', () => {
+    const output = run(process.execPath, [
+      '--no-warnings',
+      '-e',
+      `const m = require('redisware'); console.log(${probe})`,
+    ]);
+    expect(JSON.parse(output)).toEqual(expected);
+  });
+
+  it('type-checks a TypeScript consumer', () => {
+    writeFileSync(
+      join(consumer, 'consumer.ts'),
+      [
+        "import { createRedis, key, keyspace, type RedisClient } from 'redisware';",
+        "const client: RedisClient = createRedis({ url: 'redis://127.0.0.1:6379', lazyConnect: true });",
+        "const k: string = key('user', 1);",
+        "const app: string = keyspace('app')('x');",
+        'void client; void k; void app;',
+        '// @ts-expect-error: unknown options are a type error too',
+        'createRedis({ bogus: true });',
+      ].join('\n'),
+    );
+    writeFileSync(
+      join(consumer, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          types: ['node'],
+          typeRoots: [join(repoRoot, 'node_modules', '@types')],
+        },
+        files: ['consumer.ts'],
+      }),
+    );
+    run(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.']);
+  });
+});

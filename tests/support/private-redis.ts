@@ -1,0 +1,47 @@
+// A redis-server owned by one test file, for tests that stop, pause or restart Redis.
+import { createServer } from 'node:net';
+import { afterAll } from 'vitest';
+import { type EmbeddedRedis, startEmbeddedRedis } from '../../support/embedded-redis.js';
+
+/** Starts a private redis-server, stopped after the file's tests; `restart()` brings it back on the same port. */
+export async function privateRedis(): Promise<{
+  readonly url: string;
+  readonly port: number;
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+}> {
+  const server: EmbeddedRedis = await startEmbeddedRedis();
+  afterAll(() => server.stop());
+  return {
+    url: server.url,
+    port: server.port,
+    stop: () => server.stop(),
+    async restart() {
+      await server.stop();
+      await server.start();
+    },
+  };
+}
+
+/** A loopback port nothing listens on (a listener is opened on port 0 and closed again). */
+export async function unusedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** Resolves once `emitter` has emitted `event` `count` times. */
+export function eventCount(emitter: NodeJS.EventEmitter, event: string, count: number): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = 0;
+    const onEvent = () => {
+      if (++seen >= count) {
+        emitter.off(event, onEvent);
+        resolve();
+      }
+    };
+    emitter.on(event, onEvent);
+  });
+}

@@ -1,0 +1,123 @@
+// Helpers for tests that talk to the suite's real Redis (see global-setup.ts).
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, inject } from 'vitest';
+import { createRedis } from '../../lib/connection.js';
+import type { Logger } from '../../lib/logger.js';
+import type { RedisClient } from '../../lib/redis-client.js';
+
+/** The suite's Redis: REDIS_URL, or the private server the global setup started. */
+export const redisUrl = (): string => inject('redisUrl');
+
+/** A logger that keeps what it is given, for assertions. */
+export interface RecordingLogger extends Logger {
+  warnings: string[];
+  errors: string[];
+}
+
+export function recordingLogger(): RecordingLogger {
+  const warnings: string[] = [];
+  const errors: string[] = [];
+  return {
+    warnings,
+    errors,
+    warn: (...args: unknown[]) => warnings.push(args.map(String).join(' ')),
+    error: (...args: unknown[]) => errors.push(args.map(String).join(' ')),
+  };
+}
+
+export const silentLogger: Logger = { warn() {}, error() {} };
+
+/** A key prefix no other test (or other user of an external REDIS_URL) shares. */
+export function uniquePrefix(label: string): string {
+  return `redisware-test:${label}:${randomUUID().slice(0, 8)}`;
+}
+
+/** Deletes the keys under `prefix` (only this test's own keys: never FLUSHDB). */
+export async function deleteKeysUnder(client: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+    cursor = next;
+    if (keys.length) await client.del(...keys);
+  } while (cursor !== '0');
+}
+
+/**
+ * A connection to the suite's Redis for one test file, plus a prefix for its keys.
+ * Everything under the prefix is deleted and the connections closed after the file's tests.
+ */
+export function useTestRedis(label: string): {
+  prefix: string;
+  client: () => Redis;
+  newClient: () => Redis;
+} {
+  const prefix = uniquePrefix(label);
+  const opened: Redis[] = [];
+  const newClient = () => {
+    const client = createRedis({ url: redisUrl(), logger: silentLogger }) as Redis;
+    opened.push(client);
+    return client;
+  };
+  let main: Redis | undefined;
+  afterAll(async () => {
+    if (main) await deleteKeysUnder(main, prefix);
+    await Promise.all(opened.map((c) => c.quit().catch(() => c.disconnect())));
+  });
+  return {
+    prefix,
+    client: () => {
+      main ??= newClient();
+      return main;
+    },
+    newClient,
+  };
+}
+
+/**
+ * Records the commands one client sends (and the commands its Lua scripts run), seen from the server via MONITOR.
+ * `settle()` waits until everything sent so far has been observed, using an ECHO marker as a barrier.
+ */
+export async function watchCommands(client: RedisClient & Redis): Promise<{
+  sent: string[][];
+  insideScripts: string[][];
+  settle(): Promise<void>;
+  reset(): void;
+  stop(): void;
+}> {
+  const info = (await client.client('INFO')) as string;
+  const address = /addr=(\S+)/.exec(info)?.[1];
+  const monitor = await new Redis(redisUrl()).monitor();
+  const sent: string[][] = [];
+  const insideScripts: string[][] = [];
+  const waiting = new Map<string, () => void>();
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    if (source === address) {
+      if (args[0]?.toLowerCase() === 'echo' && waiting.has(args[1])) {
+        waiting.get(args[1])?.();
+        return;
+      }
+      sent.push(args);
+    } else if (source === 'lua') {
+      insideScripts.push(args);
+    }
+  });
+  return {
+    sent,
+    insideScripts,
+    async settle() {
+      const marker = `settle-${randomUUID()}`;
+      const seen = new Promise<void>((resolve) => waiting.set(marker, resolve));
+      await client.echo(marker);
+      await seen;
+      waiting.delete(marker);
+    },
+    reset() {
+      sent.length = 0;
+      insideScripts.length = 0;
+    },
+    stop() {
+      monitor.disconnect();
+    },
+  };
+}
