@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
+import { RedisUnavailableError } from './errors.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { durationMs, loggerSchema, parseOptions } from './options.js';
 import type { RedisClient } from './redis-client.js';
@@ -155,12 +156,14 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
 
   if (sentinel) {
     const client = new Redis({ ...common, ...sentinel, sentinelRetryStrategy: retryStrategy });
+    rejectUnansweredOnClose(client);
     reportOutages(client, log, `sentinel master ${sentinel.name}`);
     return client;
   }
 
   const target = url ?? (rest.host || rest.port ? undefined : defaultRedisUrl());
   const client = target === undefined ? new Redis(common) : new Redis(target, common);
+  rejectUnansweredOnClose(client);
   reportOutages(client, log, target ? redactUrl(target) : `${rest.host ?? '127.0.0.1'}:${rest.port ?? 6379}`);
   return client;
 }
@@ -171,6 +174,25 @@ function redactUrl(url: string): string {
     /\/\/([^@/]*)@/,
     (_, auth: string) => `//${auth.includes(':') ? `${auth.split(':')[0]}:***` : '***'}@`,
   );
+}
+
+/** The part of ioredis' internals used to settle commands a dropped connection left unanswered. */
+interface QueueFlusher {
+  flushQueue(error: Error, options: { offlineQueue: boolean; commandQueue: boolean }): void;
+}
+
+/**
+ * Rejects the commands a dropped connection left unanswered, instead of letting ioredis re-send them after
+ * reconnecting (a re-sent INCR would count twice) or, with re-sending off, leave them pending forever — which
+ * with auto-pipelining would also stall every later command on that connection.
+ */
+function rejectUnansweredOnClose(connection: Redis): void {
+  connection.on('close', () => {
+    (connection as unknown as QueueFlusher).flushQueue(
+      new RedisUnavailableError('the connection closed before Redis replied; the command is not re-sent'),
+      { offlineQueue: false, commandQueue: true },
+    );
+  });
 }
 
 let sharedClient: RedisClient | undefined;

@@ -13,4 +13,7 @@ export type { KeyPart, Keyspace } from './keys.js';
 export { hashTag, key, keyspace } from './keys.js';
 // Types shared by every factory's options.
 export type { Logger } from './logger.js';
+export type { RateLimitInfo, RateLimitMiddleware, RateLimitOptions } from './rate-limit/index.js';
+// Rate limiting: `app.use(rateLimit())`.
+export { rateLimit } from './rate-limit/index.js';
 export type { RedisClient } from './redis-client.js';

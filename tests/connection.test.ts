@@ -199,3 +199,24 @@ describe('defaultRedis()', () => {
     }
   });
 });
+
+describe('a connection dropped while a command is in flight', () => {
+  it('rejects the command instead of re-sending it, and the client keeps working (auto-pipelining included)', async () => {
+    const server = await privateRedis();
+    const admin = track(new Redis(server.url));
+    const client = track(createRedis({ url: server.url, logger: silentLogger, retry: { baseDelay: 10 } }) as Redis);
+    const id = await client.client('ID');
+    await admin.call('CLIENT', 'PAUSE', '5000', 'WRITE');
+    const inFlight = client.incr('dropped-counter');
+    const ready = eventCount(client, 'ready', 1);
+    try {
+      await admin.client('KILL', 'ID', String(id));
+      await expect(inFlight).rejects.toThrow(/not re-sent/);
+      await ready;
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE');
+    }
+    expect(await client.get('dropped-counter')).toBeNull();
+    expect(await client.incr('after-reconnect')).toBe(1);
+  });
+});

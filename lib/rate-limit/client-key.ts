@@ -1,0 +1,38 @@
+import type { Request } from 'express';
+import type { Logger } from '../logger.js';
+import { clientForIp } from './client-ip.js';
+
+/**
+ * The default client key: `req.ip` (so Express' `trust proxy` decides which address counts), normalised by
+ * {@link clientForIp}. Warns once each when the app looks misconfigured for rate limiting by IP.
+ */
+export function defaultClientKey(ipv6Subnet: number | false, logger: Logger): (req: Request) => string {
+  let warnedForwarded = false;
+  let warnedTrustAll = false;
+  let warnedNoIp = false;
+  return function clientIp(req: Request): string {
+    const ip = req.ip;
+    if (!warnedForwarded && req.headers['x-forwarded-for'] !== undefined && req.app.get('trust proxy') === false) {
+      warnedForwarded = true;
+      logger.warn(
+        "redisware rateLimit: requests carry X-Forwarded-For but Express' 'trust proxy' is off, so every client behind the proxy shares one limit. Set app.set('trust proxy', <your proxies>) if a proxy sits in front of the app.",
+      );
+    }
+    if (!warnedTrustAll && req.app.get('trust proxy') === true) {
+      warnedTrustAll = true;
+      logger.warn(
+        "redisware rateLimit: 'trust proxy' is true, so any client can pick its own IP with X-Forwarded-For and escape the limit. Set it to the number or addresses of your proxies.",
+      );
+    }
+    if (ip === undefined || ip === '') {
+      if (!warnedNoIp) {
+        warnedNoIp = true;
+        logger.warn(
+          "redisware rateLimit: req.ip is undefined (the socket may be closed); using the socket's address or 'unknown'. Pass a 'key' function if your server does not provide req.ip.",
+        );
+      }
+      return clientForIp(req.socket?.remoteAddress ?? 'unknown', ipv6Subnet);
+    }
+    return clientForIp(ip, ipv6Subnet);
+  };
+}

@@ -1,0 +1,33 @@
+import type { Response } from 'express';
+import type { RateLimitConfig, RateLimitInfo } from './options.js';
+
+/**
+ * Sets the rate-limit headers chosen by the `headers` option.
+ * draft-11 (draft-ietf-httpapi-ratelimit-headers-11): `RateLimit-Policy: "default";q=<limit>;w=<window s>` and
+ * `RateLimit: "default";r=<remaining>;t=<s until reset>`; legacy: `X-RateLimit-Limit/-Remaining/-Reset` (epoch s).
+ * Both styles derive from the same `resetAt`, so they always agree.
+ */
+export function setRateLimitHeaders(
+  res: Response,
+  style: RateLimitConfig['headers'],
+  info: RateLimitInfo,
+  windowSeconds: number,
+  now: number,
+): void {
+  if (style === false || res.headersSent) return;
+  const resetMs = info.resetAt.getTime();
+  if (style !== 'legacy') {
+    res.setHeader('RateLimit-Policy', `"default";q=${info.limit};w=${windowSeconds}`);
+    res.setHeader('RateLimit', `"default";r=${info.remaining};t=${Math.max(0, Math.ceil((resetMs - now) / 1000))}`);
+  }
+  if (style !== 'draft-11') {
+    res.setHeader('X-RateLimit-Limit', String(info.limit));
+    res.setHeader('X-RateLimit-Remaining', String(info.remaining));
+    res.setHeader('X-RateLimit-Reset', String(Math.ceil(resetMs / 1000)));
+  }
+}
+
+/** `Retry-After` in whole seconds, at least 1. */
+export function retryAfterSeconds(info: RateLimitInfo, now: number): number {
+  return Math.max(1, Math.ceil((info.resetAt.getTime() - now) / 1000));
+}

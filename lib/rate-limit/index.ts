@@ -1,0 +1,184 @@
+import { createHash } from 'node:crypto';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { defaultRedis } from '../connection.js';
+import { keyspace } from '../keys.js';
+import { consoleLogger, OutageReporter } from '../logger.js';
+import { parseOptions } from '../options.js';
+import { boundedCall, type RedisClient } from '../redis-client.js';
+import { BlockCache } from './block-cache.js';
+import { defaultClientKey } from './client-key.js';
+import { retryAfterSeconds, setRateLimitHeaders } from './headers.js';
+import { type RateLimitInfo, type RateLimitOptions, rateLimitSchema } from './options.js';
+import { algorithms } from './scripts.js';
+
+export type { RateLimitInfo, RateLimitOptions } from './options.js';
+
+declare global {
+  namespace Express {
+    interface Request {
+      /** Set by `rateLimit()` for every counted request. */
+      rateLimit?: RateLimitInfo;
+    }
+  }
+}
+
+/** The middleware returned by {@link rateLimit}, with helpers to inspect and clear a client's count. */
+export interface RateLimitMiddleware extends RequestHandler {
+  /** Forgets `client`'s count (and this instance's memory of blocking it). */
+  reset(client: string): Promise<void>;
+  /** `client`'s current state, shaped like `req.rateLimit`, or `null` when it has no count. */
+  get(client: string): Promise<RateLimitInfo | null>;
+}
+
+/** Clients longer than this are stored under a hash, so an absurd key cannot bloat Redis. */
+const maxClientLength = 200;
+
+type HitReply = [allowed: number, used: number, resetMs: number, exists: number];
+
+/**
+ * Limits each client to `limit` requests per `window`, counted in Redis: `app.use(rateLimit())` allows
+ * 100 requests per 15 minutes per client IP. Exact under concurrency (one atomic script per counted request),
+ * and bounded when Redis is slow or down (`timeout`, then `onRedisError`).
+ */
+export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
+  const config = parseOptions('rateLimit', rateLimitSchema, options);
+  const logger = config.logger ?? consoleLogger;
+  const outage = new OutageReporter(logger, 'rateLimit could not reach Redis, applying onRedisError');
+  const scripts = algorithms[config.algorithm];
+  const storageKeyOf = keyspace(config.prefix);
+  const clientKeyOf = config.key ?? defaultClientKey(config.ipv6Subnet, logger);
+  const blocks = config.blockCache ? new BlockCache() : undefined;
+  const windowMs = config.window;
+  const windowSeconds = Math.ceil(windowMs / 1000);
+  const refundOn = config.skipFailedRequests || config.skipSuccessfulRequests;
+  const lastLimits = typeof config.limit === 'function' ? new Map<string, number>() : undefined;
+  let redis: RedisClient | undefined = config.redis;
+  const client = () => {
+    redis ??= defaultRedis();
+    return redis;
+  };
+
+  function storageKey(clientKey: string): string {
+    return storageKeyOf(
+      clientKey.length > maxClientLength ? `sha256-${createHash('sha256').update(clientKey).digest('hex')}` : clientKey,
+    );
+  }
+
+  function toInfo(reply: HitReply, limit: number, clientKey: string, now: number): RateLimitInfo {
+    const used = Number(reply[1]);
+    return {
+      limit,
+      used,
+      remaining: Math.max(0, limit - used),
+      resetAt: new Date(now + Number(reply[2])),
+      key: clientKey,
+    };
+  }
+
+  async function respondLimited(req: Request, res: Response, next: NextFunction, info: RateLimitInfo, now: number) {
+    res.setHeader('Retry-After', String(retryAfterSeconds(info, now)));
+    if (config.handler) return config.handler(req, res, next, info);
+    const body = typeof config.message === 'function' ? await config.message(req, res, info) : config.message;
+    if (res.headersSent) return;
+    res.status(config.statusCode);
+    if (typeof body === 'string') res.send(body);
+    else res.json(body);
+  }
+
+  function refundWhenDone(res: Response, key: string, cost: number, limit: number) {
+    let settled = false;
+    const settle = (failed: boolean) => {
+      if (settled) return;
+      settled = true;
+      if (failed ? !config.skipFailedRequests : !config.skipSuccessfulRequests) return;
+      const redisClient = client();
+      boundedCall(redisClient, config.timeout, () =>
+        scripts.refund.run(redisClient, [key], [cost, windowMs, limit]),
+      ).catch((error) => outage.failed(error));
+    };
+    res.once('finish', () => settle(res.statusCode >= 400));
+    res.once('close', () => settle(true));
+  }
+
+  function resolveNumber(value: unknown, option: 'limit' | 'cost'): number {
+    if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
+    throw new TypeError(`rateLimit: the '${option}' function returned ${String(value)} (expected an integer ≥ 0)`);
+  }
+
+  const middleware = async function rateLimitMiddleware(req: Request, res: Response, next: NextFunction) {
+    try {
+      if (config.skip && (await config.skip(req, res))) return next();
+
+      const rawKey = await clientKeyOf(req);
+      if ((typeof rawKey !== 'string' || rawKey === '') && typeof rawKey !== 'number') {
+        throw new TypeError(
+          `rateLimit: the 'key' function returned ${rawKey === '' ? 'an empty string' : String(rawKey)} (expected a non-empty string)`,
+        );
+      }
+      const clientKey = String(rawKey);
+      const key = storageKey(clientKey);
+      const limit = typeof config.limit === 'number' ? config.limit : resolveNumber(await config.limit(req), 'limit');
+      const cost = typeof config.cost === 'number' ? config.cost : resolveNumber(await config.cost(req), 'cost');
+      if (lastLimits) {
+        if (lastLimits.size >= 10_000) lastLimits.clear();
+        lastLimits.set(key, limit);
+      }
+
+      let now = Date.now();
+      const blocked = blocks?.get(key, now);
+      if (blocked) {
+        req.rateLimit = blocked;
+        setRateLimitHeaders(res, config.headers, blocked, windowSeconds, now);
+        return await respondLimited(req, res, next, blocked, now);
+      }
+
+      let reply: HitReply;
+      try {
+        const redisClient = client();
+        reply = (await boundedCall(redisClient, config.timeout, () =>
+          scripts.hit.run(redisClient, [key], [cost, windowMs, limit, 0]),
+        )) as HitReply;
+        outage.recovered();
+      } catch (error) {
+        outage.failed(error);
+        if (config.onRedisError === 'allow') return next();
+        res.setHeader('Retry-After', '1');
+        res.status(503).send('Service Unavailable: the rate limiter cannot reach its store.');
+        return;
+      }
+
+      now = Date.now();
+      const info = toInfo(reply, limit, clientKey, now);
+      req.rateLimit = info;
+      setRateLimitHeaders(res, config.headers, info, windowSeconds, now);
+      if (reply[0] !== 1) {
+        blocks?.set(key, info);
+        return await respondLimited(req, res, next, info, now);
+      }
+      if (refundOn && cost > 0) refundWhenDone(res, key, cost, limit);
+      next();
+    } catch (error) {
+      next(error);
+    }
+  } as RateLimitMiddleware;
+
+  middleware.reset = async function reset(clientKey: string): Promise<void> {
+    const key = storageKey(clientKey);
+    blocks?.delete(key);
+    const redisClient = client();
+    await boundedCall(redisClient, config.timeout, () => redisClient.del(key));
+  };
+
+  middleware.get = async function get(clientKey: string): Promise<RateLimitInfo | null> {
+    const key = storageKey(clientKey);
+    const limit = typeof config.limit === 'number' ? config.limit : (lastLimits?.get(key) ?? Number.NaN);
+    const redisClient = client();
+    const reply = (await boundedCall(redisClient, config.timeout, () =>
+      scripts.hit.run(redisClient, [key], [0, windowMs, limit, 1]),
+    )) as HitReply;
+    if (reply[3] !== 1) return null;
+    return toInfo(reply, limit, clientKey, Date.now());
+  };
+
+  return middleware;
+}

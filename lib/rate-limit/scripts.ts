@@ -1,0 +1,161 @@
+import { RedisScript } from '../redis-client.js';
+
+/*
+ * Every hit script takes KEYS[1] = the client's key and
+ *   ARGV[1] = cost, ARGV[2] = window (ms), ARGV[3] = limit, ARGV[4] = '1' to only look (no write)
+ * and returns { allowed (1/0), used, ms until reset, exists (1/0) }.
+ * Each touches one key, sets its expiry in the same atomic step, and reads time from Redis (TIME or PTTL),
+ * never from the app server, so clock skew between servers does not matter.
+ */
+
+/** INCRBY + PEXPIRE semantics: the window starts at the client's first request. */
+export const fixedWindowScript = new RedisScript(
+  'fixed-window',
+  `
+local cost, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local used
+if ARGV[4] == '1' then
+  used = tonumber(redis.call('GET', KEYS[1]))
+  if not used then return {1, 0, window, 0} end
+else
+  used = redis.call('INCRBY', KEYS[1], cost)
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], window)
+  ttl = window
+end
+return {used <= limit and 1 or 0, used, ttl, 1}
+`,
+);
+
+/**
+ * Sliding window (the weighted two-window estimate): the previous window's count, weighted by how much of it
+ * still overlaps the sliding window, plus the current window's count. One hash per client: w (window number),
+ * c (count in it), p (count in the one before). Only allowed requests are counted.
+ */
+export const slidingWindowScript = new RedisScript(
+  'sliding-window',
+  `
+local cost, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local current = math.floor(now / window)
+local elapsed = now - current * window
+local state = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
+local w, c, p = tonumber(state[1]), tonumber(state[2]) or 0, tonumber(state[3]) or 0
+if not w and ARGV[4] == '1' then return {1, 0, window - elapsed, 0} end
+if w ~= current then
+  if w == current - 1 then p = c else p = 0 end
+  c = 0
+end
+local estimate = p * (window - elapsed) / window + c
+if ARGV[4] ~= '1' and estimate + cost <= limit then
+  c = c + cost
+  estimate = estimate + cost
+  redis.call('HSET', KEYS[1], 'w', current, 'c', c, 'p', p)
+  redis.call('PEXPIRE', KEYS[1], 2 * window - elapsed)
+  return {1, math.ceil(estimate), window - elapsed, 1}
+end
+if estimate + cost <= limit then return {1, math.ceil(estimate), window - elapsed, 1} end
+-- Blocked: how long until the estimate has decayed enough to admit cost?
+local wait
+if c + cost <= limit and p > 0 then
+  wait = math.ceil(window * (1 - (limit - cost - c) / p)) - elapsed
+elseif limit - cost >= 0 and c > 0 then
+  wait = window - elapsed + math.ceil(window * (1 - (limit - cost) / c))
+else
+  wait = 2 * window - elapsed
+end
+if wait < 1 then wait = 1 end
+return {0, math.ceil(estimate), wait, 1}
+`,
+);
+
+/**
+ * Token bucket: holds up to \`limit\` tokens, refilled continuously at \`limit\` per window; a request takes \`cost\`.
+ * One hash per client: t (tokens), ts (ms of the last update). The key expires once the bucket would be full again.
+ */
+export const tokenBucketScript = new RedisScript(
+  'token-bucket',
+  `
+local cost, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens, ts = tonumber(state[1]), tonumber(state[2])
+local exists = 1
+if not tokens then
+  if ARGV[4] == '1' then return {1, 0, 0, 0} end
+  tokens, ts, exists = limit, now, 0
+end
+if limit > 0 then tokens = math.min(limit, tokens + (now - ts) * limit / window) end
+local allowed = 0
+if ARGV[4] ~= '1' and tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+  local refill = 1
+  if limit > 0 then refill = math.max(1, math.ceil((limit - tokens) * window / limit)) end
+  redis.call('HSET', KEYS[1], 't', tokens, 'ts', now)
+  redis.call('PEXPIRE', KEYS[1], refill)
+elseif ARGV[4] == '1' and tokens >= cost then
+  allowed = 1
+end
+local used = math.ceil(limit - tokens)
+if allowed == 1 then
+  local full = 0
+  if limit > 0 then full = math.ceil((limit - tokens) * window / limit) end
+  return {1, used, full, 1}
+end
+local wait = window
+if limit > 0 and cost <= limit then wait = math.max(1, math.ceil((cost - tokens) * window / limit)) end
+return {0, used, wait, exists}
+`,
+);
+
+/*
+ * Refund scripts (skipFailedRequests / skipSuccessfulRequests): KEYS[1], ARGV[1] = cost, ARGV[2] = window, ARGV[3] = limit.
+ * They only ever change an existing key (so never create one without a TTL) and never go below zero.
+ */
+
+export const fixedWindowRefundScript = new RedisScript(
+  'fixed-window-refund',
+  `
+local used = tonumber(redis.call('GET', KEYS[1]))
+if used and used > 0 then redis.call('DECRBY', KEYS[1], math.min(used, tonumber(ARGV[1]))) end
+return 0
+`,
+);
+
+export const slidingWindowRefundScript = new RedisScript(
+  'sliding-window-refund',
+  `
+local window = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local current = math.floor((tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)) / window)
+local state = redis.call('HMGET', KEYS[1], 'w', 'c')
+if tonumber(state[1]) == current and tonumber(state[2]) then
+  redis.call('HSET', KEYS[1], 'c', math.max(0, tonumber(state[2]) - tonumber(ARGV[1])))
+end
+return 0
+`,
+);
+
+export const tokenBucketRefundScript = new RedisScript(
+  'token-bucket-refund',
+  `
+local tokens = tonumber(redis.call('HGET', KEYS[1], 't'))
+if tokens then redis.call('HSET', KEYS[1], 't', math.min(tonumber(ARGV[3]), tokens + tonumber(ARGV[1]))) end
+return 0
+`,
+);
+
+/** The hit and refund scripts of each algorithm. */
+export const algorithms = {
+  'fixed-window': { hit: fixedWindowScript, refund: fixedWindowRefundScript },
+  'sliding-window': { hit: slidingWindowScript, refund: slidingWindowRefundScript },
+  'token-bucket': { hit: tokenBucketScript, refund: tokenBucketRefundScript },
+} as const;
+
+/** A rate-limiting algorithm. */
+export type Algorithm = keyof typeof algorithms;

@@ -1,0 +1,122 @@
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { rateLimit } from '../../lib/index.js';
+import { silentLogger, useTestRedis } from '../support/redis.js';
+import { appWith } from './support.js';
+
+const redis = useTestRedis('rate-limit-algorithms');
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('sliding-window', () => {
+  it('admits limit requests, then weighs the previous window so a burst at the boundary cannot double the rate', async () => {
+    const prefix = `${redis.prefix}:sliding`;
+    const app = appWith(
+      rateLimit({
+        redis: redis.client(),
+        prefix,
+        limit: 4,
+        window: '400ms',
+        algorithm: 'sliding-window',
+        key: () => 'c',
+        logger: silentLogger,
+      }),
+    );
+    for (let i = 0; i < 4; i++) await request(app).get('/').expect(200);
+    const limited = await request(app).get('/').expect(429);
+    expect(Number(limited.headers['retry-after'])).toBe(1);
+    // Only allowed requests are counted, and the key expires (TTL ≤ 2 windows).
+    const ttl = await redis.client().pttl(`${prefix}:c`);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(800);
+    expect(await redis.client().hget(`${prefix}:c`, 'c')).toBe('4');
+    await pause(900);
+    for (let i = 0; i < 4; i++) await request(app).get('/').expect(200);
+  });
+
+  it('still counts the previous window, weighted by how much of it the sliding window overlaps', async () => {
+    const prefix = `${redis.prefix}:sliding-previous`;
+    const hour = 3_600_000;
+    const [seconds] = await redis.client().time();
+    const current = Math.floor((Number(seconds) * 1000) / hour);
+    // The previous hour was far over the limit; at any point of this hour, some of it still weighs.
+    await redis.client().hset(`${prefix}:c`, { w: current - 1, c: 1_000_000, p: 0 });
+    await redis.client().pexpire(`${prefix}:c`, hour);
+    const options = { redis: redis.client(), prefix, limit: 4, window: '1h', algorithm: 'sliding-window' as const };
+    const app = appWith(rateLimit({ ...options, key: () => 'c' }));
+    const limited = await request(app).get('/').expect(429);
+    expect(Number(limited.headers['retry-after'])).toBeLessThanOrEqual(3_600);
+    // A client whose previous window was quiet is not affected.
+    await request(appWith(rateLimit({ ...options, key: () => 'quiet' })))
+      .get('/')
+      .expect(200);
+  });
+});
+
+describe('token-bucket', () => {
+  it('allows a burst of `limit`, then refills at limit per window', async () => {
+    const prefix = `${redis.prefix}:bucket`;
+    const mw = rateLimit({
+      redis: redis.client(),
+      prefix,
+      limit: 5,
+      window: '500ms',
+      algorithm: 'token-bucket',
+      key: () => 'c',
+      logger: silentLogger,
+      blockCache: false,
+    });
+    const app = appWith(mw);
+    for (let i = 0; i < 5; i++) await request(app).get('/').expect(200);
+    const limited = await request(app).get('/').expect(429);
+    expect(Number(limited.headers['retry-after'])).toBe(1);
+    expect(await redis.client().pttl(`${prefix}:c`)).toBeLessThanOrEqual(500);
+    // One token comes back every 100 ms.
+    await pause(230);
+    await request(app).get('/').expect(200);
+    await request(app).get('/').expect(200);
+    await request(app).get('/').expect(429);
+    const info = await mw.get('c');
+    expect(info).toMatchObject({ limit: 5, remaining: 0 });
+  });
+
+  it('lets a cost larger than the bucket never through, with a finite Retry-After', async () => {
+    const app = appWith(
+      rateLimit({
+        redis: redis.client(),
+        prefix: `${redis.prefix}:bucket-cost`,
+        limit: 2,
+        cost: 3,
+        algorithm: 'token-bucket',
+        window: '1s',
+        key: () => 'c',
+      }),
+    );
+    const limited = await request(app).get('/').expect(429);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('skipFailedRequests refunds in every algorithm', () => {
+  it.each(['sliding-window', 'token-bucket'] as const)('%s', async (algorithm) => {
+    const app = appWith(
+      rateLimit({
+        redis: redis.client(),
+        prefix: `${redis.prefix}:refund-${algorithm}`,
+        limit: 2,
+        window: '1m',
+        algorithm,
+        key: () => 'c',
+        skipFailedRequests: true,
+        blockCache: false,
+      }),
+    );
+    for (let i = 0; i < 4; i++) await request(app).get('/fail').expect(500);
+    // Refunds are sent after the response; give them a moment by polling the outcome, not the clock.
+    await expect
+      .poll(async () => {
+        const status = (await request(app).get('/')).status;
+        return status;
+      })
+      .toBe(200);
+  });
+});
