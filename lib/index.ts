@@ -17,3 +17,19 @@ export type { RateLimitInfo, RateLimitMiddleware, RateLimitOptions } from './rat
 // Rate limiting: `app.use(rateLimit())`.
 export { rateLimit } from './rate-limit/index.js';
 export type { RedisClient } from './redis-client.js';
+export type {
+  RedisSessionMiddleware,
+  RedisSessionOptions,
+  Session,
+  SessionMethods,
+  UserSessionInfo,
+} from './session/index.js';
+
+/**
+ * The data a session holds. Declared here, in the package root, so that users can augment it to type
+ * `req.session`: `declare module 'redisware' { interface SessionData { userId: string } }`.
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: meant to be augmented by users
+export interface SessionData {}
+// Sessions: `app.use(redisSession({ secret }))`, then `req.session`.
+export { redisSession } from './session/index.js';

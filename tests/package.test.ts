@@ -1,6 +1,6 @@
 // Packs the package as npm would publish it, installs the tarball elsewhere and uses it as ESM, CJS and TypeScript.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,15 +52,23 @@ describe('the packed package', () => {
     expect(JSON.parse(output)).toEqual(expected);
   });
 
-  it('type-checks a TypeScript consumer', () => {
+  it('type-checks a TypeScript consumer (with @types/express and @types/node, as an Express app has)', () => {
+    symlinkSync(join(repoRoot, 'node_modules', '@types'), join(consumer, 'node_modules', '@types'), 'dir');
     writeFileSync(
       join(consumer, 'consumer.ts'),
       [
-        "import { createRedis, key, keyspace, type RedisClient } from 'redisware';",
+        "import express from 'express';",
+        "import { createRedis, key, keyspace, rateLimit, redisSession, type RedisClient } from 'redisware';",
+        "declare module 'redisware' { interface SessionData { userId: string } }",
+        'const app = express();',
+        "app.use(rateLimit({ limit: 5 }), redisSession({ secret: 'x'.repeat(32) }));",
+        "app.get('/', (req, res) => { const user: string | undefined = req.session.userId; res.json({ user, rl: req.rateLimit?.remaining }); });",
+        '// @ts-expect-error: SessionData says userId is a string',
+        "app.get('/bad', (req) => { req.session.userId = 42; });",
         "const client: RedisClient = createRedis({ url: 'redis://127.0.0.1:6379', lazyConnect: true });",
         "const k: string = key('user', 1);",
-        "const app: string = keyspace('app')('x');",
-        'void client; void k; void app;',
+        "const appKey: string = keyspace('app')('x');",
+        'void client; void k; void appKey;',
         '// @ts-expect-error: unknown options are a type error too',
         'createRedis({ bogus: true });',
       ].join('\n'),
@@ -75,11 +83,14 @@ describe('the packed package', () => {
           noEmit: true,
           skipLibCheck: true,
           types: ['node'],
-          typeRoots: [join(repoRoot, 'node_modules', '@types')],
         },
         files: ['consumer.ts'],
       }),
     );
-    run(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.']);
+    try {
+      run(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.']);
+    } catch (error) {
+      throw new Error(`tsc failed:\n${(error as { stdout: string }).stdout}`);
+    }
   });
 });

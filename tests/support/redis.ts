@@ -87,7 +87,9 @@ export async function watchCommands(client: RedisClient & Redis): Promise<{
 }> {
   const info = (await client.client('INFO')) as string;
   const address = /addr=(\S+)/.exec(info)?.[1];
-  const monitor = await new Redis(redisUrl()).monitor();
+  const connection = new Redis(redisUrl());
+  const monitor = await connection.monitor();
+  connection.disconnect();
   const sent: string[][] = [];
   const insideScripts: string[][] = [];
   const waiting = new Map<string, () => void>();

@@ -1,0 +1,235 @@
+// `npm run bench [-- <suite> ...]`: side-by-side benchmarks on a private redis-server, written into README.md.
+// Every variant runs in its own server process; each measured run of a variant sits between two runs of bare
+// Express in the same round, and ratios are taken to that bracketing baseline (the machine drifts).
+import { type ChildProcess, fork } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import { startEmbeddedRedis } from '../support/embedded-redis.js';
+import { type Scenario, variants } from './variants.js';
+
+const duration = Number(process.env.BENCH_DURATION ?? 4);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const calibrationRequests = 500;
+const bare = 'bare Express';
+
+interface Case {
+  name: string;
+  scenario: Scenario;
+  path?: string;
+  /** A random client IP per request, through X-Forwarded-For. */
+  randomClients?: number;
+}
+
+interface Suite {
+  title: string;
+  variants: string[];
+  cases: Case[];
+}
+
+const suites: Record<string, Suite> = {
+  'rate-limit': {
+    title: 'Rate limiting',
+    variants: ['redisware rateLimit()', 'express-rate-limit + rate-limit-redis', 'rate-limiter-flexible'],
+    cases: [
+      { name: 'one client, limit never reached', scenario: { limit: 1e9 } },
+      {
+        name: '10,000 clients (random X-Forwarded-For), limit never reached',
+        scenario: { limit: 1e9 },
+        randomClients: 10_000,
+      },
+      { name: 'one client flooding, blocked after its first request', scenario: { limit: 1 } },
+    ],
+  },
+};
+
+interface Measurement {
+  rps: number;
+  p99: number;
+  cpuPerRequest: number;
+  non2xx: number;
+}
+
+interface ServerHandle {
+  child: ChildProcess;
+  port: number;
+}
+
+function startServer(variant: string, redisUrl: string, scenario: Scenario): Promise<ServerHandle> {
+  const child = fork(join(import.meta.dirname, 'server.ts'), [variant, redisUrl, JSON.stringify(scenario)], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve, reject) => {
+    child.once('message', (message: { type: string; port: number }) => resolve({ child, port: message.port }));
+    child.once('exit', (code) => reject(new Error(`${variant} server exited with ${code}`)));
+  });
+}
+
+function stats(server: ServerHandle): Promise<{ cpu: NodeJS.CpuUsage; served: number }> {
+  return new Promise((resolve) => {
+    server.child.once('message', (message: { cpu: NodeJS.CpuUsage; served: number }) => resolve(message));
+    server.child.send({ type: 'stats' });
+  });
+}
+
+function randomIp(space: number): string {
+  const n = Math.floor(Math.random() * space);
+  return `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
+}
+
+function load(
+  server: ServerHandle,
+  testCase: Case,
+  options: { duration?: number; amount?: number; connections?: number },
+) {
+  const url = `http://127.0.0.1:${server.port}${testCase.path ?? '/'}`;
+  const randomClients = testCase.randomClients;
+  return autocannon({
+    url,
+    connections: options.connections ?? connections,
+    ...(options.amount ? { amount: options.amount } : { duration: options.duration }),
+    requests: randomClients
+      ? [
+          {
+            setupRequest: (request) => ({
+              ...request,
+              headers: { ...request.headers, 'x-forwarded-for': randomIp(randomClients) },
+            }),
+          },
+        ]
+      : undefined,
+  });
+}
+
+async function measure(server: ServerHandle, testCase: Case): Promise<Measurement> {
+  const before = await stats(server);
+  const result = await load(server, testCase, { duration });
+  const after = await stats(server);
+  const cpuMicros = after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system;
+  return {
+    rps: result.requests.average,
+    p99: result.latency.p99,
+    cpuPerRequest: cpuMicros / Math.max(1, after.served - before.served),
+    non2xx: result.non2xx,
+  };
+}
+
+/** Commands per request the app sends, and commands Redis executes (including those inside scripts), via MONITOR. */
+async function countCommands(redisUrl: string, server: ServerHandle, testCase: Case) {
+  const connection = new Redis(redisUrl);
+  const monitor = await connection.monitor();
+  connection.disconnect();
+  let sent = 0;
+  let insideScripts = 0;
+  monitor.on('monitor', (_time: string, _args: string[], source: string) => {
+    if (source === 'lua') insideScripts++;
+    else sent++;
+  });
+  const before = await stats(server);
+  await load(server, testCase, { amount: calibrationRequests, connections: 10 });
+  const after = await stats(server);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  monitor.disconnect();
+  const served = after.served - before.served;
+  return { sent: sent / served, executed: (sent + insideScripts) / served };
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+};
+
+async function runCase(redisUrl: string, suite: Suite, testCase: Case): Promise<string> {
+  const names = [bare, ...suite.variants];
+  const servers = new Map<string, ServerHandle>();
+  for (const name of names) servers.set(name, await startServer(name, redisUrl, testCase.scenario));
+  const get = (name: string) => servers.get(name) as ServerHandle;
+  for (const name of names) await load(get(name), testCase, { duration: 1 }); // warm-up (JIT, connections)
+
+  const runs = new Map<string, Measurement[]>(names.map((name) => [name, []]));
+  const ratios = new Map<string, number[]>(suite.variants.map((name) => [name, []]));
+  for (let round = 0; round < rounds; round++) {
+    let previousBare = await measure(get(bare), testCase);
+    runs.get(bare)?.push(previousBare);
+    for (const name of suite.variants) {
+      const result = await measure(get(name), testCase);
+      const nextBare = await measure(get(bare), testCase);
+      runs.get(name)?.push(result);
+      runs.get(bare)?.push(nextBare);
+      ratios.get(name)?.push(result.rps / ((previousBare.rps + nextBare.rps) / 2));
+      previousBare = nextBare;
+      process.stdout.write(`[${name}: ${Math.round(result.rps)}]`);
+    }
+  }
+  process.stdout.write(' counting commands');
+  const commands = new Map<string, { sent: number; executed: number }>();
+  for (const name of suite.variants) commands.set(name, await countCommands(redisUrl, get(name), testCase));
+  for (const server of servers.values()) server.child.send({ type: 'stop' });
+
+  const rows = names.map((name) => {
+    const measured = runs.get(name) as Measurement[];
+    const ratio = name === bare ? '1.00' : median(ratios.get(name) as number[]).toFixed(2);
+    const cmds = commands.get(name);
+    const non2xx = measured.reduce((sum, m) => sum + m.non2xx, 0) > 0 ? ' ¹' : '';
+    return `| ${name}${non2xx} | ${Math.round(median(measured.map((m) => m.rps))).toLocaleString('en-US')} | ${ratio}× | ${median(measured.map((m) => m.p99)).toFixed(0)} | ${median(measured.map((m) => m.cpuPerRequest)).toFixed(0)} | ${cmds ? cmds.sent.toFixed(2) : '0'} | ${cmds ? cmds.executed.toFixed(2) : '0'} |`;
+  });
+  return [
+    `**${testCase.name}**`,
+    '',
+    '| variant | req/s (median) | × bare Express (bracketing runs) | p99 ms | server CPU µs/request | Redis commands sent/request | executed by Redis/request |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows,
+    '',
+  ].join('\n');
+}
+
+function writeIntoReadme(suiteName: string, markdown: string): void {
+  const readmePath = join(import.meta.dirname, '..', 'README.md');
+  const readme = readFileSync(readmePath, 'utf8');
+  const start = `<!-- bench:${suiteName} -->`;
+  const end = `<!-- /bench:${suiteName} -->`;
+  const from = readme.indexOf(start);
+  const to = readme.indexOf(end);
+  if (from === -1 || to === -1) {
+    console.log(`README.md has no ${start} … ${end} markers; not written there.`);
+    return;
+  }
+  writeFileSync(readmePath, `${readme.slice(0, from + start.length)}\n${markdown}\n${readme.slice(to)}`);
+}
+
+async function main(): Promise<void> {
+  const selected = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));
+  const names = selected.length ? selected : Object.keys(suites);
+  const redis = await startEmbeddedRedis();
+  const probe = new Redis(redis.url);
+  const version = (await probe.info('server')).match(/redis_version:(\S+)/)?.[1];
+  probe.disconnect();
+  try {
+    for (const name of names) {
+      const suite = suites[name];
+      if (!suite) throw new Error(`unknown suite ${name}; known: ${Object.keys(suites).join(', ')}`);
+      console.log(`\n${suite.title}`);
+      const parts: string[] = [];
+      for (const testCase of suite.cases) parts.push(await runCase(redis.url, suite, testCase));
+      const header = `Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench -- ${name}\`: Node ${process.version}, Redis ${version}, ${cpus().length} × ${cpus()[0]?.model.trim()}, autocannon ${connections} connections, ${rounds} rounds × ${duration} s per variant, each between two bare-Express runs. ¹ = answered non-2xx (expected when blocked).`;
+      const markdown = `${header}\n\n${parts.join('\n')}`;
+      console.log(`\n${markdown}`);
+      writeIntoReadme(name, markdown);
+    }
+  } finally {
+    await redis.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

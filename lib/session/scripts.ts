@@ -1,0 +1,92 @@
+import { RedisScript } from '../redis-client.js';
+
+/*
+ * A session is one hash, `session:<id>`: `_c` (created, ms), `_s` (last seen, ms) and one field `d:<name>` per
+ * top-level data property (its JSON). Writing only changed fields is what lets concurrent requests that change
+ * different properties both keep their change. Times come from Redis (TIME), so app-server clocks do not matter.
+ * Every script keeps the key's TTL at min(idle timeout, time left before the absolute timeout).
+ */
+
+/**
+ * Loads a session: KEYS[1]; ARGV = idle ms, absolute ms, '1' to extend the idle timeout (rolling).
+ * Returns the hash as a flat list, or nil when it is missing or past either timeout (then deletes it).
+ */
+export const loadSessionScript = new RedisScript(
+  'session-load',
+  `
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return false end
+local created, seen
+for i = 1, #fields, 2 do
+  if fields[i] == '_c' then created = tonumber(fields[i + 1]) elseif fields[i] == '_s' then seen = tonumber(fields[i + 1]) end
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local idle, absolute = tonumber(ARGV[1]), tonumber(ARGV[2])
+if not created or not seen or now - created >= absolute or now - seen >= idle then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], '_s', now)
+  redis.call('PEXPIRE', KEYS[1], math.min(idle, absolute - (now - created)))
+end
+return fields
+`,
+);
+
+/**
+ * Saves changed fields: KEYS[1]; ARGV = idle ms, absolute ms, '1' if the session is new, n, then n field/value
+ * pairs to set, then the fields to delete. An existing session that is gone (destroyed or expired while the
+ * request ran) is never brought back: returns 0 and writes nothing. Returns 1 when saved.
+ */
+export const saveSessionScript = new RedisScript(
+  'session-save',
+  `
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local idle, absolute = tonumber(ARGV[1]), tonumber(ARGV[2])
+local created
+if ARGV[3] == '1' then
+  created = now
+  redis.call('HSET', KEYS[1], '_c', now)
+else
+  created = tonumber(redis.call('HGET', KEYS[1], '_c'))
+  if not created then return 0 end
+end
+local left = absolute - (now - created)
+if left <= 0 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+local n = tonumber(ARGV[4])
+local set = {'_s', now}
+for i = 5, 4 + 2 * n do set[#set + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(set))
+if #ARGV > 4 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 5 + 2 * n)) end
+redis.call('PEXPIRE', KEYS[1], math.min(idle, left))
+return 1
+`,
+);
+
+/**
+ * The per-user index, a sorted set of session ids scored by the latest time each can still be alive:
+ * KEYS[1]; ARGV = session id, absolute ms, '1' to add / '0' to remove. The index lives at least as long as
+ * the newest session in it, and entries past their absolute timeout are pruned on every add.
+ */
+export const userIndexScript = new RedisScript(
+  'session-user-index',
+  `
+if ARGV[3] ~= '1' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 0
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local absolute = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + absolute, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('PTTL', KEYS[1]) < absolute then redis.call('PEXPIRE', KEYS[1], absolute) end
+return 0
+`,
+);

@@ -1,0 +1,37 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/** 32 random bytes in base64url: 43 characters from [A-Za-z0-9_-]. */
+const idPattern = /^[A-Za-z0-9_-]{43}$/;
+const signatureLength = 43; // base64url of a 32-byte HMAC-SHA256
+
+/** A new session id: 256 bits from the CSPRNG, base64url. */
+export function newSessionId(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+function signatureOf(id: string, secret: string): Buffer {
+  return createHmac('sha256', secret).update(id).digest();
+}
+
+/** The cookie value for `id`: `<id>.<HMAC-SHA256(secret, id) in base64url>`. */
+export function signSessionId(id: string, secret: string): string {
+  return `${id}.${signatureOf(id, secret).toString('base64url')}`;
+}
+
+/**
+ * The session id in a cookie value, or `undefined` when the value is malformed or its signature matches none of
+ * `secrets` (compared in constant time). Only values of the exact shape we issue are even considered.
+ */
+export function verifySessionCookie(value: string | undefined, secrets: readonly string[]): string | undefined {
+  if (value === undefined || value.length !== 43 + 1 + signatureLength || value[43] !== '.') return undefined;
+  const id = value.slice(0, 43);
+  if (!idPattern.test(id)) return undefined;
+  const given = Buffer.from(value.slice(44), 'base64url');
+  if (given.length !== 32) return undefined;
+  let valid = false;
+  for (const secret of secrets) {
+    // Check every secret, so the time taken does not reveal which one matched.
+    if (timingSafeEqual(given, signatureOf(id, secret))) valid = true;
+  }
+  return valid ? id : undefined;
+}

@@ -1,0 +1,400 @@
+import type { Redis } from 'ioredis';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redisSession } from '../../lib/index.js';
+import { signSessionId } from '../../lib/session/signature.js';
+import { silentLogger, useTestRedis, watchCommands } from '../support/redis.js';
+import { cookiePair, secret, sessionApp, setCookie } from './support.js';
+
+const redis = useTestRedis('session');
+let counter = 0;
+const middleware = (options: Partial<Parameters<typeof redisSession>[0]> = {}) =>
+  redisSession({
+    secret,
+    redis: redis.client(),
+    prefix: `${redis.prefix}:${++counter}`,
+    logger: silentLogger,
+    ...options,
+  });
+const idOf = (pair: string) => decodeURIComponent(pair.split('=')[1]).split('.')[0];
+
+describe('redisSession() cookies and storage', () => {
+  it('sets no cookie and stores nothing for a request that does not touch the session', async () => {
+    const prefix = `${redis.prefix}:untouched`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix }));
+    const response = await request(app).get('/peek').expect(200);
+    expect(response.headers['set-cookie']).toBeUndefined();
+    expect(await redis.client().keys(`${prefix}:*`)).toEqual([]);
+  });
+
+  it('issues a signed, HttpOnly, SameSite=Lax browser-session cookie when the session is first written', async () => {
+    const app = sessionApp(middleware());
+    const response = await request(app).get('/set?name=ada').expect(200);
+    const header = setCookie(response) as string;
+    expect(header).toMatch(/^sid=[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}; /);
+    expect(header).toMatch(/; HttpOnly/);
+    expect(header).toMatch(/; SameSite=Lax/);
+    expect(header).toMatch(/; Path=\//);
+    expect(header).not.toMatch(/Secure|Expires|Max-Age/);
+    const id = idOf(cookiePair(response));
+    expect(id).toBe(response.body.id);
+
+    const again = await request(app).get('/').set('Cookie', cookiePair(response)).expect(200);
+    expect(again.body).toEqual({ id, data: { name: 'ada' } });
+    expect(again.headers['set-cookie']).toBeUndefined();
+  });
+
+  it('stores session:<id> with a TTL equal to the idle timeout', async () => {
+    const prefix = `${redis.prefix}:layout`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix, ttl: '2h' }));
+    const response = await request(app).get('/set?name=ada');
+    const id = idOf(cookiePair(response));
+    const ttl = await redis.client().pttl(`${prefix}:${id}`);
+    expect(ttl).toBeGreaterThan(7_100_000);
+    expect(ttl).toBeLessThanOrEqual(7_200_000);
+  });
+
+  it('marks the cookie Secure when the request is secure (trust proxy honoured)', async () => {
+    const app = sessionApp(middleware(), (a) => a.set('trust proxy', 1));
+    const response = await request(app).get('/set?a=1').set('X-Forwarded-Proto', 'https');
+    expect(setCookie(response)).toMatch(/; Secure/);
+  });
+
+  it('sends a persistent cookie with cookie.maxAge, refreshed on every request while rolling', async () => {
+    const app = sessionApp(middleware({ cookie: { maxAge: '1h' } }));
+    const first = await request(app).get('/set?a=1');
+    expect(setCookie(first)).toMatch(/Max-Age=3600/);
+    expect(setCookie(first)).toMatch(/Expires=/);
+    const read = await request(app).get('/peek').set('Cookie', cookiePair(first));
+    expect(setCookie(read)).toMatch(/Max-Age=3600/);
+
+    const notRolling = sessionApp(middleware({ cookie: { maxAge: '1h' }, rolling: false }));
+    const created = await request(notRolling).get('/set?a=1');
+    const readOnly = await request(notRolling).get('/peek').set('Cookie', cookiePair(created));
+    expect(readOnly.headers['set-cookie']).toBeUndefined();
+  });
+
+  it('verifies cookies signed with any listed secret and signs new ones with the first (rotation)', async () => {
+    const oldSecret = 'the-old-secret-that-is-long-enough-0002';
+    const prefix = `${redis.prefix}:rotation`;
+    const before = sessionApp(redisSession({ secret: oldSecret, redis: redis.client(), prefix }));
+    const response = await request(before).get('/set?name=ada');
+    const after = sessionApp(redisSession({ secret: [secret, oldSecret], redis: redis.client(), prefix }));
+    const read = await request(after).get('/peek').set('Cookie', cookiePair(response));
+    expect(read.body.data).toEqual({ name: 'ada' });
+    const fresh = await request(after).get('/set?x=1');
+    expect(decodeURIComponent(cookiePair(fresh).split('=')[1])).toBe(signSessionId(fresh.body.id, secret));
+  });
+});
+
+describe('redisSession() hostile cookies', () => {
+  it('gives a fresh empty session, never an error or another session, for every malformed cookie', async () => {
+    const app = sessionApp(middleware());
+    const victim = await request(app).get('/set?secret=victim-data');
+    const pair = cookiePair(victim);
+    const value = decodeURIComponent(pair.split('=')[1]);
+    const [id, signature] = value.split('.');
+    const forged = [
+      `sid=${id}`, // unsigned
+      `sid=${id}.${'A'.repeat(43)}`, // forged signature
+      `sid=${id}.${signature.slice(0, 20)}`, // truncated
+      `sid=${id.slice(0, 42)}x.${signature}`, // tampered id
+      `sid=${signSessionId(id, 'some-other-secret-that-is-long-enough')}`, // another key
+      `sid=${'x'.repeat(6_000)}`, // oversized
+      'sid=%E0%A4%A', // bad percent-encoding
+      'sid=', // empty
+      'sid', // no value
+      '=;;; sid==;', // junk
+      `sid=${id}.${signature}x`, // trailing garbage
+      `sid=${encodeURIComponent(`${id}.${signature}`).replace('.', '%00')}`, // NUL
+    ];
+    for (const cookie of forged) {
+      const response = await request(app).get('/').set('Cookie', cookie);
+      expect(response.status, cookie).toBe(200);
+      expect(response.body.data, cookie).toEqual({});
+      expect(response.body.id, cookie).not.toBe(id);
+    }
+    // Duplicated cookies: the first one counts; a forged first one never yields the victim's data.
+    const duplicated = await request(app)
+      .get('/')
+      .set('Cookie', `sid=${id}.${'B'.repeat(43)}; ${pair}`);
+    expect(duplicated.body.data).toEqual({});
+    const validFirst = await request(app).get('/').set('Cookie', `${pair}; sid=garbage`);
+    expect(validFirst.body.data).toEqual({ secret: 'victim-data' });
+  });
+
+  it('gives a fresh session for a validly signed id the server never stored (expired or unknown)', async () => {
+    const app = sessionApp(middleware());
+    const unknown = signSessionId('A'.repeat(43), secret);
+    const response = await request(app).get('/').set('Cookie', `sid=${unknown}`).expect(200);
+    expect(response.body.data).toEqual({});
+    expect(response.body.id).not.toBe('A'.repeat(43));
+  });
+});
+
+describe('redisSession() Redis cost', () => {
+  let client: Redis;
+  let watch: Awaited<ReturnType<typeof watchCommands>>;
+  beforeAll(async () => {
+    client = redis.newClient();
+    watch = await watchCommands(client);
+  });
+  afterAll(() => watch.stop());
+
+  it('costs zero commands without a cookie, and one round trip (no data rewritten) for an unchanged session', async () => {
+    const app = sessionApp(redisSession({ secret, redis: client, prefix: `${redis.prefix}:cost` }));
+    await request(app).get('/peek');
+    const created = await request(app).get('/set?name=ada&role=admin');
+    await watch.settle();
+    watch.reset();
+    await request(app).get('/peek');
+    await watch.settle();
+    expect(watch.sent).toEqual([]);
+
+    await request(app).get('/peek').set('Cookie', cookiePair(created)); // may load the script once
+    await watch.settle();
+    watch.reset();
+    for (let i = 0; i < 5; i++) {
+      const response = await request(app).get('/peek').set('Cookie', cookiePair(created));
+      expect(response.headers['set-cookie']).toBeUndefined();
+    }
+    await watch.settle();
+    expect(watch.sent.map((args) => args[0].toLowerCase())).toEqual(Array(5).fill('evalsha'));
+    // Inside the script: no data field is written, only the last-seen time and the TTL.
+    const writes = watch.insideScripts.filter((args) => /^(hset|set|hdel|del)$/i.test(args[0]));
+    for (const args of writes) expect(args.slice(2)).toEqual(['_s', expect.any(String)]);
+  });
+
+  it('writes only the changed fields on a change, in one round trip', async () => {
+    const app = sessionApp(redisSession({ secret, redis: client, prefix: `${redis.prefix}:cost-write` }));
+    const created = await request(app).get('/set?a=1&b=2');
+    await request(app).get('/count').set('Cookie', cookiePair(created));
+    await watch.settle();
+    watch.reset();
+    await request(app).get('/count').set('Cookie', cookiePair(created));
+    await watch.settle();
+    expect(watch.sent.map((args) => args[0].toLowerCase())).toEqual(['evalsha', 'evalsha']);
+    const hset = watch.insideScripts.filter((args) => args[0].toLowerCase() === 'hset').at(-1) as string[];
+    expect(hset.slice(2)).toEqual(['_s', expect.any(String), 'd:count', '2']);
+  });
+});
+
+describe('redisSession() concurrency', () => {
+  it('keeps both changes when concurrent requests change different fields; the same field: last writer wins', async () => {
+    let release: () => void = () => {};
+    let started: () => void = () => {};
+    const inHandler = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const app = sessionApp(middleware(), undefined, (a) =>
+      a.get('/slow-set', async (req, res) => {
+        Object.assign(req.session, { slow: 'kept', same: 'slow-writer' });
+        started();
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        res.send('ok');
+      }),
+    );
+    const cookie = cookiePair(await request(app).get('/set?base=1'));
+    const slow = request(app)
+      .get('/slow-set')
+      .set('Cookie', cookie)
+      .then((r) => r);
+    await inHandler;
+    await request(app).get('/set?fast=kept&same=fast-writer').set('Cookie', cookie);
+    release();
+    await slow;
+    const final = await request(app).get('/peek').set('Cookie', cookie);
+    expect(final.body.data).toEqual({ base: '1', slow: 'kept', fast: 'kept', same: 'slow-writer' });
+  });
+
+  it('never resurrects a session destroyed while another request on it was in flight', async () => {
+    const prefix = `${redis.prefix}:resurrect`;
+    let release: () => void = () => {};
+    let started: () => void = () => {};
+    const inHandler = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix }), undefined, (a) =>
+      a.get('/slow-write', async (req, res) => {
+        (req.session as unknown as Record<string, unknown>).late = 'write';
+        started();
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        res.send('ok');
+      }),
+    );
+    const created = await request(app).get('/set?user=u1');
+    const cookie = cookiePair(created);
+    const id = idOf(cookie);
+    const slow = request(app)
+      .get('/slow-write')
+      .set('Cookie', cookie)
+      .then((r) => r);
+    await inHandler;
+    const logout = await request(app).get('/logout').set('Cookie', cookie).expect(302);
+    expect(setCookie(logout)).toMatch(/Expires=Thu, 01 Jan 1970/);
+    release();
+    await slow;
+    expect(await redis.client().exists(`${prefix}:${id}`)).toBe(0);
+    const after = await request(app).get('/peek').set('Cookie', cookie);
+    expect(after.body.data).toEqual({});
+  });
+
+  it('commits the change before the response is sent, so a redirect never beats the write', async () => {
+    const prefix = `${redis.prefix}:redirect`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix }));
+    const response = await request(app).get('/redirect-after-write').expect(302);
+    const id = idOf(cookiePair(response));
+    expect(await redis.client().hget(`${prefix}:${id}`, 'd:written')).toBe('"before-redirect"');
+  });
+});
+
+describe('redisSession() timeouts', () => {
+  it('expires an idle session on the server, and rolling requests keep an active one alive', async () => {
+    const app = sessionApp(middleware({ ttl: '400ms' }));
+    const created = await request(app).get('/set?a=1');
+    const cookie = cookiePair(created);
+    for (let i = 0; i < 4; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect((await request(app).get('/peek').set('Cookie', cookie)).body.data).toEqual({ a: '1' });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await request(app).get('/peek').set('Cookie', cookie)).body.data).toEqual({});
+  });
+
+  it('enforces the idle timeout from the stored last-seen time, not only the key TTL', async () => {
+    const prefix = `${redis.prefix}:idle-stamp`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix, ttl: '1h' }));
+    const created = await request(app).get('/set?a=1');
+    const id = idOf(cookiePair(created));
+    await redis.client().hset(`${prefix}:${id}`, '_s', Date.now() - 2 * 3_600_000);
+    expect((await request(app).get('/peek').set('Cookie', cookiePair(created))).body.data).toEqual({});
+    expect(await redis.client().exists(`${prefix}:${id}`)).toBe(0);
+  });
+
+  it('enforces the absolute timeout from the stored creation time even for an active session', async () => {
+    const prefix = `${redis.prefix}:absolute`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix, absoluteTimeout: '1d' }));
+    const created = await request(app).get('/set?a=1');
+    const id = idOf(cookiePair(created));
+    await redis.client().hset(`${prefix}:${id}`, '_c', Date.now() - 2 * 86_400_000);
+    expect((await request(app).get('/peek').set('Cookie', cookiePair(created))).body.data).toEqual({});
+    // A key's TTL never outlives the absolute timeout either.
+    const fresh = await request(app).get('/set?b=1');
+    expect(await redis.client().pttl(`${prefix}:${idOf(cookiePair(fresh))}`)).toBeLessThanOrEqual(86_400_000);
+  });
+
+  it('with rolling: false, only writes extend the idle timeout', async () => {
+    const prefix = `${redis.prefix}:not-rolling`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix, ttl: '1h', rolling: false }));
+    const created = await request(app).get('/set?a=1');
+    const key = `${prefix}:${idOf(cookiePair(created))}`;
+    await redis.client().pexpire(key, 60_000);
+    await request(app).get('/peek').set('Cookie', cookiePair(created));
+    expect(await redis.client().pttl(key)).toBeLessThanOrEqual(60_000);
+    await request(app).get('/set?b=2').set('Cookie', cookiePair(created));
+    expect(await redis.client().pttl(key)).toBeGreaterThan(3_500_000);
+  });
+});
+
+describe('req.session methods', () => {
+  it('regenerate() moves to a new id, deletes the old key and drops data unless keepData', async () => {
+    const prefix = `${redis.prefix}:regenerate`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix }));
+    const anonymous = await request(app).get('/set?cart=3');
+    const oldId = idOf(cookiePair(anonymous));
+    const login = await request(app).get('/login/u1').set('Cookie', cookiePair(anonymous)).expect(302);
+    const newId = idOf(cookiePair(login));
+    expect(newId).not.toBe(oldId);
+    expect(await redis.client().exists(`${prefix}:${oldId}`)).toBe(0);
+    const me = await request(app).get('/peek').set('Cookie', cookiePair(login));
+    expect(me.body.data).toEqual({ userId: 'u1' });
+    // The old cookie no longer opens anything.
+    expect((await request(app).get('/peek').set('Cookie', cookiePair(anonymous))).body.data).toEqual({});
+
+    const kept = await request(app).get('/regenerate-keep').set('Cookie', cookiePair(login));
+    expect(idOf(cookiePair(kept))).not.toBe(newId);
+    expect((await request(app).get('/peek').set('Cookie', cookiePair(kept))).body.data).toEqual({ userId: 'u1' });
+  });
+
+  it('destroy() deletes the key and sends an expired cookie', async () => {
+    const prefix = `${redis.prefix}:destroy`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix }));
+    const created = await request(app).get('/set?a=1');
+    const id = idOf(cookiePair(created));
+    const logout = await request(app).get('/logout').set('Cookie', cookiePair(created)).expect(302);
+    expect(setCookie(logout)).toMatch(/^sid=; /);
+    expect(setCookie(logout)).toMatch(/Expires=Thu, 01 Jan 1970 00:00:00 GMT/);
+    expect(await redis.client().exists(`${prefix}:${id}`)).toBe(0);
+  });
+
+  it('save() writes immediately and reload() reads back what Redis holds; touch() extends the TTL', async () => {
+    const prefix = `${redis.prefix}:methods`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix, ttl: '1h' }));
+    const created = await request(app).get('/set?a=1');
+    const response = await request(app).get('/save-then-reload').set('Cookie', cookiePair(created));
+    expect(response.body.data).toEqual({ a: '1', saved: 'yes' });
+    const key = `${prefix}:${idOf(cookiePair(created))}`;
+    await redis.client().pexpire(key, 10_000);
+    await request(app).get('/touch').set('Cookie', cookiePair(created));
+    expect(await redis.client().pttl(key)).toBeGreaterThan(3_500_000);
+  });
+
+  it('has a read-only id', async () => {
+    const app = sessionApp(middleware(), undefined, (a) =>
+      a.get('/assign-id', (req, res) => {
+        try {
+          (req.session as unknown as { id: string }).id = 'mine';
+          res.send('assigned');
+        } catch {
+          res.send('refused');
+        }
+      }),
+    );
+    expect((await request(app).get('/assign-id')).text).toBe('refused');
+  });
+});
+
+describe('log out everywhere', () => {
+  it('lists a user’s sessions and destroys them all, leaving other users alone', async () => {
+    const prefix = `${redis.prefix}:by-user`;
+    const session = redisSession({ secret, redis: redis.client(), prefix });
+    const app = sessionApp(session);
+    const laptop = cookiePair(await request(app).get('/login/u1'));
+    const phone = cookiePair(await request(app).get('/login/u1'));
+    const other = cookiePair(await request(app).get('/login/u2'));
+
+    const listed = await session.listByUser('u1');
+    expect(listed.map((s) => s.id).sort()).toEqual([idOf(laptop), idOf(phone)].sort());
+    for (const entry of listed) {
+      expect(entry.createdAt).toBeInstanceOf(Date);
+      expect(entry.lastSeenAt.getTime()).toBeGreaterThanOrEqual(entry.createdAt.getTime());
+    }
+    expect(await redis.client().pttl(`${prefix}:user:u1`)).toBeGreaterThan(0);
+
+    // Logging out one device removes it from the index.
+    await request(app).get('/logout').set('Cookie', phone);
+    expect((await session.listByUser('u1')).map((s) => s.id)).toEqual([idOf(laptop)]);
+
+    expect(await session.destroyByUser('u1')).toBe(1);
+    expect((await request(app).get('/peek').set('Cookie', laptop)).body.data).toEqual({});
+    expect((await request(app).get('/peek').set('Cookie', other)).body.data).toEqual({ userId: 'u2' });
+    expect(await session.listByUser('u1')).toEqual([]);
+  });
+});
+
+describe('redisSession() options', () => {
+  it('rejects a missing or short secret and unknown options, naming the option', () => {
+    expect(() => redisSession({} as never)).toThrow(/redisSession: option "secret" is invalid/);
+    expect(() => redisSession({ secret: 'short' })).toThrow(/option "secret" is invalid: "short"/);
+    expect(() => redisSession({ secret: [secret, 'short'] })).toThrow(/option "secret.1" is invalid/);
+    expect(() => redisSession({ secret, ttl: 'forever' })).toThrow(/option "ttl" is invalid: "forever"/);
+    expect(() => redisSession({ secret, cookie: { sameSite: 'sometimes' as never } })).toThrow(
+      /option "cookie.sameSite"/,
+    );
+    expect(() => redisSession({ secret, resave: true } as never)).toThrow(/unknown option "resave"/);
+  });
+});
