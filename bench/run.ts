@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { startEmbeddedRedis } from '../support/embedded-redis.js';
-import { type Scenario, variants } from './variants.js';
+import type { Scenario } from './variants.js';
 
 const duration = Number(process.env.BENCH_DURATION ?? 4);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -20,6 +20,8 @@ interface Case {
   name: string;
   scenario: Scenario;
   path?: string;
+  /** Request this path first and send the cookie it sets with every request (a logged-in client). */
+  loginPath?: string;
   /** A random client IP per request, through X-Forwarded-For. */
   randomClients?: number;
 }
@@ -44,6 +46,14 @@ const suites: Record<string, Suite> = {
       { name: 'one client flooding, blocked after its first request', scenario: { limit: 1 } },
     ],
   },
+  session: {
+    title: 'Sessions',
+    variants: ['redisware redisSession()', 'express-session + connect-redis 9 (node-redis 5)'],
+    cases: [
+      { name: 'read-only request with an existing session', scenario: {}, path: '/read', loginPath: '/login' },
+      { name: 'write request (counter++) on an existing session', scenario: {}, path: '/write', loginPath: '/login' },
+    ],
+  },
 };
 
 interface Measurement {
@@ -56,6 +66,8 @@ interface Measurement {
 interface ServerHandle {
   child: ChildProcess;
   port: number;
+  /** Headers every load request sends (the session cookie of a logged-in client). */
+  headers: Record<string, string>;
 }
 
 function startServer(variant: string, redisUrl: string, scenario: Scenario): Promise<ServerHandle> {
@@ -64,7 +76,9 @@ function startServer(variant: string, redisUrl: string, scenario: Scenario): Pro
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve, reject) => {
-    child.once('message', (message: { type: string; port: number }) => resolve({ child, port: message.port }));
+    child.once('message', (message: { type: string; port: number }) =>
+      resolve({ child, port: message.port, headers: {} }),
+    );
     child.once('exit', (code) => reject(new Error(`${variant} server exited with ${code}`)));
   });
 }
@@ -90,6 +104,7 @@ function load(
   const randomClients = testCase.randomClients;
   return autocannon({
     url,
+    headers: server.headers,
     connections: options.connections ?? connections,
     ...(options.amount ? { amount: options.amount } : { duration: options.duration }),
     requests: randomClients
@@ -147,7 +162,16 @@ const median = (values: number[]) => {
 async function runCase(redisUrl: string, suite: Suite, testCase: Case): Promise<string> {
   const names = [bare, ...suite.variants];
   const servers = new Map<string, ServerHandle>();
-  for (const name of names) servers.set(name, await startServer(name, redisUrl, testCase.scenario));
+  for (const name of names) {
+    const server = await startServer(name, redisUrl, testCase.scenario);
+    if (testCase.loginPath) {
+      const response = await fetch(`http://127.0.0.1:${server.port}${testCase.loginPath}`);
+      const cookie = response.headers.get('set-cookie')?.split(';')[0];
+      if (cookie) server.headers = { cookie };
+      else if (name !== bare) throw new Error(`${name}: ${testCase.loginPath} set no cookie`);
+    }
+    servers.set(name, server);
+  }
   const get = (name: string) => servers.get(name) as ServerHandle;
   for (const name of names) await load(get(name), testCase, { duration: 1 }); // warm-up (JIT, connections)
 

@@ -1,11 +1,27 @@
 // The apps the benchmarks compare. Every Redis-backed variant gets an ioredis client configured the same way
 // (auto-pipelining on, as redisware's createRedis() does), unless the library cannot use ioredis at all.
-import express, { type Express } from 'express';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import express, { type Express, type RequestHandler } from 'express';
 import { rateLimit as expressRateLimit } from 'express-rate-limit';
 import { Redis } from 'ioredis';
 import { RedisStore as RateLimitRedisStore } from 'rate-limit-redis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
-import { createRedis, rateLimit } from '../lib/index.js';
+import { createClient } from 'redis';
+
+// The benchmark measures what users run: the build in dist/ (`npm run bench` builds it first).
+const entry = existsSync(new URL('../dist/index.js', import.meta.url))
+  ? new URL('../dist/index.js', import.meta.url).href
+  : '../lib/index.js';
+const { createRedis, rateLimit, redisSession }: typeof import('../lib/index.js') = await import(entry);
+
+// Loaded untyped: @types/express-session would declare req.session a second time, clashing with ours.
+const require = createRequire(import.meta.url);
+const expressSession = require('express-session') as (options: Record<string, unknown>) => RequestHandler;
+const { RedisStore: ConnectRedisStore } = require('connect-redis') as {
+  RedisStore: new (options: Record<string, unknown>) => unknown;
+};
+const sessionSecret = 'benchmark-secret-benchmark-secret-0123456789';
 
 export interface Scenario {
   /** Requests allowed per window (rate-limit scenarios). */
@@ -26,8 +42,25 @@ function baseApp(): Express {
   return app;
 }
 
+type Counted = { counter?: number; user?: string } | undefined;
+
 function finish(app: Express, clients: Array<{ quit(): Promise<unknown> }> = []) {
   app.get('/', (_req, res) => {
+    res.send(body);
+  });
+  // Session scenarios: /login creates a session; /read only reads it; /write changes it.
+  app.get('/login', (req, res) => {
+    const session = req.session as unknown as Counted;
+    if (session) session.user = 'bench-user';
+    res.send(body);
+  });
+  app.get('/read', (req, res) => {
+    const session = req.session as unknown as Counted;
+    res.send(session?.user ?? body);
+  });
+  app.get('/write', (req, res) => {
+    const session = req.session as unknown as Counted;
+    if (session) session.counter = (session.counter ?? 0) + 1;
     res.send(body);
   });
   return { app, close: async () => void (await Promise.all(clients.map((c) => c.quit()))) };
@@ -88,5 +121,32 @@ export const variants: Record<string, Variant> = {
       });
       return finish(app, [redis]);
     },
+  },
+};
+
+variants['redisware redisSession()'] = {
+  async build(url) {
+    const redis = createRedis(url);
+    const app = baseApp();
+    app.use(redisSession({ redis, secret: sessionSecret, prefix: 'bench-rw-session' }));
+    return finish(app, [redis]);
+  },
+};
+
+variants['express-session + connect-redis 9 (node-redis 5)'] = {
+  async build(url) {
+    // connect-redis 9 refuses ioredis, so it gets the node-redis client it requires.
+    const client = createClient({ url });
+    await client.connect();
+    const app = baseApp();
+    app.use(
+      expressSession({
+        store: new ConnectRedisStore({ client, prefix: 'bench-es-session:' }),
+        secret: sessionSecret,
+        resave: false,
+        saveUninitialized: false,
+      }),
+    );
+    return finish(app, [{ quit: () => client.quit() }]);
   },
 };

@@ -31,5 +31,11 @@ export type {
  */
 // biome-ignore lint/suspicious/noEmptyInterface: meant to be augmented by users
 export interface SessionData {}
+export type { Cache, CacheResponseOptions, CacheValueOptions, CreateCacheOptions } from './cache/index.js';
+// Response caching and cache-aside: `cacheResponse()`, `createCache()`.
+export { cacheResponse, createCache } from './cache/index.js';
+export type { LockOptions } from './lock/index.js';
+// Distributed locks: `withLock(resource, fn)`.
+export { withLock } from './lock/index.js';
 // Sessions: `app.use(redisSession({ secret }))`, then `req.session`.
 export { redisSession } from './session/index.js';

@@ -1,23 +1,84 @@
 // The demo app: one Express app showing each part of redisware. server.ts runs it; the tests drive it directly.
+import { randomBytes } from 'node:crypto';
 import express, { type Express } from 'express';
-import { key, keyspace, type RedisClient } from '../../lib/index.js';
+import { key, keyspace, type RedisClient, rateLimit, redisSession } from '../../lib/index.js';
 
-const demoKey = keyspace('demo');
+declare module '../../lib/index.js' {
+  interface SessionData {
+    userId: string;
+    visits: number;
+  }
+}
+
+export interface DemoOptions {
+  /** First part of every key the demo writes. @default 'demo' */
+  prefix?: string;
+  /** Signs session cookies; a random one (sessions end when the demo restarts) when not given. */
+  sessionSecret?: string;
+}
 
 /** Builds the demo app on `redis`. */
-export function createDemoApp(redis: RedisClient): Express {
+export function createDemoApp(redis: RedisClient, options: DemoOptions = {}): Express {
   const app = express();
+  const prefix = options.prefix ?? 'demo';
+  const demoKey = keyspace(prefix);
+  const sessions = redisSession({
+    redis,
+    secret: options.sessionSecret ?? randomBytes(32).toString('base64url'),
+    prefix: `${prefix}:session`,
+  });
+  const limited = rateLimit({ redis, limit: 5, window: '1m', prefix: `${prefix}:rate` });
 
   app.get('/', (_req, res) => {
     res.json({
       name: 'redisware demo',
       routes: {
         'GET /': 'this list',
+        'GET /limited': 'rate limited: 5 requests per minute per client IP, then 429 with Retry-After',
+        'POST /login?user=ada': 'log in: regenerates the session id, stores userId (try: curl -c jar -b jar -X POST …)',
+        'GET /me': 'who am I: the session, and all sessions of the logged-in user',
+        'POST /logout': 'destroy this session (expired cookie sent)',
+        'POST /logout-everywhere': 'destroy every session of the logged-in user',
         'GET /key/:parts': "key() on the comma-separated parts, e.g. /key/user,abc123 → 'user:abc123'",
         'GET /visits': 'a counter in Redis (INCR and EXPIRE in one MULTI: the key always has a TTL)',
         'GET /health': 'PING Redis',
       },
     });
+  });
+
+  app.get('/limited', limited, (req, res) => {
+    res.json({ message: 'within the limit', rateLimit: req.rateLimit });
+  });
+
+  app.use(['/login', '/me', '/logout', '/logout-everywhere'], sessions);
+
+  app.post('/login', async (req, res) => {
+    const user = typeof req.query.user === 'string' && req.query.user !== '' ? req.query.user : 'demo-user';
+    await req.session.regenerate(); // a new id on login: no session fixation
+    req.session.userId = user;
+    res.redirect(303, '/me');
+  });
+
+  app.get('/me', async (req, res) => {
+    req.session.visits = (req.session.visits ?? 0) + 1;
+    const userId = req.session.userId;
+    res.json({
+      loggedIn: userId !== undefined,
+      userId: userId ?? null,
+      visits: req.session.visits,
+      sessionsOfThisUser: userId ? await sessions.listByUser(userId) : [],
+    });
+  });
+
+  app.post('/logout', async (req, res) => {
+    await req.session.destroy();
+    res.redirect(303, '/me');
+  });
+
+  app.post('/logout-everywhere', async (req, res) => {
+    const userId = req.session.userId;
+    const destroyed = userId ? await sessions.destroyByUser(userId) : 0;
+    res.json({ destroyed });
   });
 
   app.get('/key/:parts', (req, res) => {

@@ -16,7 +16,7 @@ async function main(): Promise<void> {
   }
 
   const redis = createRedis(url);
-  const app = createDemoApp(redis);
+  const app = createDemoApp(redis, { sessionSecret: process.env.SESSION_SECRET });
   const port = Number(process.env.PORT ?? 3000);
   const server: Server = app.listen(port, '127.0.0.1', () => {
     const address = server.address();

@@ -66,6 +66,22 @@ function formatIPv6(groups: number[]): string {
  */
 export function clientForIp(address: string, subnet: number | false): string {
   if (!address.includes(':')) return address;
+  // Dual-stack servers see every IPv4 client this way: skip the full parse.
+  if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) return address.slice(7);
+  const cacheKey = subnet === false ? address : `${address}/${subnet}`;
+  let client = recentClients.get(cacheKey);
+  if (client === undefined) {
+    client = normaliseIPv6(address, subnet);
+    if (recentClients.size >= 10_000) recentClients.clear();
+    recentClients.set(cacheKey, client);
+  }
+  return client;
+}
+
+/** Recently normalised IPv6 addresses: parsing is the costly part of the default key, and clients repeat. */
+const recentClients = new Map<string, string>();
+
+function normaliseIPv6(address: string, subnet: number | false): string {
   const groups = parseIPv6(address);
   if (!groups) return address;
   if (

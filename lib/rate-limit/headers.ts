@@ -1,6 +1,16 @@
 import type { Response } from 'express';
 import type { RateLimitConfig, RateLimitInfo } from './options.js';
 
+let lastPolicy = { limit: -1, windowSeconds: -1, header: '' };
+
+/** `"default";q=<limit>;w=<window>`, reusing the last string built (the limit rarely changes between requests). */
+function policyHeader(limit: number, windowSeconds: number): string {
+  if (lastPolicy.limit !== limit || lastPolicy.windowSeconds !== windowSeconds) {
+    lastPolicy = { limit, windowSeconds, header: `"default";q=${limit};w=${windowSeconds}` };
+  }
+  return lastPolicy.header;
+}
+
 /**
  * Sets the rate-limit headers chosen by the `headers` option.
  * draft-11 (draft-ietf-httpapi-ratelimit-headers-11): `RateLimit-Policy: "default";q=<limit>;w=<window s>` and
@@ -17,7 +27,7 @@ export function setRateLimitHeaders(
   if (style === false || res.headersSent) return;
   const resetMs = info.resetAt.getTime();
   if (style !== 'legacy') {
-    res.setHeader('RateLimit-Policy', `"default";q=${info.limit};w=${windowSeconds}`);
+    res.setHeader('RateLimit-Policy', policyHeader(info.limit, windowSeconds));
     res.setHeader('RateLimit', `"default";r=${info.remaining};t=${Math.max(0, Math.ceil((resetMs - now) / 1000))}`);
   }
   if (style !== 'draft-11') {

@@ -80,7 +80,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     if (config.handler) return config.handler(req, res, next, info);
     const body = typeof config.message === 'function' ? await config.message(req, res, info) : config.message;
     if (res.headersSent) return;
-    res.status(config.statusCode);
+    res.statusCode = config.statusCode;
     if (typeof body === 'string') res.send(body);
     else res.json(body);
   }

@@ -12,21 +12,41 @@ describe('demo app', () => {
   const redis = useTestRedis('demo');
 
   it('lists its routes on GET /', async () => {
-    const response = await request(createDemoApp(redis.client())).get('/').expect(200);
+    const response = await request(createDemoApp(redis.client(), { prefix: redis.prefix }))
+      .get('/')
+      .expect(200);
     expect(response.body.routes).toHaveProperty('GET /visits');
   });
 
   it('counts visits in a key that has a TTL', async () => {
-    const app = createDemoApp(redis.client());
+    const app = createDemoApp(redis.client(), { prefix: redis.prefix });
     const first = await request(app).get('/visits').expect(200);
     const second = await request(app).get('/visits').expect(200);
     expect(second.body.visits).toBe(first.body.visits + 1);
+    expect(first.body.key).toBe(`${redis.prefix}:visits`);
     expect(await redis.client().ttl(first.body.key)).toBeGreaterThan(0);
-    await redis.client().del(first.body.key);
+  });
+
+  it('rate limits GET /limited to 5 requests per minute', async () => {
+    const app = createDemoApp(redis.client(), { prefix: redis.prefix });
+    for (let i = 0; i < 5; i++) await request(app).get('/limited').expect(200);
+    const limited = await request(app).get('/limited').expect(429);
+    expect(limited.headers['retry-after']).toBeDefined();
+  });
+
+  it('logs in (new session id), says who I am, and logs out', async () => {
+    const agent = request.agent(createDemoApp(redis.client(), { prefix: redis.prefix }));
+    expect((await agent.get('/me').expect(200)).body.loggedIn).toBe(false);
+    await agent.post('/login?user=ada').expect(303);
+    const me = (await agent.get('/me').expect(200)).body;
+    expect(me).toMatchObject({ loggedIn: true, userId: 'ada' });
+    expect(me.sessionsOfThisUser).toHaveLength(1);
+    await agent.post('/logout').expect(303);
+    expect((await agent.get('/me').expect(200)).body.loggedIn).toBe(false);
   });
 
   it('shows key() and rejects empty parts with a 400', async () => {
-    const app = createDemoApp(redis.client());
+    const app = createDemoApp(redis.client(), { prefix: redis.prefix });
     expect((await request(app).get('/key/user,abc123').expect(200)).body.key).toBe('user:abc123');
     await request(app).get('/key/user,,x').expect(400);
   });

@@ -1,0 +1,69 @@
+import type { Request, Response } from 'express';
+import { z } from 'zod';
+import { durationMs, fn, loggerSchema, positiveDurationMs, redisSchema } from '../options.js';
+
+/** Options of `createCache()`. */
+export const cacheSchema = z.strictObject({
+  /** An ioredis client; defaults to the shared `defaultRedis()`. */
+  redis: redisSchema.optional(),
+  /** First part of every key: `cache:<key>`, `cache:tag:<tag>`. @default 'cache' */
+  prefix: z.string().min(1).default('cache'),
+  /** Default time to live of entries. @default '5m' */
+  ttl: positiveDurationMs.default(5 * 60_000),
+  /** The longest a request waits on Redis before the cache is bypassed. @default '250ms' */
+  timeout: positiveDurationMs.default(250),
+  /** Receives warnings. @default console */
+  logger: loggerSchema.optional(),
+});
+
+export type CreateCacheOptions = z.input<typeof cacheSchema>;
+export type CacheConfig = z.output<typeof cacheSchema>;
+
+const lockSchema = z.strictObject({
+  /** How long a concurrent miss waits for the first one's response before running the handler itself. */
+  wait: positiveDurationMs.default(3_000),
+  /** Lease of the lock held while the handler runs (extended while it runs). */
+  ttl: positiveDurationMs.default(10_000),
+});
+
+/** Options of `cache.response()` / `cacheResponse()`. */
+export const responseSchema = z.strictObject({
+  /** How long an entry is fresh. @default the cache's ttl ('5m') */
+  ttl: positiveDurationMs.optional(),
+  /** The cache key of a request. @default method class + path + canonical query + `vary` headers */
+  key: fn<(req: Request) => string>().optional(),
+  /** Request headers that are part of the key (e.g. `['accept-language']`). */
+  vary: z.array(z.string().min(1)).default([]),
+  /** Tags for invalidation: a list, or `(req, res) => string[]`. */
+  tags: z.union([z.array(z.string().min(1)), fn<(req: Request, res: Response) => string[]>()]).optional(),
+  /** Statuses that are stored. @default [200] */
+  statuses: z.array(z.number().int().min(100).max(599)).min(1).default([200]),
+  /** Larger bodies pass through uncached. @default 1 MB */
+  maxBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024),
+  /** Coalesce concurrent misses (one handler run); `false` to turn off. @default { wait: '3s', ttl: '10s' } */
+  lock: z
+    .union([z.boolean(), lockSchema])
+    .default(true)
+    .transform((value) => (value === false ? undefined : value === true ? { wait: 3_000, ttl: 10_000 } : value)),
+  /** After the ttl, serve the stale entry this long while one request refreshes it. @default 0 */
+  staleWhileRevalidate: durationMs.default(0),
+  /** When the handler fails (5xx or throws), serve the last good entry up to this long after the ttl. @default 0 */
+  staleIfError: durationMs.default(0),
+  /** Cache requests that carry `Authorization` (only if responses do not depend on who asks). @default false */
+  allowAuthorized: z.boolean().default(false),
+});
+
+export type CacheResponseOptions = z.input<typeof responseSchema>;
+export type ResponseConfig = z.output<typeof responseSchema>;
+
+/** Options of `cache.wrap()` and `cache.set()`. */
+export const valueSchema = z.strictObject({
+  ttl: positiveDurationMs.optional(),
+  tags: z.array(z.string().min(1)).default([]),
+});
+
+export type CacheValueOptions = z.input<typeof valueSchema>;

@@ -1,0 +1,108 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { defaultRedis } from '../connection.js';
+import { LockTimeoutError } from '../errors.js';
+import { keyspace } from '../keys.js';
+import { parseOptions, positiveDurationMs, redisSchema } from '../options.js';
+import { boundedCall, type RedisClient, RedisScript } from '../redis-client.js';
+
+const lockSchema = z.strictObject({
+  /** An ioredis client; defaults to the shared `defaultRedis()`. */
+  redis: redisSchema.optional(),
+  /** Lease of the lock; extended while `fn` runs, so it only matters if this process dies. @default '10s' */
+  ttl: positiveDurationMs.default(10_000),
+  /** How long to wait for the lock before rejecting with `LockTimeoutError` (without running `fn`). @default '5s' */
+  waitTimeout: positiveDurationMs.default(5_000),
+  /** The longest one Redis command may take. @default '1s' */
+  timeout: positiveDurationMs.default(1_000),
+});
+
+/** Options of {@link withLock}. */
+export type LockOptions = z.input<typeof lockSchema>;
+
+/** Deletes the lock only if it still holds our token: never releases a lock someone else now holds. */
+const releaseScript = new RedisScript(
+  'lock-release',
+  `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`,
+);
+
+/** Extends the lease only if the lock still holds our token. */
+const extendScript = new RedisScript(
+  'lock-extend',
+  `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`,
+);
+
+/** A held lock: extend it, or release it (both token-checked). */
+export interface HeldLock {
+  readonly key: string;
+  release(): Promise<void>;
+}
+
+/** The Redis key of the lock on `resource`: `lock:<resource>`. */
+export const lockKey = keyspace('lock');
+
+/**
+ * Tries once to take the lock at `key` for `ttlMs`; resolves to the held lock, or `undefined` if someone holds it.
+ * While held, the lease is extended every third of `ttlMs`, until `release()`.
+ */
+export async function tryLock(
+  redis: RedisClient,
+  key: string,
+  ttlMs: number,
+  timeoutMs: number,
+): Promise<HeldLock | undefined> {
+  const token = randomBytes(16).toString('base64url');
+  const taken = await boundedCall(redis, timeoutMs, () => redis.set(key, token, 'PX', ttlMs, 'NX'));
+  if (taken !== 'OK') return undefined;
+  const renew = setInterval(
+    () => {
+      boundedCall(redis, timeoutMs, () => extendScript.run(redis, [key], [token, ttlMs])).catch(() => {});
+    },
+    Math.max(1, Math.floor(ttlMs / 3)),
+  );
+  renew.unref();
+  let released = false;
+  return {
+    key,
+    async release() {
+      if (released) return;
+      released = true;
+      clearInterval(renew);
+      await boundedCall(redis, timeoutMs, () => releaseScript.run(redis, [key], [token]));
+    },
+  };
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs `fn` while holding `lock:<resource>` and resolves to its result. The lease (`ttl`) is extended while
+ * `fn` runs; the release is token-checked and happens when `fn` throws too. Past `waitTimeout` without getting
+ * the lock, rejects with {@link LockTimeoutError} and does not run `fn`.
+ */
+export async function withLock<T>(resource: string, fn: () => T | Promise<T>, options?: LockOptions): Promise<T> {
+  if (typeof resource !== 'string' || resource === '') {
+    throw new TypeError(`withLock: resource is invalid: ${JSON.stringify(resource)} (expected a non-empty string)`);
+  }
+  if (typeof fn !== 'function') throw new TypeError('withLock: fn is invalid (expected a function)');
+  const config = parseOptions('withLock', lockSchema, options);
+  const redis = config.redis ?? defaultRedis();
+  const deadline = Date.now() + config.waitTimeout;
+  let delay = 10;
+  for (;;) {
+    const lock = await tryLock(redis, lockKey(resource), config.ttl, config.timeout);
+    if (lock) {
+      try {
+        return await fn();
+      } finally {
+        await lock.release().catch(() => {});
+      }
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) throw new LockTimeoutError(resource, config.waitTimeout);
+    await pause(Math.min(left, delay / 2 + Math.random() * delay));
+    delay = Math.min(delay * 2, 200);
+  }
+}

@@ -1,0 +1,67 @@
+import express from 'express';
+import { Redis } from 'ioredis';
+import request from 'supertest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createCache, createRedis } from '../../lib/index.js';
+import { eventCount, privateRedis } from '../support/private-redis.js';
+import { silentLogger } from '../support/redis.js';
+
+let server: Awaited<ReturnType<typeof privateRedis>>;
+let admin: Redis;
+beforeAll(async () => {
+  server = await privateRedis();
+  admin = new Redis(server.url, { retryStrategy: () => 50 });
+  admin.on('error', () => {});
+  return () => admin.disconnect();
+});
+
+function appOn(redis: Redis) {
+  const cache = createCache({ redis, timeout: '100ms', logger: silentLogger });
+  const app = express();
+  let calls = 0;
+  app.get('/data', cache.response(), (_req, res) => {
+    calls++;
+    res.json({ calls });
+  });
+  return { app, calls: () => calls };
+}
+
+describe('cacheResponse() when Redis fails', () => {
+  it('runs the handler and delivers its response with X-Cache: BYPASS when Redis is slow', async () => {
+    const redis = createRedis({ url: server.url, logger: silentLogger }) as Redis;
+    await redis.ping();
+    const { app } = appOn(redis);
+    await admin.call('CLIENT', 'PAUSE', '1000', 'ALL');
+    try {
+      const response = await request(app).get('/data').expect(200);
+      expect(response.headers['x-cache']).toBe('BYPASS');
+      expect(response.body).toEqual({ calls: 1 });
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE');
+    }
+    redis.disconnect();
+  });
+
+  it('does the same when Redis is down, and caches again once it is back', async () => {
+    const redis = createRedis({
+      url: server.url,
+      logger: silentLogger,
+      retry: { baseDelay: 10, maxDelay: 50 },
+    }) as Redis;
+    await redis.ping();
+    const { app } = appOn(redis);
+    await server.stop();
+    await eventCount(redis, 'reconnecting', 1);
+    for (let i = 1; i <= 3; i++) {
+      const response = await request(app).get('/data').expect(200);
+      expect(response.headers['x-cache']).toBe('BYPASS');
+      expect(response.body).toEqual({ calls: i });
+    }
+    const ready = eventCount(redis, 'ready', 1);
+    await server.restart();
+    await ready;
+    expect((await request(app).get('/data')).headers['x-cache']).toBe('MISS');
+    expect((await request(app).get('/data')).headers['x-cache']).toBe('HIT');
+    redis.disconnect();
+  });
+});
