@@ -54,6 +54,15 @@ const suites: Record<string, Suite> = {
       { name: 'write request (counter++) on an existing session', scenario: {}, path: '/write', loginPath: '/login' },
     ],
   },
+  cache: {
+    title: 'Response caching',
+    variants: ['redisware cacheResponse()', 'apicache 1.6 (node-redis 3)'],
+    cases: [
+      { name: 'HIT, ~1 KB JSON (bare Express sends the same bytes from memory)', scenario: {}, path: '/json-1k' },
+      { name: 'HIT, ~100 KB JSON (bare Express sends the same bytes from memory)', scenario: {}, path: '/json-100k' },
+      { name: '5 ms "database" handler (bare Express: uncached)', scenario: {}, path: '/db' },
+    ],
+  },
 };
 
 interface Measurement {

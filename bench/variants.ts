@@ -13,7 +13,7 @@ import { createClient } from 'redis';
 const entry = existsSync(new URL('../dist/index.js', import.meta.url))
   ? new URL('../dist/index.js', import.meta.url).href
   : '../lib/index.js';
-const { createRedis, rateLimit, redisSession }: typeof import('../lib/index.js') = await import(entry);
+const { cacheResponse, createRedis, rateLimit, redisSession }: typeof import('../lib/index.js') = await import(entry);
 
 // Loaded untyped: @types/express-session would declare req.session a second time, clashing with ours.
 const require = createRequire(import.meta.url);
@@ -44,9 +44,34 @@ function baseApp(): Express {
 
 type Counted = { counter?: number; user?: string } | undefined;
 
-function finish(app: Express, clients: Array<{ quit(): Promise<unknown> }> = []) {
+/** JSON documents of about 1 KB and 100 KB, and the same bytes pre-serialised for the bare baseline. */
+const document1k = {
+  items: Array.from({ length: 21 }, (_, i) => ({ id: i, name: `item number ${i}`, tags: ['a', 'b'] })),
+};
+const document100k = {
+  items: Array.from({ length: 1_900 }, (_, i) => ({ id: i, name: `item number ${i}`, tags: ['a', 'b'] })),
+};
+const bytes1k = Buffer.from(JSON.stringify(document1k));
+const bytes100k = Buffer.from(JSON.stringify(document100k));
+const passThrough: RequestHandler = (_req, _res, next) => next();
+
+function finish(app: Express, clients: Array<{ quit(): Promise<unknown> }> = [], cached?: RequestHandler) {
   app.get('/', (_req, res) => {
     res.send(body);
+  });
+  // Cache scenarios. Without a cache, the JSON routes send pre-serialised bytes from memory (the best case
+  // a cache HIT can be compared with); /db is a handler that waits 5 ms for its "database".
+  app.get('/json-1k', cached ?? passThrough, (_req, res) => {
+    if (cached) res.json(document1k);
+    else res.type('application/json').send(bytes1k);
+  });
+  app.get('/json-100k', cached ?? passThrough, (_req, res) => {
+    if (cached) res.json(document100k);
+    else res.type('application/json').send(bytes100k);
+  });
+  app.get('/db', cached ?? passThrough, async (_req, res) => {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    res.json(document1k);
   });
   // Session scenarios: /login creates a session; /read only reads it; /write changes it.
   app.get('/login', (req, res) => {
@@ -148,5 +173,25 @@ variants['express-session + connect-redis 9 (node-redis 5)'] = {
       }),
     );
     return finish(app, [{ quit: () => client.quit() }]);
+  },
+};
+
+variants['redisware cacheResponse()'] = {
+  async build(url) {
+    const redis = createRedis(url);
+    return finish(baseApp(), [redis], cacheResponse({ redis, ttl: '1h', prefix: 'bench-rw-cache' }));
+  },
+};
+
+variants['apicache 1.6 (node-redis 3)'] = {
+  async build(url) {
+    // apicache only talks to node-redis v3 (with anything else it silently caches in memory).
+    const redis3 = require('redis3') as { createClient(options: { url: string }): { quit(cb?: () => void): void } };
+    const apicache = require('apicache') as {
+      newInstance(options: Record<string, unknown>): { middleware(duration: string): RequestHandler };
+    };
+    const client = redis3.createClient({ url });
+    const cache = apicache.newInstance({ redisClient: client });
+    return finish(baseApp(), [{ quit: async () => client.quit() }], cache.middleware('1 hour'));
   },
 };

@@ -142,6 +142,7 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
     const { enableAutoPipelining, maxRetriesPerRequest, ...redisOptions } = common;
     const client = new Cluster(nodes, {
       enableAutoPipelining,
+      lazyConnect: rest.lazyConnect,
       clusterRetryStrategy: retryStrategy,
       redisOptions: { ...redisOptions, maxRetriesPerRequest },
       ...(cluster.options as ClusterOptions | undefined),

@@ -1,0 +1,49 @@
+// A three-node Redis Cluster owned by one test file, built from redis-server processes we start ourselves.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll } from 'vitest';
+import { type EmbeddedRedis, startEmbeddedRedis } from '../../support/embedded-redis.js';
+
+/** Starts three cluster-enabled redis-servers, assigns the slots, joins them, and waits for `cluster_state:ok`. */
+export async function privateCluster(): Promise<{ nodes: string[] }> {
+  const servers: EmbeddedRedis[] = [];
+  const dirs: string[] = [];
+  afterAll(async () => {
+    await Promise.all(servers.map((server) => server.stop()));
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+  for (let i = 0; i < 3; i++) {
+    // Each node keeps its cluster state file (nodes.conf) in a directory of its own.
+    const dir = mkdtempSync(join(tmpdir(), 'redisware-cluster-'));
+    dirs.push(dir);
+    servers.push(
+      await startEmbeddedRedis({ args: ['--cluster-enabled', 'yes', '--cluster-node-timeout', '2000', '--dir', dir] }),
+    );
+  }
+  const admins = servers.map((server) => new Redis(server.url));
+  try {
+    const ranges = [
+      [0, 5460],
+      [5461, 10922],
+      [10923, 16383],
+    ];
+    await Promise.all(admins.map((admin, i) => admin.call('CLUSTER', 'ADDSLOTSRANGE', ranges[i][0], ranges[i][1])));
+    for (const server of servers.slice(1)) await admins[0].call('CLUSTER', 'MEET', '127.0.0.1', server.port);
+    for (;;) {
+      const states = await Promise.all(admins.map((admin) => admin.call('CLUSTER', 'INFO') as Promise<string>));
+      const known = await Promise.all(admins.map((admin) => admin.call('CLUSTER', 'NODES') as Promise<string>));
+      if (
+        states.every((s) => s.includes('cluster_state:ok')) &&
+        known.every((n) => n.trim().split('\n').length === 3)
+      ) {
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    for (const admin of admins) admin.disconnect();
+  }
+  return { nodes: servers.map((server) => server.url) };
+}
