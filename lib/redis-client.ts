@@ -116,3 +116,29 @@ export function sendDirect(
   });
   return client.sendCommand(command) as Promise<unknown>;
 }
+
+/** Something that is told when Redis fails and when it works again (see `OutageReporter`). */
+interface OutageListener {
+  failed(error: unknown): void;
+  recovered(): void;
+}
+
+/**
+ * A `call(command)` helper for one middleware: runs `command` on the (lazily resolved) client through
+ * {@link boundedCall} and reports failures and recoveries to `outage`, so each outage is logged once.
+ */
+export function boundedCaller(client: () => RedisClient, timeoutMs: number, outage: OutageListener) {
+  return function call<T>(command: (redis: RedisClient) => Promise<T>): Promise<T> {
+    const redis = client();
+    return boundedCall(redis, timeoutMs, () => command(redis)).then(
+      (value) => {
+        outage.recovered();
+        return value;
+      },
+      (error) => {
+        outage.failed(error);
+        throw error;
+      },
+    );
+  };
+}

@@ -5,7 +5,7 @@ import { keyspace } from '../keys.js';
 import { tryLock } from '../lock/index.js';
 import { consoleLogger, type Logger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCall, type RedisClient, RedisScript, sendDirect } from '../redis-client.js';
+import { boundedCaller, type RedisClient, RedisScript, sendDirect } from '../redis-client.js';
 import { type CapturedResponse, captureResponse } from './capture.js';
 import { computeEtag, decodeResponse, encodeResponse, type StoredResponse } from './entry.js';
 import { forbidsStoring, ifNoneMatchMatches, requestHeader, unsafeMethods, varyNames } from './http.js';
@@ -100,19 +100,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
     client ??= defaultRedis();
     return client;
   };
-  const call = <T>(command: (c: RedisClient) => Promise<T>): Promise<T> => {
-    const c = redis();
-    return boundedCall(c, config.timeout, () => command(c)).then(
-      (value) => {
-        outage.recovered();
-        return value;
-      },
-      (error) => {
-        outage.failed(error);
-        throw error;
-      },
-    );
-  };
+  const call = boundedCaller(redis, config.timeout, outage);
 
   const entryKey = (cacheKey: string) =>
     space(cacheKey.length > maxKeyLength ? `sha256-${createHash('sha256').update(cacheKey).digest('hex')}` : cacheKey);

@@ -4,7 +4,7 @@ import type { SessionData } from '../index.js';
 import { keyspace } from '../keys.js';
 import { consoleLogger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCall, type RedisClient } from '../redis-client.js';
+import { boundedCall, boundedCaller, type RedisClient } from '../redis-client.js';
 import { sessionCookie } from './cookie.js';
 import { type RedisSessionOptions, sessionSchema } from './options.js';
 import { loadSessionScript, saveSessionScript, userIndexScript } from './scripts.js';
@@ -138,19 +138,7 @@ function createManager(config: ReturnType<typeof resolveConfig>) {
   const { redis, sessionKey, userKey, outage } = config;
   const ttlArgs = [config.ttl, config.absoluteTimeout] as const;
 
-  const call = <T>(command: (client: RedisClient) => Promise<T>): Promise<T> => {
-    const client = redis();
-    return boundedCall(client, config.timeout, () => command(client)).then(
-      (value) => {
-        outage.recovered();
-        return value;
-      },
-      (error) => {
-        outage.failed(error);
-        throw error;
-      },
-    );
-  };
+  const call = boundedCaller(redis, config.timeout, outage);
 
   function changesOf(session: RedisSession): Changes {
     const { saved } = session[state];

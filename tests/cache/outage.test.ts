@@ -1,18 +1,17 @@
 import express from 'express';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createCache, createRedis } from '../../lib/index.js';
-import { eventCount, privateRedis } from '../support/private-redis.js';
+import { createCache } from '../../lib/index.js';
+import { eventCount, privateRedisWithAdmin } from '../support/private-redis.js';
 import { silentLogger } from '../support/redis.js';
 
-let server: Awaited<ReturnType<typeof privateRedis>>;
+// These tests pause and stop their own redis-server, never the suite's shared one.
+let server: Awaited<ReturnType<typeof privateRedisWithAdmin>>['server'];
 let admin: Redis;
+let cacheClient: () => Redis;
 beforeAll(async () => {
-  server = await privateRedis();
-  admin = new Redis(server.url, { retryStrategy: () => 50 });
-  admin.on('error', () => {});
-  return () => admin.disconnect();
+  ({ server, admin, client: cacheClient } = await privateRedisWithAdmin());
 });
 
 function appOn(redis: Redis) {
@@ -28,7 +27,7 @@ function appOn(redis: Redis) {
 
 describe('cacheResponse() when Redis fails', () => {
   it('runs the handler and delivers its response with X-Cache: BYPASS when Redis is slow', async () => {
-    const redis = createRedis({ url: server.url, logger: silentLogger }) as Redis;
+    const redis = cacheClient();
     await redis.ping();
     const { app } = appOn(redis);
     await admin.call('CLIENT', 'PAUSE', '1000', 'ALL');
@@ -43,11 +42,7 @@ describe('cacheResponse() when Redis fails', () => {
   });
 
   it('does the same when Redis is down, and caches again once it is back', async () => {
-    const redis = createRedis({
-      url: server.url,
-      logger: silentLogger,
-      retry: { baseDelay: 10, maxDelay: 50 },
-    }) as Redis;
+    const redis = cacheClient();
     await redis.ping();
     const { app } = appOn(redis);
     await server.stop();

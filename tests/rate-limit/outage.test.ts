@@ -1,24 +1,18 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createRedis, rateLimit } from '../../lib/index.js';
-import { eventCount, privateRedis } from '../support/private-redis.js';
+import { eventCount, privateRedisWithAdmin } from '../support/private-redis.js';
 import { recordingLogger, silentLogger } from '../support/redis.js';
 import { appWith } from './support.js';
 
 // These tests stop, pause and flush their own redis-server, never the suite's shared one.
-let server: Awaited<ReturnType<typeof privateRedis>>;
+let server: Awaited<ReturnType<typeof privateRedisWithAdmin>>['server'];
 let admin: Redis;
+let limiterClient: () => Redis;
 beforeAll(async () => {
-  server = await privateRedis();
-  admin = new Redis(server.url, { maxRetriesPerRequest: 1, retryStrategy: () => 50, lazyConnect: true });
-  admin.on('error', () => {});
-  await admin.connect();
-  return () => admin.disconnect();
+  ({ server, admin, client: limiterClient } = await privateRedisWithAdmin());
 });
-
-const limiterClient = () =>
-  createRedis({ url: server.url, logger: silentLogger, retry: { baseDelay: 10, maxDelay: 50 } }) as Redis;
 
 describe('rateLimit() when Redis is slow', () => {
   it("'allow' passes requests uncounted and 'deny' answers 503 once Redis is slower than timeout", async () => {

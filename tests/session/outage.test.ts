@@ -1,23 +1,18 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createRedis, redisSession } from '../../lib/index.js';
-import { eventCount, privateRedis } from '../support/private-redis.js';
+import { redisSession } from '../../lib/index.js';
+import { eventCount, privateRedisWithAdmin } from '../support/private-redis.js';
 import { silentLogger } from '../support/redis.js';
 import { cookiePair, secret, sessionApp } from './support.js';
 
 // These tests pause and stop their own redis-server, never the suite's shared one.
-let server: Awaited<ReturnType<typeof privateRedis>>;
+let server: Awaited<ReturnType<typeof privateRedisWithAdmin>>['server'];
 let admin: Redis;
+let sessionClient: () => Redis;
 beforeAll(async () => {
-  server = await privateRedis();
-  admin = new Redis(server.url, { retryStrategy: () => 50 });
-  admin.on('error', () => {});
-  return () => admin.disconnect();
+  ({ server, admin, client: sessionClient } = await privateRedisWithAdmin());
 });
-
-const sessionClient = () =>
-  createRedis({ url: server.url, logger: silentLogger, retry: { baseDelay: 10, maxDelay: 50 } }) as Redis;
 
 describe('redisSession() when Redis is slow', () => {
   it("'fail' answers 503 within the timeout; 'continue' serves an empty, unsaved session", async () => {

@@ -1,7 +1,10 @@
 // A redis-server owned by one test file, for tests that stop, pause or restart Redis.
 import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
 import { afterAll } from 'vitest';
+import { createRedis } from '../../lib/connection.js';
 import { type EmbeddedRedis, startEmbeddedRedis } from '../../support/embedded-redis.js';
+import { silentLogger } from './redis.js';
 
 /** Starts a private redis-server, stopped after the file's tests; `restart()` brings it back on the same port. */
 export async function privateRedis(): Promise<{
@@ -44,4 +47,19 @@ export function eventCount(emitter: NodeJS.EventEmitter, event: string, count: n
     };
     emitter.on(event, onEvent);
   });
+}
+
+/**
+ * A private redis-server plus an admin connection (for CLIENT PAUSE / KILL / SCRIPT FLUSH), both closed after the
+ * file's tests, and a factory for fast-reconnecting clients made by createRedis().
+ */
+export async function privateRedisWithAdmin() {
+  const server = await privateRedis();
+  const admin = new Redis(server.url, { maxRetriesPerRequest: 1, retryStrategy: () => 50, lazyConnect: true });
+  admin.on('error', () => {});
+  await admin.connect();
+  afterAll(() => admin.disconnect());
+  const client = () =>
+    createRedis({ url: server.url, logger: silentLogger, retry: { baseDelay: 10, maxDelay: 50 } }) as Redis;
+  return { server, admin, client };
 }
