@@ -31,6 +31,87 @@ export class RedisScript {
   }
 }
 
+interface QueuedScript {
+  script: RedisScript;
+  keys: readonly string[];
+  args: readonly (string | number)[];
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Sends the script calls made during one turn of the event loop as one pipeline: one socket write (and usually
+ * one read) for all the requests Node parsed in that turn, instead of one per request. Standalone Redis only:
+ * a Cluster pipeline must stay within one slot.
+ */
+class ScriptBatcher {
+  private queue: QueuedScript[] = [];
+  private scheduled = false;
+
+  constructor(private readonly client: Redis) {}
+
+  run(script: RedisScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ script, keys, args, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(this.flush);
+      }
+    });
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 1) {
+      const [only] = batch;
+      only.script.run(this.client, only.keys, only.args).then(only.resolve, only.reject);
+      return;
+    }
+    const pipeline = this.client.pipeline();
+    for (const { script, keys, args } of batch) pipeline.evalsha(script.sha, keys.length, ...keys, ...args);
+    pipeline.exec().then(
+      (results) => {
+        batch.forEach((item, i) => {
+          const [error, value] = results?.[i] ?? [new Error('no reply in pipeline'), undefined];
+          if (!error) item.resolve(value);
+          else if (error.message?.startsWith('NOSCRIPT')) {
+            // The script did not run: send it in full (EVAL), once.
+            this.client
+              .eval(item.script.source, item.keys.length, ...item.keys, ...item.args)
+              .then(item.resolve, item.reject);
+          } else item.reject(error);
+        });
+      },
+      (error) => {
+        for (const item of batch) item.reject(error);
+      },
+    );
+  };
+}
+
+const batchers = new WeakMap<RedisClient, ScriptBatcher>();
+
+/**
+ * Runs a hot-path script: on a standalone Redis batched with the other calls of this event-loop turn
+ * (see {@link ScriptBatcher}); on a Cluster through ioredis' per-node auto-pipelining.
+ */
+export function runScript(
+  client: RedisClient,
+  script: RedisScript,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+): Promise<unknown> {
+  if ((client as { isCluster?: boolean }).isCluster) return script.run(client, keys, args);
+  let batcher = batchers.get(client);
+  if (!batcher) {
+    batcher = new ScriptBatcher(client as Redis);
+    batchers.set(client, batcher);
+  }
+  return batcher.run(script, keys, args);
+}
+
 const nextReadyByClient = new WeakMap<RedisClient, Promise<void>>();
 
 /** Resolves on the client's next `ready` event; one shared promise (and listener) per client. */

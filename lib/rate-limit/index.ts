@@ -4,7 +4,7 @@ import { defaultRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
 import { consoleLogger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCall, type RedisClient } from '../redis-client.js';
+import { boundedCall, type RedisClient, runScript } from '../redis-client.js';
 import { BlockCache } from './block-cache.js';
 import { defaultClientKey } from './client-key.js';
 import { retryAfterSeconds, setRateLimitHeaders } from './headers.js';
@@ -136,7 +136,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       try {
         const redisClient = client();
         reply = (await boundedCall(redisClient, config.timeout, () =>
-          scripts.hit.run(redisClient, [key], [cost, windowMs, limit, 0]),
+          runScript(redisClient, scripts.hit, [key], [cost, windowMs, limit, 0]),
         )) as HitReply;
         outage.recovered();
       } catch (error) {

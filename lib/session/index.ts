@@ -4,7 +4,7 @@ import type { SessionData } from '../index.js';
 import { keyspace } from '../keys.js';
 import { consoleLogger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCall, boundedCaller, type RedisClient } from '../redis-client.js';
+import { boundedCall, boundedCaller, type RedisClient, runScript } from '../redis-client.js';
 import { sessionCookie } from './cookie.js';
 import { type RedisSessionOptions, sessionSchema } from './options.js';
 import { loadSessionScript, saveSessionScript, userIndexScript } from './scripts.js';
@@ -227,7 +227,7 @@ function createManager(config: ReturnType<typeof resolveConfig>) {
     },
 
     async load(id: string, rolling: boolean): Promise<string[] | null> {
-      return (await call((c) => loadSessionScript.run(c, [sessionKey(id)], [...ttlArgs, rolling ? 1 : 0]))) as
+      return (await call((c) => runScript(c, loadSessionScript, [sessionKey(id)], [...ttlArgs, rolling ? 1 : 0]))) as
         | string[]
         | null;
     },

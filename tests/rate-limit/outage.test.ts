@@ -44,7 +44,7 @@ describe('rateLimit() when Redis is slow', () => {
     await redis.ping();
     const id = await redis.client('ID');
     const app = appWith(
-      rateLimit({ redis, prefix: 'replay', limit: 5, timeout: '100ms', key: () => 'c', logger: console }),
+      rateLimit({ redis, prefix: 'replay', limit: 5, timeout: '100ms', key: () => 'c', logger: silentLogger }),
     );
     await admin.call('CLIENT', 'PAUSE', '5000', 'WRITE');
     try {
@@ -103,6 +103,23 @@ describe('rateLimit() when Redis is down', () => {
 });
 
 describe('rateLimit() scripts', () => {
+  it('keeps exact counts when concurrent requests are batched into one pipeline right after SCRIPT FLUSH', async () => {
+    const redis = limiterClient();
+    const app = appWith(rateLimit({ redis, prefix: 'flush-batch', limit: 10, key: () => 'c', logger: silentLogger }));
+    for (let i = 0; i < 3; i++) await request(app).get('/').expect(200);
+    await admin.script('FLUSH');
+    const statuses = await Promise.all(
+      Array.from({ length: 12 }, () =>
+        request(app)
+          .get('/')
+          .then((r) => r.status),
+      ),
+    );
+    expect(statuses.filter((status) => status === 200)).toHaveLength(7);
+    expect(await admin.get('flush-batch:c')).toBe('15');
+    redis.disconnect();
+  });
+
   it('survives SCRIPT FLUSH without losing the count (NOSCRIPT → EVAL)', async () => {
     const redis = limiterClient();
     const app = appWith(rateLimit({ redis, prefix: 'flush', limit: 3, key: () => 'c' }));
