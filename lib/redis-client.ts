@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type Cluster, Command, type Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { RedisTimeoutError, RedisUnavailableError } from './errors.js';
 
 /**
@@ -166,36 +166,6 @@ export function boundedCall<T>(client: RedisClient, timeoutMs: number, command: 
       return raceTimer(command(), left, () => new RedisTimeoutError(timeoutMs));
     },
   );
-}
-
-/**
- * Sends one command straight to the connection, outside ioredis' auto-pipelining. Auto-pipelining keeps one batch
- * in flight per connection and queues everything else behind it: good for many tiny commands, but a large reply
- * (a cached 100 KB response) would hold up every request queued behind it.
- */
-export function sendDirect(
-  client: RedisClient,
-  name: string,
-  args: (string | Buffer | number)[],
-  asBuffer: true,
-): Promise<Buffer | null>;
-export function sendDirect(
-  client: RedisClient,
-  name: string,
-  args: (string | Buffer | number)[],
-  asBuffer?: false,
-): Promise<unknown>;
-export function sendDirect(
-  client: RedisClient,
-  name: string,
-  args: (string | Buffer | number)[],
-  asBuffer = false,
-): Promise<unknown> {
-  const command = new Command(name, args, {
-    replyEncoding: asBuffer ? null : 'utf8',
-    keyPrefix: (client.options as { keyPrefix?: string }).keyPrefix,
-  });
-  return client.sendCommand(command) as Promise<unknown>;
 }
 
 /** Something that is told when Redis fails and when it works again (see `OutageReporter`). */

@@ -5,7 +5,7 @@ import { keyspace } from '../keys.js';
 import { tryLock } from '../lock/index.js';
 import { consoleLogger, type Logger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCaller, type RedisClient, RedisScript, sendDirect } from '../redis-client.js';
+import { boundedCaller, type RedisClient, RedisScript } from '../redis-client.js';
 import { type CapturedResponse, captureResponse } from './capture.js';
 import { computeEtag, decodeResponse, encodeResponse, type StoredResponse } from './entry.js';
 import { forbidsStoring, ifNoneMatchMatches, requestHeader, unsafeMethods, varyNames } from './http.js';
@@ -122,7 +122,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
   }
 
   async function readEntry(storageKey: string): Promise<Buffer | null> {
-    return call((r) => sendDirect(r, 'get', [storageKey], true));
+    return call((r) => r.getBuffer(storageKey));
   }
 
   const cache: Cache = {
