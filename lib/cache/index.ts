@@ -463,15 +463,29 @@ export function createCache(options?: CreateCacheOptions): Cache {
       }
     };
 
+    /**
+     * A successful unsafe request invalidates its URL's entry before its response is sent (`res.end` waits for
+     * the delete, bounded by `timeout`), so a client that reads right after its own write never gets the old copy.
+     */
     function invalidateOnSuccess(req: Request, res: Response): void {
-      res.once('finish', () => {
-        if (res.statusCode >= 400) return;
-        const keys = responseConfig.key ? [responseConfig.key(req)] : [canonicalRequestKey(req)];
-        for (const key of keys) cache.delete(key).catch(() => {});
-        if (!responseConfig.key && responseConfig.vary.length > 0) {
-          cache.invalidateTags(urlTag(canonicalRequestKey(req))).catch(() => {});
+      const originalEnd = res.end as (...args: unknown[]) => Response;
+      let ending = false;
+      res.end = function endAfterInvalidation(this: Response, ...args: unknown[]) {
+        if (ending || res.statusCode >= 400) return originalEnd.apply(this, args);
+        ending = true;
+        const invalidations: Promise<unknown>[] = [];
+        try {
+          const key = responseConfig.key ? responseConfig.key(req) : canonicalRequestKey(req);
+          invalidations.push(cache.delete(key));
+          if (!responseConfig.key && responseConfig.vary.length > 0) {
+            invalidations.push(cache.invalidateTags(urlTag(canonicalRequestKey(req))));
+          }
+        } catch (error) {
+          invalidations.push(Promise.reject(error));
         }
-      });
+        Promise.allSettled(invalidations).then(() => originalEnd.apply(res, args));
+        return res;
+      } as typeof res.end;
     }
   }
 
