@@ -61,7 +61,8 @@ export function useTestRedis(label: string): {
   };
   let main: Redis | undefined;
   afterAll(async () => {
-    if (main) await deleteKeysUnder(main, prefix);
+    main ??= newClient();
+    await deleteKeysUnder(main, prefix);
     await Promise.all(opened.map((c) => c.quit().catch(() => c.disconnect())));
   });
   return {
