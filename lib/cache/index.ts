@@ -71,7 +71,13 @@ const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Canonical cache key of a request: method class, path, query parameters sorted by name then value. */
 export function canonicalRequestKey(req: Request, varyHeaders: readonly string[] = []): string {
-  const url = req.originalUrl ?? req.url;
+  let key = canonicalUrlKey(req.originalUrl ?? req.url);
+  for (const name of varyHeaders) key += `\n${name.toLowerCase()}: ${requestHeader(req.headers, name.toLowerCase())}`;
+  return key;
+}
+
+/** `GET <path>?<query sorted by name, then value>`: the key of a URL's entry (without `vary` headers). */
+function canonicalUrlKey(url: string): string {
   const queryStart = url.indexOf('?');
   const path = queryStart === -1 ? url : url.slice(0, queryStart);
   let key = `GET ${path}`;
@@ -81,7 +87,6 @@ export function canonicalRequestKey(req: Request, varyHeaders: readonly string[]
     );
     if (params.length) key += `?${new URLSearchParams(params).toString()}`;
   }
-  for (const name of varyHeaders) key += `\n${name.toLowerCase()}: ${requestHeader(req.headers, name.toLowerCase())}`;
   return key;
 }
 
@@ -149,6 +154,8 @@ export function createCache(options?: CreateCacheOptions): Cache {
 
     async delete(key: string): Promise<void> {
       await call((r) => r.del(entryKey(key)));
+      // A URL path (`/users/1?b=2&a=1`) also names the response stored for it under the default key.
+      if (key.startsWith('/')) await call((r) => r.del(entryKey(canonicalUrlKey(key))));
     },
 
     async invalidateTags(...tags: string[]): Promise<number> {

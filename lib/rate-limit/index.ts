@@ -6,6 +6,7 @@ import { consoleLogger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
 import { boundedCall, type RedisClient, runScript } from '../redis-client.js';
 import { BlockCache } from './block-cache.js';
+import { clientForIp } from './client-ip.js';
 import { defaultClientKey } from './client-key.js';
 import { retryAfterSeconds, setRateLimitHeaders } from './headers.js';
 import { type RateLimitInfo, type RateLimitOptions, rateLimitSchema } from './options.js';
@@ -57,6 +58,11 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     redis ??= defaultRedis();
     return redis;
   };
+
+  /** `reset()` / `get()` accept an address in any notation when clients are keyed by IP. */
+  const normaliseClient = config.key
+    ? (client: string) => client
+    : (client: string) => clientForIp(client, config.ipv6Subnet);
 
   function storageKey(clientKey: string): string {
     return storageKeyOf(
@@ -163,21 +169,21 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   } as RateLimitMiddleware;
 
   middleware.reset = async function reset(clientKey: string): Promise<void> {
-    const key = storageKey(clientKey);
+    const key = storageKey(normaliseClient(clientKey));
     blocks?.delete(key);
     const redisClient = client();
     await boundedCall(redisClient, config.timeout, () => redisClient.del(key));
   };
 
   middleware.get = async function get(clientKey: string): Promise<RateLimitInfo | null> {
-    const key = storageKey(clientKey);
+    const key = storageKey(normaliseClient(clientKey));
     const limit = typeof config.limit === 'number' ? config.limit : (lastLimits?.get(key) ?? Number.NaN);
     const redisClient = client();
     const reply = (await boundedCall(redisClient, config.timeout, () =>
       scripts.hit.run(redisClient, [key], [0, windowMs, limit, 1]),
     )) as HitReply;
     if (reply[3] !== 1) return null;
-    return toInfo(reply, limit, clientKey, Date.now());
+    return toInfo(reply, limit, normaliseClient(clientKey), Date.now());
   };
 
   return middleware;

@@ -383,7 +383,10 @@ describe('invalidation', () => {
 
     await cache.delete('GET /users/2');
     expect((await request(app).get('/users/2')).headers['x-cache']).toBe('MISS');
-    expect(calls).toBe(5);
+    // A URL path works too.
+    await cache.delete('/users/2');
+    expect((await request(app).get('/users/2')).headers['x-cache']).toBe('MISS');
+    expect(calls).toBe(6);
   });
 });
 

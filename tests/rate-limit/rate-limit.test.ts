@@ -263,6 +263,16 @@ describe('rateLimit() client IP', () => {
     expect(await mw.get('2001:db8:1:100::/56')).toMatchObject({ used: 2 });
   });
 
+  it('reset() and get() accept the client address in any notation', async () => {
+    const mw = limiter({ limit: 1, window: '1m' });
+    const app = appWith(mw, (a) => a.set('trust proxy', 1));
+    await request(app).get('/').set('X-Forwarded-For', '203.0.113.9').expect(200);
+    expect(await mw.get('::ffff:203.0.113.9')).toMatchObject({ used: 1, key: '203.0.113.9' });
+    await request(app).get('/').set('X-Forwarded-For', '203.0.113.9').expect(429);
+    await mw.reset('::ffff:cb00:7109');
+    await request(app).get('/').set('X-Forwarded-For', '203.0.113.9').expect(200);
+  });
+
   it('limits full IPv6 addresses when ipv6Subnet is false', async () => {
     const app = appWith(limiter({ limit: 1, ipv6Subnet: false }), (a) => a.set('trust proxy', 1));
     await request(app).get('/').set('X-Forwarded-For', '2001:db8::1').expect(200);
