@@ -8,6 +8,12 @@ import { RedisTimeoutError, RedisUnavailableError } from './errors.js';
  */
 export type RedisClient = Redis | Cluster;
 
+/** The Buffer-reply variants of EVALSHA / EVAL that ioredis defines at run time. */
+interface BufferScripting {
+  evalshaBuffer(...args: (string | number)[]): Promise<unknown>;
+  evalBuffer(...args: (string | number)[]): Promise<unknown>;
+}
+
 /** A Lua script sent with EVALSHA, falling back to EVAL when the server has not cached it (restart, SCRIPT FLUSH). */
 export class RedisScript {
   readonly sha: string;
@@ -17,6 +23,17 @@ export class RedisScript {
     readonly source: string,
   ) {
     this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  /** Like {@link run}, but bulk replies arrive as Buffers (binary-safe). */
+  runBuffer(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    // ioredis has evalshaBuffer/evalBuffer at run time but does not declare them; `callBuffer` would do, but
+    // combined with auto-pipelining it drops the command name (the SHA is sent as the command).
+    const buffered = client as unknown as BufferScripting;
+    return buffered.evalshaBuffer(this.sha, keys.length, ...keys, ...args).catch((error: Error) => {
+      if (!error.message?.startsWith('NOSCRIPT')) throw error;
+      return buffered.evalBuffer(this.source, keys.length, ...keys, ...args);
+    });
   }
 
   /**

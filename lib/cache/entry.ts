@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 /** A stored response: status, headers in order (repeats included), body bytes, and timing. */
 export interface StoredResponse {
@@ -13,6 +13,8 @@ export interface StoredResponse {
   etag: string;
   /** Values of the request headers named by the response's `Vary`, at the time it was stored. */
   vary?: Record<string, string>;
+  /** 16 characters identifying this stored copy (new on every store), for revalidating a local copy. */
+  version: string;
 }
 
 interface Meta {
@@ -25,28 +27,39 @@ interface Meta {
 }
 
 /** Marks a stored response (values stored by `cache.set` are JSON and never start with it). */
-const magic = Buffer.from([0x00, 0x52, 0x57, 0x31]); // \0RW1
+const magic = Buffer.from([0x00, 0x52, 0x57, 0x32]); // \0RW2
+/** Layout: magic (4 bytes), version (16 ASCII characters), metadata length (4 bytes), metadata JSON, body. */
+const versionEnd = 4 + 16;
+const headerEnd = versionEnd + 4;
+
+/** A new version tag for an entry about to be stored. */
+export function newVersion(): string {
+  return randomBytes(12).toString('base64url');
+}
 
 /**
- * Encodes an entry as `\0RW1` + 4-byte metadata length + metadata JSON + the body bytes verbatim:
- * binary safe, and about 200 bytes over the body.
+ * Encodes an entry as `\0RW2` + its 16-character version + 4-byte metadata length + metadata JSON + the body
+ * bytes verbatim: binary safe, and about 250 bytes over the body. The version sits at a fixed offset so a Lua
+ * script can compare it without decoding anything.
  */
 export function encodeResponse(entry: StoredResponse): Buffer {
   const meta: Meta = { s: entry.status, h: entry.headers, t: entry.storedAt, f: entry.freshUntil, e: entry.etag };
   if (entry.vary) meta.v = entry.vary;
   const json = Buffer.from(JSON.stringify(meta));
-  const length = Buffer.allocUnsafe(4);
-  length.writeUInt32BE(json.length);
-  return Buffer.concat([magic, length, json, entry.body]);
+  const header = Buffer.allocUnsafe(headerEnd);
+  magic.copy(header, 0);
+  header.write(entry.version, 4, 16, 'latin1');
+  header.writeUInt32BE(json.length, versionEnd);
+  return Buffer.concat([header, json, entry.body]);
 }
 
 /** Decodes an entry, or `undefined` when the bytes are not one (a JSON value, or corrupt). */
 export function decodeResponse(stored: Buffer): StoredResponse | undefined {
-  if (stored.length < 8 || !stored.subarray(0, 4).equals(magic)) return undefined;
-  const length = stored.readUInt32BE(4);
-  if (8 + length > stored.length) return undefined;
+  if (stored.length < headerEnd || !stored.subarray(0, 4).equals(magic)) return undefined;
+  const length = stored.readUInt32BE(versionEnd);
+  if (headerEnd + length > stored.length) return undefined;
   try {
-    const meta = JSON.parse(stored.subarray(8, 8 + length).toString()) as Meta;
+    const meta = JSON.parse(stored.subarray(headerEnd, headerEnd + length).toString()) as Meta;
     return {
       status: meta.s,
       headers: meta.h,
@@ -54,7 +67,8 @@ export function decodeResponse(stored: Buffer): StoredResponse | undefined {
       freshUntil: meta.f,
       etag: meta.e,
       vary: meta.v,
-      body: stored.subarray(8 + length),
+      version: stored.toString('latin1', 4, versionEnd),
+      body: stored.subarray(headerEnd + length),
     };
   } catch {
     return undefined;

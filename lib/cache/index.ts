@@ -7,7 +7,7 @@ import { consoleLogger, type Logger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
 import { boundedCaller, type RedisClient, RedisScript } from '../redis-client.js';
 import { type CapturedResponse, captureResponse } from './capture.js';
-import { computeEtag, decodeResponse, encodeResponse, type StoredResponse } from './entry.js';
+import { computeEtag, decodeResponse, encodeResponse, newVersion, type StoredResponse } from './entry.js';
 import { forbidsStoring, ifNoneMatchMatches, requestHeader, unsafeMethods, varyNames } from './http.js';
 import {
   type CacheResponseOptions,
@@ -63,6 +63,57 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KE
 return 1
 `,
 );
+
+/**
+ * Reads an entry, or only confirms it: KEYS[1] = entry; ARGV[1] = the version of the copy this process already
+ * holds ('' for none). Returns nil (no entry), 1 (the local copy is still the stored one) or the entry's bytes.
+ * A HIT on a large entry then moves a few bytes instead of the whole body, and stays one round trip.
+ */
+const readEntryScript = new RedisScript(
+  'cache-read',
+  `
+local stored = redis.call('GET', KEYS[1])
+if not stored then return false end
+if ARGV[1] ~= '' and string.sub(stored, 5, 20) == ARGV[1] then return 1 end
+return stored
+`,
+);
+
+/** Entries kept in process memory (validated against Redis on every use), bounded by their total body size. */
+class LocalCopies {
+  private readonly entries = new Map<string, StoredResponse>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  get(key: string): StoredResponse | undefined {
+    const entry = this.entries.get(key);
+    if (entry) {
+      this.entries.delete(key);
+      this.entries.set(key, entry); // most recently used last
+    }
+    return entry;
+  }
+
+  set(key: string, entry: StoredResponse): void {
+    this.delete(key);
+    if (entry.body.length > this.maxBytes) return;
+    this.entries.set(key, entry);
+    this.bytes += entry.body.length;
+    for (const [oldest, old] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(oldest);
+      this.bytes -= old.body.length;
+    }
+  }
+
+  delete(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    this.entries.delete(key);
+    this.bytes -= entry.body.length;
+  }
+}
 
 /** Cache keys longer than this are stored under their hash. */
 const maxKeyLength = 200;
@@ -126,8 +177,22 @@ export function createCache(options?: CreateCacheOptions): Cache {
     }
   }
 
-  async function readEntry(storageKey: string): Promise<Buffer | null> {
-    return call((r) => r.getBuffer(storageKey));
+  /** Process-local copies of response entries; always revalidated by version, so never served stale. */
+  const localCopies = new LocalCopies(config.localBytes);
+
+  /** The stored response at `storageKey` (one round trip), or `undefined`. */
+  async function readEntry(storageKey: string): Promise<StoredResponse | undefined> {
+    const local = localCopies.get(storageKey);
+    const reply = await call((r) => readEntryScript.runBuffer(r, [storageKey], [local?.version ?? '']));
+    if (reply === 1 && local) return local;
+    if (!Buffer.isBuffer(reply)) {
+      localCopies.delete(storageKey);
+      return undefined;
+    }
+    const entry = decodeResponse(reply);
+    if (entry) localCopies.set(storageKey, entry);
+    else localCopies.delete(storageKey);
+    return entry;
   }
 
   const cache: Cache = {
@@ -316,6 +381,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
         storedAt: now,
         freshUntil: now + ttlMs,
         etag,
+        version: newVersion(),
       };
       if (names.length) entry.vary = Object.fromEntries(names.map((name) => [name, requestHeader(req.headers, name)]));
       return entry;
@@ -367,8 +433,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
       while (Date.now() < deadline) {
         await pause(Math.min(delay, Math.max(1, deadline - Date.now())));
         delay = Math.min(delay * 2, 100);
-        const stored = await readEntry(storageKey).catch(() => null);
-        const entry = stored ? decodeResponse(stored) : undefined;
+        const entry = await readEntry(storageKey).catch(() => undefined);
         if (entry && entry.freshUntil > Date.now() && varyMatches(entry, req)) return entry;
       }
       return undefined;
@@ -433,14 +498,13 @@ export function createCache(options?: CreateCacheOptions): Cache {
         }
         const cacheKey = cacheKeyOf(req);
         const storageKey = entryKey(cacheKey);
-        let stored: Buffer | null;
+        let entry: StoredResponse | undefined;
         try {
-          stored = await readEntry(storageKey);
+          entry = await readEntry(storageKey);
         } catch {
           await runAndStore(req, res, next, { label: 'BYPASS' });
           return;
         }
-        const entry = stored ? decodeResponse(stored) : undefined;
         if (entry && varyMatches(entry, req)) {
           const now = Date.now();
           if (entry.freshUntil > now) return serve(req, res, entry, 'HIT');

@@ -14,6 +14,15 @@ export const cacheSchema = z.strictObject({
   timeout: positiveDurationMs.default(250),
   /** Receives warnings. @default console */
   logger: loggerSchema.optional(),
+  /**
+   * Bytes of response bodies kept in process memory. A HIT on a body held here still asks Redis (one round trip)
+   * whether it is the stored copy, but does not transfer it again. `0` turns it off. @default 32 MB
+   */
+  localBytes: z
+    .number()
+    .int()
+    .min(0)
+    .default(32 * 1024 * 1024),
 });
 
 export type CreateCacheOptions = z.input<typeof cacheSchema>;
