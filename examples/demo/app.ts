@@ -1,7 +1,7 @@
 // The demo app: one Express app showing each part of redisware. server.ts runs it; the tests drive it directly.
 import { randomBytes } from 'node:crypto';
 import express, { type Express } from 'express';
-import { key, keyspace, type RedisClient, rateLimit, redisSession } from '../../lib/index.js';
+import { createCache, key, keyspace, type RedisClient, rateLimit, redisSession } from '../../lib/index.js';
 
 declare module '../../lib/index.js' {
   interface SessionData {
@@ -28,6 +28,7 @@ export function createDemoApp(redis: RedisClient, options: DemoOptions = {}): Ex
     prefix: `${prefix}:session`,
   });
   const limited = rateLimit({ redis, limit: 5, window: '1m', prefix: `${prefix}:rate` });
+  const cache = createCache({ redis, prefix: `${prefix}:cache`, ttl: '30s' });
 
   app.get('/', (_req, res) => {
     res.json({
@@ -39,6 +40,8 @@ export function createDemoApp(redis: RedisClient, options: DemoOptions = {}): Ex
         'GET /me': 'who am I: the session, and all sessions of the logged-in user',
         'POST /logout': 'destroy this session (expired cookie sent)',
         'POST /logout-everywhere': 'destroy every session of the logged-in user',
+        'GET /cached': 'a slow (500 ms) handler behind cacheResponse: MISS once, then HIT from Redis (X-Cache, Age)',
+        'POST /cached/invalidate': 'invalidate the cached entry (by tag); the next GET /cached is a MISS again',
         'GET /key/:parts': "key() on the comma-separated parts, e.g. /key/user,abc123 → 'user:abc123'",
         'GET /visits': 'a counter in Redis (INCR and EXPIRE in one MULTI: the key always has a TTL)',
         'GET /health': 'PING Redis',
@@ -48,6 +51,15 @@ export function createDemoApp(redis: RedisClient, options: DemoOptions = {}): Ex
 
   app.get('/limited', limited, (req, res) => {
     res.json({ message: 'within the limit', rateLimit: req.rateLimit });
+  });
+
+  app.get('/cached', cache.response({ tags: ['demo-report'] }), async (_req, res) => {
+    await new Promise((resolve) => setTimeout(resolve, 500)); // a slow "database"
+    res.json({ report: 'expensive', generatedAt: new Date().toISOString() });
+  });
+
+  app.post('/cached/invalidate', async (_req, res) => {
+    res.json({ invalidated: await cache.invalidateTags('demo-report') });
   });
 
   app.use(['/login', '/me', '/logout', '/logout-everywhere'], sessions);

@@ -570,9 +570,11 @@ let defaultCache: Cache | undefined;
  * Takes the response options plus `redis` and `prefix`; without them it uses a default cache on `defaultRedis()`.
  */
 export function cacheResponse(options: CacheResponseOptions & CreateCacheOptions = {}): RequestHandler {
-  const { redis, prefix, logger, timeout, ...responseOptions } = options;
-  const own = redis !== undefined || prefix !== undefined || logger !== undefined || timeout !== undefined;
-  if (own) return createCache({ redis, prefix, logger, timeout }).response(responseOptions);
+  const { redis, prefix, logger, timeout, localBytes, ...responseOptions } = options;
+  const cacheOptions = { redis, prefix, logger, timeout, localBytes };
+  if (Object.values(cacheOptions).some((value) => value !== undefined)) {
+    return createCache(cacheOptions).response(responseOptions);
+  }
   defaultCache ??= createCache();
   return defaultCache.response(responseOptions);
 }

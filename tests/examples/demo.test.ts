@@ -45,6 +45,17 @@ describe('demo app', () => {
     expect((await agent.get('/me').expect(200)).body.loggedIn).toBe(false);
   });
 
+  it('caches GET /cached (slow handler) and invalidates it on POST /cached/invalidate', async () => {
+    const app = createDemoApp(redis.client(), { prefix: redis.prefix });
+    const miss = await request(app).get('/cached').expect(200);
+    expect(miss.headers['x-cache']).toBe('MISS');
+    const hit = await request(app).get('/cached').expect(200);
+    expect(hit.headers['x-cache']).toBe('HIT');
+    expect(hit.body.generatedAt).toBe(miss.body.generatedAt);
+    expect((await request(app).post('/cached/invalidate').expect(200)).body).toEqual({ invalidated: 1 });
+    expect((await request(app).get('/cached')).headers['x-cache']).toBe('MISS');
+  });
+
   it('shows key() and rejects empty parts with a 400', async () => {
     const app = createDemoApp(redis.client(), { prefix: redis.prefix });
     expect((await request(app).get('/key/user,abc123').expect(200)).body.key).toBe('user:abc123');
