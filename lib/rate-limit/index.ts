@@ -81,10 +81,29 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     };
   }
 
+  /** A fixed `message`, serialised once: a flood of limited requests should cost as little as possible. */
+  const fixedBody =
+    typeof config.message === 'function'
+      ? undefined
+      : typeof config.message === 'string'
+        ? { type: 'text/html; charset=utf-8', bytes: Buffer.from(config.message) }
+        : { type: 'application/json; charset=utf-8', bytes: Buffer.from(JSON.stringify(config.message)) };
+
   async function respondLimited(req: Request, res: Response, next: NextFunction, info: RateLimitInfo, now: number) {
     res.setHeader('Retry-After', String(retryAfterSeconds(info, now)));
     if (config.handler) return config.handler(req, res, next, info);
-    const body = typeof config.message === 'function' ? await config.message(req, res, info) : config.message;
+    if (fixedBody) {
+      res.statusCode = config.statusCode;
+      res.setHeader('Content-Type', fixedBody.type);
+      res.setHeader('Content-Length', fixedBody.bytes.length);
+      res.end(req.method === 'HEAD' ? undefined : fixedBody.bytes);
+      return;
+    }
+    const body = await (config.message as (req: Request, res: Response, info: RateLimitInfo) => unknown)(
+      req,
+      res,
+      info,
+    );
     if (res.headersSent) return;
     res.statusCode = config.statusCode;
     if (typeof body === 'string') res.send(body);
