@@ -29,8 +29,4 @@ export class OutageReporter {
   recovered(): void {
     this.down = false;
   }
-
-  get isDown(): boolean {
-    return this.down;
-  }
 }

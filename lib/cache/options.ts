@@ -26,7 +26,6 @@ export const cacheSchema = z.strictObject({
 });
 
 export type CreateCacheOptions = z.input<typeof cacheSchema>;
-export type CacheConfig = z.output<typeof cacheSchema>;
 
 const lockSchema = z.strictObject({
   /** How long a concurrent miss waits for the first one's response before running the handler itself. */

@@ -4,6 +4,7 @@ import { defaultRedis } from '../connection.js';
 import { LockTimeoutError } from '../errors.js';
 import { keyspace } from '../keys.js';
 import { parseOptions, positiveDurationMs, redisSchema } from '../options.js';
+import { pause } from '../pause.js';
 import { boundedCall, type RedisClient, RedisScript } from '../redis-client.js';
 
 const lockSchema = z.strictObject({
@@ -74,8 +75,6 @@ export async function tryLock(
     },
   };
 }
-
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Runs `fn` while holding `lock:<resource>` and resolves to its result. The lease (`ttl`) is extended while

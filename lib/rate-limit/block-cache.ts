@@ -29,8 +29,4 @@ export class BlockCache {
   delete(storageKey: string): void {
     this.entries.delete(storageKey);
   }
-
-  get size(): number {
-    return this.entries.size;
-  }
 }

@@ -156,6 +156,3 @@ export const algorithms = {
   'sliding-window': { hit: slidingWindowScript, refund: slidingWindowRefundScript },
   'token-bucket': { hit: tokenBucketScript, refund: tokenBucketRefundScript },
 } as const;
-
-/** A rate-limiting algorithm. */
-export type Algorithm = keyof typeof algorithms;
