@@ -1,0 +1,260 @@
+// The session store: how a session lives in Redis, and the object that stands for it in `req.session`.
+import { defaultRedis } from '../connection.js';
+import { keyspace } from '../keys.js';
+import { consoleLogger, OutageReporter } from '../logger.js';
+import { parseOptions } from '../options.js';
+import { boundedCaller, type RedisClient, runScript } from '../redis-client.js';
+import { type RedisSessionOptions, sessionSchema } from './options.js';
+import { loadSessionScript, saveSessionScript, userIndexScript } from './scripts.js';
+import { newSessionId } from './signature.js';
+
+/** Prefix of the hash fields that hold session data (the others are `_c` created and `_s` last seen). */
+export const dataPrefix = 'd:';
+/** Where a session object keeps its bookkeeping, out of sight of its data properties. */
+export const state = Symbol('redisware.session');
+
+interface SessionState {
+  manager: SessionManager;
+  id: string | undefined;
+  /** Not in Redis yet (fresh, or regenerated): saving creates it. */
+  isNew: boolean;
+  /** JSON of each data field as Redis holds it (after load or the last save). */
+  saved: Map<string, string>;
+  /** The user-index entry Redis holds for this id, as JSON (undefined: none). */
+  indexedUser: string | undefined;
+  destroyed: boolean;
+  /** The session was read through `onRedisError: 'continue'`: never saved. */
+  detached: boolean;
+  /** A Set-Cookie is owed for the current id (new or regenerated and saved). */
+  cookieOwed: boolean;
+  cookieSent: boolean;
+}
+
+interface Changes {
+  set: string[];
+  remove: string[];
+  count: number;
+}
+
+type SessionManager = ReturnType<typeof createManager>;
+/** The resolved configuration of one middleware. */
+export type SessionConfig = ReturnType<typeof resolveConfig>;
+
+/** The object behind `req.session`: data as own properties, methods on the prototype. */
+export class RedisSession {
+  declare [state]: SessionState;
+
+  constructor(manager: SessionManager, id: string | undefined, fields: string[] | undefined, detached: boolean) {
+    Object.defineProperty(this, state, {
+      value: {
+        manager,
+        id,
+        isNew: fields === undefined,
+        saved: new Map(),
+        indexedUser: undefined,
+        destroyed: false,
+        detached,
+        cookieOwed: false,
+        cookieSent: false,
+      } satisfies SessionState,
+    });
+    if (fields) manager.fill(this, fields);
+  }
+
+  get id(): string {
+    const s = this[state];
+    s.id ??= newSessionId();
+    return s.id;
+  }
+
+  save(): Promise<void> {
+    return this[state].manager.commit(this);
+  }
+
+  reload(): Promise<void> {
+    return this[state].manager.reload(this);
+  }
+
+  touch(): Promise<void> {
+    return this[state].manager.touch(this);
+  }
+
+  regenerate(options: { keepData?: boolean } = {}): Promise<void> {
+    return this[state].manager.regenerate(this, options.keepData === true);
+  }
+
+  destroy(): Promise<void> {
+    return this[state].manager.destroy(this);
+  }
+}
+
+function dataFields(session: RedisSession): string[] {
+  return Object.keys(session);
+}
+
+/** Loads, diffs and saves sessions, and keeps the per-user index, for one `redisSession()` middleware. */
+export function createManager(config: SessionConfig) {
+  const { redis, sessionKey, userKey, outage } = config;
+  const ttlArgs = [config.ttl, config.absoluteTimeout] as const;
+
+  const call = boundedCaller(redis, config.timeout, outage);
+
+  function changesOf(session: RedisSession): Changes {
+    const { saved } = session[state];
+    const set: string[] = [];
+    const remove: string[] = [];
+    const present = new Set<string>();
+    for (const field of dataFields(session)) {
+      const value = (session as unknown as Record<string, unknown>)[field];
+      if (value === undefined || typeof value === 'function') continue;
+      present.add(field);
+      const json = JSON.stringify(value);
+      if (saved.get(field) !== json) set.push(field, json);
+    }
+    for (const field of saved.keys()) if (!present.has(field)) remove.push(field);
+    return { set, remove, count: set.length / 2 + remove.length };
+  }
+
+  function userOf(session: RedisSession): string | undefined {
+    const value = (session as unknown as Record<string, unknown>)[config.userField];
+    return value === undefined || value === null ? undefined : String(value);
+  }
+
+  async function updateUserIndex(id: string, from: string | undefined, to: string | undefined): Promise<void> {
+    if (from === to) return;
+    const updates: Promise<unknown>[] = [];
+    if (from !== undefined) {
+      updates.push(call((c) => userIndexScript.run(c, [userKey(from)], [id, config.absoluteTimeout, 0])));
+    }
+    if (to !== undefined) {
+      updates.push(call((c) => userIndexScript.run(c, [userKey(to)], [id, config.absoluteTimeout, 1])));
+    }
+    await Promise.all(updates);
+  }
+
+  const manager = {
+    fill(session: RedisSession, fields: string[]): void {
+      const s = session[state];
+      const target = session as unknown as Record<string, unknown>;
+      for (const field of dataFields(session)) delete target[field];
+      s.saved.clear();
+      for (let i = 0; i < fields.length; i += 2) {
+        const name = fields[i];
+        if (!name.startsWith(dataPrefix)) continue;
+        const field = name.slice(dataPrefix.length);
+        try {
+          target[field] = JSON.parse(fields[i + 1]);
+          s.saved.set(field, fields[i + 1]);
+        } catch {
+          // A field we cannot read is dropped rather than failing the request.
+        }
+      }
+      s.indexedUser = userOf(session);
+    },
+
+    /** Whether finishing the request now would write the session (so a cookie is owed for a new one). */
+    willSave(session: RedisSession): boolean {
+      const s = session[state];
+      if (s.destroyed || s.detached) return false;
+      if (s.isNew) return config.saveUninitialized || changesOf(session).count > 0;
+      return changesOf(session).count > 0;
+    },
+
+    async commit(session: RedisSession): Promise<void> {
+      const s = session[state];
+      if (s.destroyed || s.detached) return;
+      const changes = changesOf(session);
+      if (changes.count === 0 && !(s.isNew && config.saveUninitialized)) return;
+      const id = session.id;
+      const args: (string | number)[] = [...ttlArgs, s.isNew ? 1 : 0, changes.set.length / 2];
+      for (let i = 0; i < changes.set.length; i += 2) args.push(dataPrefix + changes.set[i], changes.set[i + 1]);
+      for (const field of changes.remove) args.push(dataPrefix + field);
+      const user = userOf(session);
+      const [saved] = await Promise.all([
+        call((c) => saveSessionScript.run(c, [sessionKey(id)], args)),
+        updateUserIndex(id, s.indexedUser, user),
+      ]);
+      s.indexedUser = user;
+      if (saved !== 1) {
+        // Destroyed or expired while this request ran: its changes must not bring it back.
+        return;
+      }
+      if (s.isNew) s.cookieOwed = true;
+      s.isNew = false;
+      for (let i = 0; i < changes.set.length; i += 2) s.saved.set(changes.set[i], changes.set[i + 1]);
+      for (const field of changes.remove) s.saved.delete(field);
+    },
+
+    async load(id: string, rolling: boolean): Promise<string[] | null> {
+      return (await call((c) => runScript(c, loadSessionScript, [sessionKey(id)], [...ttlArgs, rolling ? 1 : 0]))) as
+        | string[]
+        | null;
+    },
+
+    async reload(session: RedisSession): Promise<void> {
+      const s = session[state];
+      if (s.detached || s.destroyed) return;
+      const fields = s.isNew ? null : await manager.load(session.id, false);
+      if (fields) {
+        manager.fill(session, fields);
+      } else {
+        manager.fill(session, []);
+        s.isNew = true;
+      }
+    },
+
+    async touch(session: RedisSession): Promise<void> {
+      const s = session[state];
+      if (s.isNew || s.detached || s.destroyed) return;
+      await manager.load(session.id, true);
+    },
+
+    async regenerate(session: RedisSession, keepData: boolean): Promise<void> {
+      const s = session[state];
+      if (!s.isNew && s.id !== undefined) {
+        const oldId = s.id;
+        await Promise.all([call((c) => c.del(sessionKey(oldId))), updateUserIndex(oldId, s.indexedUser, undefined)]);
+      }
+      if (!keepData)
+        for (const field of dataFields(session)) delete (session as unknown as Record<string, unknown>)[field];
+      s.id = newSessionId();
+      s.isNew = true;
+      s.destroyed = false;
+      s.saved.clear();
+      s.indexedUser = undefined;
+      s.cookieSent = false;
+    },
+
+    async destroy(session: RedisSession): Promise<void> {
+      const s = session[state];
+      if (!s.isNew && s.id !== undefined) {
+        const id = s.id;
+        await Promise.all([call((c) => c.del(sessionKey(id))), updateUserIndex(id, s.indexedUser, undefined)]);
+      }
+      s.destroyed = true;
+      s.indexedUser = undefined;
+      for (const field of dataFields(session)) delete (session as unknown as Record<string, unknown>)[field];
+    },
+  };
+  return manager;
+}
+
+/** Validates the options and derives what the store and the middleware need. */
+export function resolveConfig(options: RedisSessionOptions) {
+  const config = parseOptions('redisSession', sessionSchema, options);
+  const logger = config.logger ?? consoleLogger;
+  let client: RedisClient | undefined = config.redis;
+  const sessionKeyOf = keyspace(config.prefix);
+  return {
+    ...config,
+    secrets: typeof config.secret === 'string' ? [config.secret] : config.secret,
+    logger,
+    outage: new OutageReporter(logger, 'redisSession could not reach Redis'),
+    redis: () => {
+      client ??= defaultRedis();
+      return client;
+    },
+    sessionKey: (id: string) => sessionKeyOf(id),
+    userKey: (userId: string) => sessionKeyOf('user', userId),
+  };
+}
