@@ -198,6 +198,15 @@ function rejectUnansweredOnClose(connection: Redis): void {
 
 let sharedClient: RedisClient | undefined;
 
+/** A getter for `given`, or — when none was given — for the shared {@link defaultRedis} client, created on first use. */
+export function lazyRedis(given: RedisClient | undefined): () => RedisClient {
+  let client = given;
+  return () => {
+    client ??= defaultRedis();
+    return client;
+  };
+}
+
 /** The client middlewares use when given none: created by `createRedis()` on first use, then shared. */
 export function defaultRedis(): RedisClient {
   sharedClient ??= createRedis();

@@ -8,6 +8,16 @@ import { RedisTimeoutError, RedisUnavailableError } from './errors.js';
  */
 export type RedisClient = Redis | Cluster;
 
+/** Whether `client` is an ioredis `Cluster` (whose pipelines must stay within one slot). */
+export function isCluster(client: RedisClient): boolean {
+  return (client as { isCluster?: boolean }).isCluster === true;
+}
+
+/** A NOSCRIPT reply: the server has not cached the script, so it did not run. */
+function isNoScript(error: unknown): boolean {
+  return (error as Error)?.message?.startsWith('NOSCRIPT') === true;
+}
+
 /** The Buffer-reply variants of EVALSHA / EVAL that ioredis defines at run time. */
 interface BufferScripting {
   evalshaBuffer(...args: (string | number)[]): Promise<unknown>;
@@ -31,7 +41,7 @@ export class RedisScript {
     // combined with auto-pipelining it drops the command name (the SHA is sent as the command).
     const buffered = client as unknown as BufferScripting;
     return buffered.evalshaBuffer(this.sha, keys.length, ...keys, ...args).catch((error: Error) => {
-      if (!error.message?.startsWith('NOSCRIPT')) throw error;
+      if (!isNoScript(error)) throw error;
       return buffered.evalBuffer(this.source, keys.length, ...keys, ...args);
     });
   }
@@ -42,9 +52,14 @@ export class RedisScript {
    */
   run(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
     return client.evalsha(this.sha, keys.length, ...keys, ...args).catch((error: Error) => {
-      if (!error.message?.startsWith('NOSCRIPT')) throw error;
-      return client.eval(this.source, keys.length, ...keys, ...args);
+      if (!isNoScript(error)) throw error;
+      return this.evalSource(client, keys, args);
     });
+  }
+
+  /** Sends the whole script (EVAL), which also caches it on the server. */
+  evalSource(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return client.eval(this.source, keys.length, ...keys, ...args);
   }
 }
 
@@ -93,12 +108,10 @@ class ScriptBatcher {
         batch.forEach((item, i) => {
           const [error, value] = results?.[i] ?? [new Error('no reply in pipeline'), undefined];
           if (!error) item.resolve(value);
-          else if (error.message?.startsWith('NOSCRIPT')) {
-            // The script did not run: send it in full (EVAL), once.
-            this.client
-              .eval(item.script.source, item.keys.length, ...item.keys, ...item.args)
-              .then(item.resolve, item.reject);
-          } else item.reject(error);
+          // The script did not run: send it in full (EVAL), once.
+          else if (isNoScript(error))
+            item.script.evalSource(this.client, item.keys, item.args).then(item.resolve, item.reject);
+          else item.reject(error);
         });
       },
       (error) => {
@@ -120,7 +133,7 @@ export function runScript(
   keys: readonly string[],
   args: readonly (string | number)[],
 ): Promise<unknown> {
-  if ((client as { isCluster?: boolean }).isCluster) return script.run(client, keys, args);
+  if (isCluster(client)) return script.run(client, keys, args);
   let batcher = batchers.get(client);
   if (!batcher) {
     batcher = new ScriptBatcher(client as Redis);

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
-import { defaultRedis } from '../connection.js';
+import { lazyRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
 import { consoleLogger, type Logger, OutageReporter } from '../logger.js';
-import { boundedCaller, type RedisClient, RedisScript } from '../redis-client.js';
+import { boundedCaller, isCluster, RedisScript } from '../redis-client.js';
 import { decodeResponse, type StoredResponse } from './entry.js';
 import type { cacheSchema } from './options.js';
 
@@ -88,20 +88,12 @@ class LocalCopies {
 /** Cache keys longer than this are stored under their hash. */
 const maxKeyLength = 200;
 
-function isCluster(client: RedisClient): boolean {
-  return (client as { isCluster?: boolean }).isCluster === true;
-}
-
 /** The Redis side of a cache: key layout, bounded calls, storing with tags, reading (with local copies). */
 export function createCacheStore(config: z.output<typeof cacheSchema>) {
   const logger: Logger = config.logger ?? consoleLogger;
   const outage = new OutageReporter(logger, 'cache could not reach Redis, bypassing it');
   const space = keyspace(config.prefix);
-  let client: RedisClient | undefined = config.redis;
-  const redis = () => {
-    client ??= defaultRedis();
-    return client;
-  };
+  const redis = lazyRedis(config.redis);
   const call = boundedCaller(redis, config.timeout, outage);
 
   const entryKey = (cacheKey: string) =>

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { defaultRedis } from '../connection.js';
+import { lazyRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
 import { consoleLogger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCall, type RedisClient, runScript } from '../redis-client.js';
+import { boundedCaller, runScript } from '../redis-client.js';
 import { BlockCache } from './block-cache.js';
 import { clientForIp } from './client-ip.js';
 import { defaultClientKey } from './client-key.js';
@@ -53,11 +53,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   const windowSeconds = Math.ceil(windowMs / 1000);
   const refundOn = config.skipFailedRequests || config.skipSuccessfulRequests;
   const lastLimits = typeof config.limit === 'function' ? new Map<string, number>() : undefined;
-  let redis: RedisClient | undefined = config.redis;
-  const client = () => {
-    redis ??= defaultRedis();
-    return redis;
-  };
+  const call = boundedCaller(lazyRedis(config.redis), config.timeout, outage);
 
   /** `reset()` / `get()` accept an address in any notation when clients are keyed by IP. */
   const normaliseClient = config.key
@@ -116,10 +112,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       if (settled) return;
       settled = true;
       if (failed ? !config.skipFailedRequests : !config.skipSuccessfulRequests) return;
-      const redisClient = client();
-      boundedCall(redisClient, config.timeout, () =>
-        scripts.refund.run(redisClient, [key], [cost, windowMs, limit]),
-      ).catch((error) => outage.failed(error));
+      call((redis) => scripts.refund.run(redis, [key], [cost, windowMs, limit])).catch(() => {});
     };
     res.once('finish', () => settle(res.statusCode >= 400));
     res.once('close', () => settle(true));
@@ -159,13 +152,8 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
 
       let reply: HitReply;
       try {
-        const redisClient = client();
-        reply = (await boundedCall(redisClient, config.timeout, () =>
-          runScript(redisClient, scripts.hit, [key], [cost, windowMs, limit, 0]),
-        )) as HitReply;
-        outage.recovered();
-      } catch (error) {
-        outage.failed(error);
+        reply = (await call((redis) => runScript(redis, scripts.hit, [key], [cost, windowMs, limit, 0]))) as HitReply;
+      } catch {
         if (config.onRedisError === 'allow') return next();
         res.setHeader('Retry-After', '1');
         res.status(503).send('Service Unavailable: the rate limiter cannot reach its store.');
@@ -190,17 +178,13 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   middleware.reset = async function reset(clientKey: string): Promise<void> {
     const key = storageKey(normaliseClient(clientKey));
     blocks?.delete(key);
-    const redisClient = client();
-    await boundedCall(redisClient, config.timeout, () => redisClient.del(key));
+    await call((redis) => redis.del(key));
   };
 
   middleware.get = async function get(clientKey: string): Promise<RateLimitInfo | null> {
     const key = storageKey(normaliseClient(clientKey));
     const limit = typeof config.limit === 'number' ? config.limit : (lastLimits?.get(key) ?? Number.NaN);
-    const redisClient = client();
-    const reply = (await boundedCall(redisClient, config.timeout, () =>
-      scripts.hit.run(redisClient, [key], [0, windowMs, limit, 1]),
-    )) as HitReply;
+    const reply = (await call((redis) => scripts.hit.run(redis, [key], [0, windowMs, limit, 1]))) as HitReply;
     if (reply[3] !== 1) return null;
     return toInfo(reply, limit, normaliseClient(clientKey), Date.now());
   };

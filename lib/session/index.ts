@@ -1,6 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { SessionData } from '../index.js';
-import { boundedCall } from '../redis-client.js';
 import { sessionCookie } from './cookie.js';
 import type { RedisSessionOptions } from './options.js';
 import { verifySessionCookie } from './signature.js';
@@ -141,16 +140,12 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
 
   middleware.listByUser = async function listByUser(userId: string | number): Promise<UserSessionInfo[]> {
     const indexKey = config.userKey(String(userId));
-    const client = config.redis();
-    const ids = await boundedCall(client, config.timeout, () => client.zrange(indexKey, 0, -1));
+    const { call } = config;
+    const ids = await call((redis) => redis.zrange(indexKey, 0, -1));
     const wanted = JSON.stringify(String(userId));
     const numeric = JSON.stringify(userId);
     const rows = await Promise.all(
-      ids.map((id) =>
-        boundedCall(client, config.timeout, () =>
-          client.hmget(config.sessionKey(id), '_c', '_s', dataPrefix + config.userField),
-        ),
-      ),
+      ids.map((id) => call((redis) => redis.hmget(config.sessionKey(id), '_c', '_s', dataPrefix + config.userField))),
     );
     const live: UserSessionInfo[] = [];
     const stale: string[] = [];
@@ -161,18 +156,15 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
         stale.push(ids[i]);
       }
     });
-    if (stale.length) await boundedCall(client, config.timeout, () => client.zrem(indexKey, ...stale));
+    if (stale.length) await call((redis) => redis.zrem(indexKey, ...stale));
     return live;
   };
 
   middleware.destroyByUser = async function destroyByUser(userId: string | number): Promise<number> {
     const sessions = await middleware.listByUser(userId);
-    const client = config.redis();
     // One DEL per key: sessions live in different Cluster slots.
-    await Promise.all(
-      sessions.map((s) => boundedCall(client, config.timeout, () => client.del(config.sessionKey(s.id)))),
-    );
-    await boundedCall(client, config.timeout, () => client.del(config.userKey(String(userId))));
+    await Promise.all(sessions.map((s) => config.call((redis) => redis.del(config.sessionKey(s.id)))));
+    await config.call((redis) => redis.del(config.userKey(String(userId))));
     return sessions.length;
   };
 

@@ -1,9 +1,9 @@
 // The session store: how a session lives in Redis, and the object that stands for it in `req.session`.
-import { defaultRedis } from '../connection.js';
+import { lazyRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
 import { consoleLogger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCaller, type RedisClient, runScript } from '../redis-client.js';
+import { boundedCaller, runScript } from '../redis-client.js';
 import { type RedisSessionOptions, sessionSchema } from './options.js';
 import { loadSessionScript, saveSessionScript, userIndexScript } from './scripts.js';
 import { newSessionId } from './signature.js';
@@ -94,10 +94,8 @@ function dataFields(session: RedisSession): string[] {
 
 /** Loads, diffs and saves sessions, and keeps the per-user index, for one `redisSession()` middleware. */
 export function createManager(config: SessionConfig) {
-  const { redis, sessionKey, userKey, outage } = config;
+  const { call, sessionKey, userKey } = config;
   const ttlArgs = [config.ttl, config.absoluteTimeout] as const;
-
-  const call = boundedCaller(redis, config.timeout, outage);
 
   function changesOf(session: RedisSession): Changes {
     const { saved } = session[state];
@@ -243,17 +241,14 @@ export function createManager(config: SessionConfig) {
 export function resolveConfig(options: RedisSessionOptions) {
   const config = parseOptions('redisSession', sessionSchema, options);
   const logger = config.logger ?? consoleLogger;
-  let client: RedisClient | undefined = config.redis;
   const sessionKeyOf = keyspace(config.prefix);
+  const outage = new OutageReporter(logger, 'redisSession could not reach Redis');
   return {
     ...config,
     secrets: typeof config.secret === 'string' ? [config.secret] : config.secret,
     logger,
-    outage: new OutageReporter(logger, 'redisSession could not reach Redis'),
-    redis: () => {
-      client ??= defaultRedis();
-      return client;
-    },
+    /** Runs a command within `timeout`, logging each outage once. */
+    call: boundedCaller(lazyRedis(config.redis), config.timeout, outage),
     sessionKey: (id: string) => sessionKeyOf(id),
     userKey: (userId: string) => sessionKeyOf('user', userId),
   };
