@@ -14,6 +14,8 @@ const duration = Number(process.env.BENCH_DURATION ?? 4);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const calibrationRequests = 500;
+/** Only the cases whose name contains this (for quick comparisons; the README is then left alone). */
+const caseFilter = process.env.BENCH_CASE;
 const bare = 'bare Express';
 
 interface Case {
@@ -248,11 +250,13 @@ async function main(): Promise<void> {
       if (!suite) throw new Error(`unknown suite ${name}; known: ${Object.keys(suites).join(', ')}`);
       console.log(`\n${suite.title}`);
       const parts: string[] = [];
-      for (const testCase of suite.cases) parts.push(await runCase(redis.url, suite, testCase));
+      for (const testCase of suite.cases) {
+        if (!caseFilter || testCase.name.includes(caseFilter)) parts.push(await runCase(redis.url, suite, testCase));
+      }
       const header = `Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench -- ${name}\`: Node ${process.version}, Redis ${version}, ${cpus().length} × ${cpus()[0]?.model.trim()}, autocannon ${connections} connections, ${rounds} rounds × ${duration} s per variant, each between two bare-Express runs. ¹ = answered non-2xx (expected when blocked).`;
       const markdown = `${header}\n\n${parts.join('\n')}`;
       console.log(`\n${markdown}`);
-      writeIntoReadme(name, markdown);
+      if (!caseFilter) writeIntoReadme(name, markdown);
     }
   } finally {
     await redis.stop();
