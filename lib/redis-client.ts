@@ -24,15 +24,28 @@ interface BufferScripting {
   evalBuffer(...args: (string | number)[]): Promise<unknown>;
 }
 
+/** The number of keys and arguments every call of a script takes (scripts of a fixed shape can be batched). */
+export interface ScriptShape {
+  keys: number;
+  args: number;
+}
+
 /** A Lua script sent with EVALSHA, falling back to EVAL when the server has not cached it (restart, SCRIPT FLUSH). */
 export class RedisScript {
   readonly sha: string;
+  /**
+   * For a script of a fixed {@link ScriptShape}: the same script applied to many (keys, args) groups in one
+   * EVALSHA, returning the replies in order (an error reply in place of a group that failed).
+   */
+  readonly batched?: RedisScript;
 
   constructor(
     readonly name: string,
     readonly source: string,
+    readonly shape?: ScriptShape,
   ) {
     this.sha = createHash('sha1').update(source).digest('hex');
+    if (shape) this.batched = new RedisScript(`${name} (batched)`, batchedSource(source, shape));
   }
 
   /** Like {@link run}, but bulk replies arrive as Buffers (binary-safe). */
@@ -63,6 +76,33 @@ export class RedisScript {
   }
 }
 
+/**
+ * The batched form of a script: its body becomes a function of (KEYS, ARGV), so it reads its own group's
+ * keys and arguments unchanged, and is called once per group under pcall, so one group's error (WRONGTYPE, say)
+ * is that group's reply alone. Groups run one after another inside one atomic script, so two groups on the same
+ * key see each other's effect exactly as two separate calls would.
+ */
+function batchedSource(source: string, { keys, args }: ScriptShape): string {
+  const list = (name: string, count: number) =>
+    Array.from({ length: count }, (_, j) => `${name}[base_${name} + ${j + 1}]`).join(', ');
+  return `local function script(KEYS, ARGV)
+${source}
+end
+local replies = {}
+for i = 0, #KEYS / ${keys} - 1 do
+  local base_KEYS, base_ARGV = i * ${keys}, i * ${args}
+  local ok, reply = pcall(script, {${list('KEYS', keys)}}, {${list('ARGV', args)}})
+  if not ok then
+    if type(reply) ~= 'table' then reply = redis.error_reply(tostring(reply)) end
+  elseif reply == nil then
+    reply = false
+  end
+  replies[i + 1] = reply
+end
+return replies
+`;
+}
+
 interface QueuedScript {
   script: RedisScript;
   keys: readonly string[];
@@ -72,9 +112,10 @@ interface QueuedScript {
 }
 
 /**
- * Sends the script calls made during one turn of the event loop as one pipeline: one socket write (and usually
- * one read) for all the requests Node parsed in that turn, instead of one per request. Standalone Redis only:
- * a Cluster pipeline must stay within one slot.
+ * Sends the script calls made during one turn of the event loop together: the calls of a batchable script
+ * (see {@link RedisScript.batched}) as one EVALSHA for all of them, anything else as separate commands in the
+ * same turn (pipelined by ioredis). So the requests Node parsed in one turn cost one command, one socket write
+ * and one reply, instead of one each. Standalone Redis only: a Cluster routes each key to its own node.
  */
 class ScriptBatcher {
   private queue: QueuedScript[] = [];
@@ -94,31 +135,43 @@ class ScriptBatcher {
 
   private readonly flush = (): void => {
     this.scheduled = false;
-    const batch = this.queue;
+    const queued = this.queue;
     this.queue = [];
-    if (batch.length === 1) {
-      const [only] = batch;
-      only.script.run(this.client, only.keys, only.args).then(only.resolve, only.reject);
-      return;
+    const groups = new Map<RedisScript, QueuedScript[]>();
+    for (const call of queued) {
+      const group = groups.get(call.script);
+      if (group) group.push(call);
+      else groups.set(call.script, [call]);
     }
-    const pipeline = this.client.pipeline();
-    for (const { script, keys, args } of batch) pipeline.evalsha(script.sha, keys.length, ...keys, ...args);
-    pipeline.exec().then(
-      (results) => {
-        batch.forEach((item, i) => {
-          const [error, value] = results?.[i] ?? [new Error('no reply in pipeline'), undefined];
-          if (!error) item.resolve(value);
-          // The script did not run: send it in full (EVAL), once.
-          else if (isNoScript(error))
-            item.script.evalSource(this.client, item.keys, item.args).then(item.resolve, item.reject);
-          else item.reject(error);
+    for (const [script, calls] of groups) {
+      if (calls.length === 1 || !script.batched) {
+        for (const call of calls) script.run(this.client, call.keys, call.args).then(call.resolve, call.reject);
+      } else {
+        this.sendBatch(script.batched, calls);
+      }
+    }
+  };
+
+  private sendBatch(batched: RedisScript, calls: QueuedScript[]): void {
+    const keys: string[] = [];
+    const args: (string | number)[] = [];
+    for (const call of calls) {
+      for (const key of call.keys) keys.push(key);
+      for (const arg of call.args) args.push(arg);
+    }
+    batched.run(this.client, keys, args).then(
+      (replies) => {
+        calls.forEach((call, i) => {
+          const reply = (replies as unknown[])[i];
+          if (reply instanceof Error) call.reject(reply);
+          else call.resolve(reply);
         });
       },
       (error) => {
-        for (const item of batch) item.reject(error);
+        for (const call of calls) call.reject(error);
       },
     );
-  };
+  }
 }
 
 const batchers = new WeakMap<RedisClient, ScriptBatcher>();
@@ -161,16 +214,38 @@ function nextReady(client: RedisClient): Promise<void> {
   return ready;
 }
 
-function raceTimer<T>(work: Promise<T>, timeoutMs: number, onTimeout: () => Error): Promise<T> {
+/**
+ * Settles with `work`, or rejects with `onTimeout()` if `work` has not settled within `timeoutMs`;
+ * `onSettled` sees the outcome first (for outage reporting) without another promise in between.
+ * A timer per call is cheaper than it looks: Node keeps one list per duration, and a cancelled timer dies young,
+ * whereas any shared structure that keeps settled calls until their deadline keeps them past young-generation GC.
+ */
+function withDeadline<T>(
+  work: Promise<T>,
+  timeoutMs: number,
+  onTimeout: () => Error,
+  onSettled?: (error: unknown) => void,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(onTimeout()), timeoutMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      const error = onTimeout();
+      onSettled?.(error);
+      reject(error);
+    }, timeoutMs);
+    // A reply after the deadline changes nothing: the caller has moved on, and the outage was already reported.
     work.then(
       (value) => {
+        if (timedOut) return;
         clearTimeout(timer);
+        onSettled?.(undefined);
         resolve(value);
       },
       (error) => {
+        if (timedOut) return;
         clearTimeout(timer);
+        onSettled?.(error);
         reject(error);
       },
     );
@@ -185,15 +260,34 @@ function raceTimer<T>(work: Promise<T>, timeoutMs: number, onTimeout: () => Erro
  * within the same budget instead of queueing, so nothing piles up in its offline queue during an
  * outage and no command whose caller already gave up is sent later.
  */
-export function boundedCall<T>(client: RedisClient, timeoutMs: number, command: () => Promise<T>): Promise<T> {
-  if (client.status === 'ready') return raceTimer(command(), timeoutMs, () => new RedisTimeoutError(timeoutMs));
-  if (client.status === 'end') return Promise.reject(new RedisUnavailableError('Redis connection is closed'));
+export function boundedCall<T>(
+  client: RedisClient,
+  timeoutMs: number,
+  command: () => Promise<T>,
+  onSettled?: (error: unknown) => void,
+): Promise<T> {
+  const timedOut = () => new RedisTimeoutError(timeoutMs);
+  if (client.status === 'ready') return withDeadline(command(), timeoutMs, timedOut, onSettled);
+  if (client.status === 'end') {
+    const error = new RedisUnavailableError('Redis connection is closed');
+    onSettled?.(error);
+    return Promise.reject(error);
+  }
   const started = Date.now();
-  return raceTimer(nextReady(client), timeoutMs, () => new RedisUnavailableError(`Redis is ${client.status}`)).then(
+  const unavailable = () => new RedisUnavailableError(`Redis is ${client.status}`);
+  return withDeadline(nextReady(client), timeoutMs, unavailable).then(
     () => {
       const left = timeoutMs - (Date.now() - started);
-      if (left <= 0) throw new RedisTimeoutError(timeoutMs);
-      return raceTimer(command(), left, () => new RedisTimeoutError(timeoutMs));
+      if (left <= 0) {
+        const error = timedOut();
+        onSettled?.(error);
+        throw error;
+      }
+      return withDeadline(command(), left, timedOut, onSettled);
+    },
+    (error) => {
+      onSettled?.(error);
+      throw error;
     },
   );
 }
@@ -209,17 +303,12 @@ interface OutageListener {
  * {@link boundedCall} and reports failures and recoveries to `outage`, so each outage is logged once.
  */
 export function boundedCaller(client: () => RedisClient, timeoutMs: number, outage: OutageListener) {
+  const report = (error: unknown) => {
+    if (error === undefined) outage.recovered();
+    else outage.failed(error);
+  };
   return function call<T>(command: (redis: RedisClient) => Promise<T>): Promise<T> {
     const redis = client();
-    return boundedCall(redis, timeoutMs, () => command(redis)).then(
-      (value) => {
-        outage.recovered();
-        return value;
-      },
-      (error) => {
-        outage.failed(error);
-        throw error;
-      },
-    );
+    return boundedCall(redis, timeoutMs, () => command(redis), report);
   };
 }

@@ -36,6 +36,19 @@ const maxClientLength = 200;
 
 type HitReply = [allowed: number, used: number, resetMs: number, exists: number];
 
+/** One counted request: its client, that client's Redis key, and the limit and cost that apply. */
+interface Hit {
+  clientKey: string;
+  key: string;
+  limit: number;
+  cost: number;
+}
+
+/** A fixed response body: its text and byte length, computed once. */
+function fixedMessage(type: string, text: string) {
+  return { type, text, length: Buffer.byteLength(text) };
+}
+
 /**
  * Limits each client to `limit` requests per `window`, counted in Redis: `app.use(rateLimit())` allows
  * 100 requests per 15 minutes per client IP. Exact under concurrency (one atomic script per counted request),
@@ -82,19 +95,30 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     typeof config.message === 'function'
       ? undefined
       : typeof config.message === 'string'
-        ? { type: 'text/html; charset=utf-8', bytes: Buffer.from(config.message) }
-        : { type: 'application/json; charset=utf-8', bytes: Buffer.from(JSON.stringify(config.message)) };
+        ? fixedMessage('text/html; charset=utf-8', config.message)
+        : fixedMessage('application/json; charset=utf-8', JSON.stringify(config.message));
 
-  async function respondLimited(req: Request, res: Response, next: NextFunction, info: RateLimitInfo, now: number) {
+  /** Answers a limited request: `handler`, or `statusCode` with `message`. Synchronous for a fixed message. */
+  function respondLimited(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    info: RateLimitInfo,
+    now: number,
+  ): void | Promise<void> {
     res.setHeader('Retry-After', String(retryAfterSeconds(info, now)));
-    if (config.handler) return config.handler(req, res, next, info);
+    if (config.handler) return void config.handler(req, res, next, info);
     if (fixedBody) {
       res.statusCode = config.statusCode;
       res.setHeader('Content-Type', fixedBody.type);
-      res.setHeader('Content-Length', fixedBody.bytes.length);
-      res.end(req.method === 'HEAD' ? undefined : fixedBody.bytes);
+      res.setHeader('Content-Length', fixedBody.length);
+      res.end(req.method === 'HEAD' ? undefined : fixedBody.text);
       return;
     }
+    return respondWithMessage(req, res, info);
+  }
+
+  async function respondWithMessage(req: Request, res: Response, info: RateLimitInfo): Promise<void> {
     const body = await (config.message as (req: Request, res: Response, info: RateLimitInfo) => unknown)(
       req,
       res,
@@ -123,53 +147,82 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     throw new TypeError(`rateLimit: the '${option}' function returned ${String(value)} (expected an integer ≥ 0)`);
   }
 
-  const middleware = async function rateLimitMiddleware(req: Request, res: Response, next: NextFunction) {
-    try {
-      if (config.skip && (await config.skip(req, res))) return next();
+  /** Resolves `skip`, `key`, `limit` and `cost` (any of which may be async); `undefined` when skipped. */
+  async function resolveHit(req: Request, res: Response): Promise<Hit | undefined> {
+    if (config.skip && (await config.skip(req, res))) return undefined;
+    const rawKey = await clientKeyOf(req);
+    if ((typeof rawKey !== 'string' || rawKey === '') && typeof rawKey !== 'number') {
+      throw new TypeError(
+        `rateLimit: the 'key' function returned ${rawKey === '' ? 'an empty string' : String(rawKey)} (expected a non-empty string)`,
+      );
+    }
+    const clientKey = String(rawKey);
+    const key = storageKey(clientKey);
+    const limit = typeof config.limit === 'number' ? config.limit : resolveNumber(await config.limit(req), 'limit');
+    const cost = typeof config.cost === 'number' ? config.cost : resolveNumber(await config.cost(req), 'cost');
+    if (lastLimits) {
+      if (lastLimits.size >= 10_000) lastLimits.clear();
+      lastLimits.set(key, limit);
+    }
+    return { clientKey, key, limit, cost };
+  }
 
-      const rawKey = await clientKeyOf(req);
-      if ((typeof rawKey !== 'string' || rawKey === '') && typeof rawKey !== 'number') {
-        throw new TypeError(
-          `rateLimit: the 'key' function returned ${rawKey === '' ? 'an empty string' : String(rawKey)} (expected a non-empty string)`,
-        );
-      }
-      const clientKey = String(rawKey);
-      const key = storageKey(clientKey);
-      const limit = typeof config.limit === 'number' ? config.limit : resolveNumber(await config.limit(req), 'limit');
-      const cost = typeof config.cost === 'number' ? config.cost : resolveNumber(await config.cost(req), 'cost');
-      if (lastLimits) {
-        if (lastLimits.size >= 10_000) lastLimits.clear();
-        lastLimits.set(key, limit);
-      }
-
-      let now = Date.now();
-      const blocked = blocks?.get(key, now);
-      if (blocked) {
-        req.rateLimit = blocked;
-        setRateLimitHeaders(res, config.headers, blocked, windowSeconds, now);
-        return await respondLimited(req, res, next, blocked, now);
-      }
-
-      let reply: HitReply;
-      try {
-        reply = (await call((redis) => runScript(redis, scripts.hit, [key], [cost, windowMs, limit, 0]))) as HitReply;
-      } catch {
+  /**
+   * Counts one request and answers or passes it. Synchronous up to the Redis call, so a request costs no
+   * promise of its own beyond that call's (and a blocked client none at all).
+   */
+  function count(req: Request, res: Response, next: NextFunction, hit: Hit): void | Promise<void> {
+    const { clientKey, key, limit, cost } = hit;
+    const now = Date.now();
+    const blocked = blocks?.get(key, now);
+    if (blocked) {
+      req.rateLimit = blocked;
+      setRateLimitHeaders(res, config.headers, blocked, windowSeconds, now);
+      return respondLimited(req, res, next, blocked, now);
+    }
+    return call((redis) => runScript(redis, scripts.hit, [key], [cost, windowMs, limit, 0])).then(
+      (reply) => {
+        const answeredAt = Date.now();
+        const info = toInfo(reply as HitReply, limit, clientKey, answeredAt);
+        req.rateLimit = info;
+        setRateLimitHeaders(res, config.headers, info, windowSeconds, answeredAt);
+        if ((reply as HitReply)[0] !== 1) {
+          blocks?.set(key, info);
+          return respondLimited(req, res, next, info, answeredAt);
+        }
+        if (refundOn && cost > 0) refundWhenDone(res, key, cost, limit);
+        next();
+      },
+      () => {
         if (config.onRedisError === 'allow') return next();
         res.setHeader('Retry-After', '1');
         res.status(503).send('Service Unavailable: the rate limiter cannot reach its store.');
+      },
+    );
+  }
+
+  /** With the default key, limit and cost there is nothing to await before the Redis call. */
+  const inputsAreFixed =
+    !config.skip && !config.key && typeof config.limit === 'number' && typeof config.cost === 'number';
+  const fixedLimit = config.limit as number;
+  const fixedCost = config.cost as number;
+
+  const middleware = function rateLimitMiddleware(req: Request, res: Response, next: NextFunction): void {
+    try {
+      if (inputsAreFixed) {
+        const clientKey = clientKeyOf(req) as string;
+        const counted = count(req, res, next, {
+          clientKey,
+          key: storageKey(clientKey),
+          limit: fixedLimit,
+          cost: fixedCost,
+        });
+        if (counted) counted.catch(next);
         return;
       }
-
-      now = Date.now();
-      const info = toInfo(reply, limit, clientKey, now);
-      req.rateLimit = info;
-      setRateLimitHeaders(res, config.headers, info, windowSeconds, now);
-      if (reply[0] !== 1) {
-        blocks?.set(key, info);
-        return await respondLimited(req, res, next, info, now);
-      }
-      if (refundOn && cost > 0) refundWhenDone(res, key, cost, limit);
-      next();
+      resolveHit(req, res)
+        .then((hit) => (hit ? count(req, res, next, hit) : next()))
+        .catch(next);
     } catch (error) {
       next(error);
     }

@@ -1,4 +1,4 @@
-import { RedisScript } from '../redis-client.js';
+import { RedisScript, type ScriptShape } from '../redis-client.js';
 
 /*
  * Every hit script takes KEYS[1] = the client's key and
@@ -7,6 +7,7 @@ import { RedisScript } from '../redis-client.js';
  * Each touches one key, sets its expiry in the same atomic step, and reads time from Redis (TIME or PTTL),
  * never from the app server, so clock skew between servers does not matter.
  */
+const hitShape: ScriptShape = { keys: 1, args: 4 };
 
 /** INCRBY + PEXPIRE semantics: the window starts at the client's first request. */
 export const fixedWindowScript = new RedisScript(
@@ -27,6 +28,7 @@ if ttl < 0 then
 end
 return {used <= limit and 1 or 0, used, ttl, 1}
 `,
+  hitShape,
 );
 
 /**
@@ -70,6 +72,7 @@ end
 if wait < 1 then wait = 1 end
 return {0, math.ceil(estimate), wait, 1}
 `,
+  hitShape,
 );
 
 /**
@@ -111,6 +114,7 @@ local wait = window
 if limit > 0 and cost <= limit then wait = math.max(1, math.ceil((cost - tokens) * window / limit)) end
 return {0, used, wait, exists}
 `,
+  hitShape,
 );
 
 /*

@@ -33,6 +33,7 @@ if ARGV[3] == '1' then
 end
 return fields
 `,
+  { keys: 1, args: 3 },
 );
 
 /**

@@ -1,0 +1,135 @@
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixedWindowScript } from '../lib/rate-limit/scripts.js';
+import { boundedCaller, RedisScript, runScript } from '../lib/redis-client.js';
+import { loadSessionScript } from '../lib/session/scripts.js';
+import { useTestRedis, watchCommands } from './support/redis.js';
+
+const redis = useTestRedis('redis-client');
+let client: Redis;
+let watch: Awaited<ReturnType<typeof watchCommands>>;
+
+beforeAll(async () => {
+  client = redis.newClient();
+  await client.ping();
+  watch = await watchCommands(client);
+});
+afterAll(() => watch.stop());
+
+const names = (commands: string[][]) => commands.map((args) => args[0].toLowerCase());
+const hit = (key: string) => runScript(client, fixedWindowScript, [key], [1, 60_000, 100, 0]) as Promise<number[]>;
+
+describe('runScript batching (standalone Redis)', () => {
+  it('sends the calls of one event-loop turn as one EVALSHA and gives each call its own reply, in order', async () => {
+    const key = (i: number) => `${redis.prefix}:batch:${i % 3}`;
+    await hit(`${redis.prefix}:warm`); // the batched script may need loading once (NOSCRIPT → EVAL)
+    await Promise.all([hit(key(0)), hit(key(1))]);
+    await client.del(key(0), key(1), key(2));
+    await watch.settle();
+    watch.reset();
+
+    const replies = await Promise.all(Array.from({ length: 9 }, (_, i) => hit(key(i))));
+    await watch.settle();
+    expect(names(watch.sent)).toEqual(['evalsha']);
+    // Calls on the same key run one after another, exactly as separate calls would: 1, 2, 3 per key.
+    expect(replies.map((reply) => reply[1])).toEqual([1, 1, 1, 2, 2, 2, 3, 3, 3]);
+    for (const reply of replies) {
+      expect(reply[0]).toBe(1);
+      expect(reply[2]).toBeGreaterThan(59_000);
+    }
+    for (let i = 0; i < 3; i++) expect(await client.pttl(key(i))).toBeGreaterThan(59_000);
+  });
+
+  it('sends a single call as the plain script', async () => {
+    await watch.settle();
+    watch.reset();
+    await hit(`${redis.prefix}:single`);
+    await watch.settle();
+    expect(watch.sent).toHaveLength(1);
+    expect(watch.sent[0][0].toLowerCase()).toBe('evalsha');
+    expect(watch.sent[0][1]).toBe(fixedWindowScript.sha);
+  });
+
+  it("fails only the call whose key errors (WRONGTYPE); the batch's other calls succeed", async () => {
+    const wrong = `${redis.prefix}:a-list`;
+    await client.rpush(wrong, 'x');
+    await client.pexpire(wrong, 60_000);
+    const results = await Promise.allSettled([
+      hit(`${redis.prefix}:ok-1`),
+      hit(wrong),
+      hit(`${redis.prefix}:ok-2`),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/WRONGTYPE/);
+    expect(await client.get(`${redis.prefix}:ok-2`)).toBe('1');
+  });
+
+  it('runs a batch exactly once after SCRIPT FLUSH (NOSCRIPT → EVAL of the batched script)', async () => {
+    const key = `${redis.prefix}:flushed`;
+    const admin = redis.newClient();
+    await admin.script('FLUSH');
+    await Promise.all(Array.from({ length: 5 }, () => hit(key)));
+    expect(await client.get(key)).toBe('5');
+    admin.disconnect();
+  });
+
+  it('keeps a nil reply in its place (a missing session loads as null) between non-nil ones', async () => {
+    const present = `${redis.prefix}:session`;
+    const now = Number((await client.time())[0]) * 1000;
+    await client.hset(present, '_c', now, '_s', now, 'd:user', '"ada"');
+    await client.pexpire(present, 60_000);
+    const load = (key: string) => runScript(client, loadSessionScript, [key], [60_000, 3_600_000, 0]);
+    const [missing, found, alsoMissing] = await Promise.all([
+      load(`${redis.prefix}:no-such-session`),
+      load(present),
+      load(`${redis.prefix}:no-such-session-2`),
+    ]);
+    expect(missing).toBeNull();
+    expect(found).toContain('"ada"');
+    expect(alsoMissing).toBeNull();
+  });
+
+  it('does not batch a script without a fixed shape', async () => {
+    const echo = new RedisScript('echo-key', 'return KEYS[1]');
+    expect(echo.batched).toBeUndefined();
+    await watch.settle();
+    watch.reset();
+    const keys = ['a', 'b', 'c'].map((k) => `${redis.prefix}:${k}`);
+    expect(await Promise.all(keys.map((k) => runScript(client, echo, [k], [])))).toEqual(keys);
+    await watch.settle();
+    expect(names(watch.sent).filter((n) => n !== 'eval')).toEqual(['evalsha', 'evalsha', 'evalsha']);
+  });
+});
+
+describe('boundedCaller deadlines', () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('fails each slow call at its own deadline, lets fast calls between them succeed, and reports both', async () => {
+    const events: string[] = [];
+    const call = boundedCaller(() => client, 100, {
+      failed: (error) => events.push(`failed: ${(error as Error).name}`),
+      recovered: () => events.push('recovered'),
+    });
+    const started = Date.now();
+    const outcome = (delay: number) => {
+      const sent = Date.now();
+      return call((redis) => sleep(delay).then(() => redis.ping())).then(
+        (reply) => ({ reply, after: Date.now() - sent }),
+        (error: Error) => ({ reply: error.name, after: Date.now() - sent }),
+      );
+    };
+    const first = outcome(400);
+    await sleep(30);
+    const second = outcome(5);
+    await sleep(30);
+    const third = outcome(400);
+    const results = await Promise.all([first, second, third]);
+    expect(results.map((r) => r.reply)).toEqual(['RedisTimeoutError', 'PONG', 'RedisTimeoutError']);
+    for (const timedOut of [results[0], results[2]]) {
+      expect(timedOut.after).toBeGreaterThanOrEqual(95);
+      expect(timedOut.after).toBeLessThan(250);
+    }
+    expect(Date.now() - started).toBeLessThan(350); // nobody waited for the 400 ms calls
+    expect(events).toEqual(['recovered', 'failed: RedisTimeoutError', 'failed: RedisTimeoutError']);
+  });
+});
