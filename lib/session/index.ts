@@ -2,7 +2,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { SessionData } from '../index.js';
 import { sessionCookie } from './cookie.js';
 import type { RedisSessionOptions } from './options.js';
-import { verifySessionCookie } from './signature.js';
+import { sessionCookieVerifier } from './signature.js';
 import { createManager, dataPrefix, RedisSession, resolveConfig, state } from './store.js';
 
 export type { RedisSessionOptions } from './options.js';
@@ -59,6 +59,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   const config = resolveConfig(options);
   const manager = createManager(config);
   const cookies = sessionCookie(config);
+  const verifyCookie = sessionCookieVerifier(config.secrets);
 
   function sendCookie(req: Request, res: Response, session: RedisSession): void {
     const s = session[state];
@@ -96,7 +97,13 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     res.end = function endAfterCommit(this: Response, ...args: unknown[]) {
       if (ending) return originalEnd.apply(this, args);
       ending = true;
-      manager.commit(session).then(
+      const changes = manager.pendingWrite(session);
+      if (!changes) {
+        // Nothing to save (the common, read-only request): end now, without a detour through a promise.
+        sendCookie(req, res, session);
+        return originalEnd.apply(this, args);
+      }
+      manager.write(session, changes).then(
         () => {
           sendCookie(req, res, session);
           originalEnd.apply(res, args);
@@ -115,27 +122,33 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     } as typeof res.end;
   }
 
-  const middleware = async function redisSessionMiddleware(req: Request, res: Response, next: NextFunction) {
-    let session: RedisSession;
-    const id = verifySessionCookie(cookies.read(req), config.secrets);
-    if (id === undefined) {
-      session = new RedisSession(manager, undefined, undefined, false);
-    } else {
-      try {
-        const fields = await manager.load(id, config.rolling);
-        session = new RedisSession(manager, fields ? id : undefined, fields ?? undefined, false);
-      } catch {
-        if (config.onRedisError === 'fail') {
-          respondUnavailable(res);
-          res.end('Service Unavailable: the session store cannot be reached.');
-          return;
-        }
-        session = new RedisSession(manager, undefined, undefined, true);
-      }
-    }
+  function attach(req: Request, res: Response, next: NextFunction, session: RedisSession): void {
     req.session = session as unknown as Session;
     commitBeforeEnd(req, res, session);
     next();
+  }
+
+  const middleware = function redisSessionMiddleware(req: Request, res: Response, next: NextFunction): void {
+    const id = verifyCookie(cookies.read(req));
+    if (id === undefined) {
+      attach(req, res, next, new RedisSession(manager, undefined, undefined, false));
+      return;
+    }
+    manager
+      .load(id, config.rolling)
+      .then(
+        (fields) =>
+          attach(req, res, next, new RedisSession(manager, fields ? id : undefined, fields ?? undefined, false)),
+        () => {
+          if (config.onRedisError === 'continue') {
+            attach(req, res, next, new RedisSession(manager, undefined, undefined, true));
+            return;
+          }
+          respondUnavailable(res);
+          res.end('Service Unavailable: the session store cannot be reached.');
+        },
+      )
+      .catch(next);
   } as RedisSessionMiddleware;
 
   middleware.listByUser = async function listByUser(userId: string | number): Promise<UserSessionInfo[]> {

@@ -18,20 +18,36 @@ export function signSessionId(id: string, secret: string): string {
   return `${id}.${signatureOf(id, secret).toString('base64url')}`;
 }
 
+/** How many verified ids a verifier remembers the signatures of. */
+const rememberedIds = 10_000;
+
 /**
- * The session id in a cookie value, or `undefined` when the value is malformed or its signature matches none of
- * `secrets` (compared in constant time). Only values of the exact shape we issue are even considered.
+ * Verifies session cookies against `secrets` (the first signs, all verify). The signatures of ids that verified
+ * are remembered, so a returning cookie costs a constant-time comparison instead of an HMAC per secret; an id
+ * that did not verify is never remembered, so forged cookies cannot fill the memory or skip the HMAC.
  */
-export function verifySessionCookie(value: string | undefined, secrets: readonly string[]): string | undefined {
-  if (value === undefined || value.length !== 43 + 1 + signatureLength || value[43] !== '.') return undefined;
-  const id = value.slice(0, 43);
-  if (!idPattern.test(id)) return undefined;
-  const given = Buffer.from(value.slice(44), 'base64url');
-  if (given.length !== 32) return undefined;
-  let valid = false;
-  for (const secret of secrets) {
+export function sessionCookieVerifier(secrets: readonly string[]): (value: string | undefined) => string | undefined {
+  const verified = new Map<string, Buffer[]>();
+  /**
+   * The session id in a cookie value, or `undefined` when the value is malformed or its signature matches none
+   * of the secrets (compared in constant time). Only values of the exact shape we issue are even considered.
+   */
+  return function verify(value) {
+    if (value === undefined || value.length !== 43 + 1 + signatureLength || value[43] !== '.') return undefined;
+    const id = value.slice(0, 43);
+    if (!idPattern.test(id)) return undefined;
+    const given = Buffer.from(value.slice(44), 'base64url');
+    if (given.length !== 32) return undefined;
+    const remembered = verified.get(id);
+    const expected = remembered ?? secrets.map((secret) => signatureOf(id, secret));
+    let valid = false;
     // Check every secret, so the time taken does not reveal which one matched.
-    if (timingSafeEqual(given, signatureOf(id, secret))) valid = true;
-  }
-  return valid ? id : undefined;
+    for (const signature of expected) if (timingSafeEqual(given, signature)) valid = true;
+    if (!valid) return undefined;
+    if (!remembered) {
+      if (verified.size >= rememberedIds) verified.clear();
+      verified.set(id, expected);
+    }
+    return id;
+  };
 }

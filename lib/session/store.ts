@@ -150,19 +150,28 @@ export function createManager(config: SessionConfig) {
       s.indexedUser = userOf(session);
     },
 
+    /** What finishing the request now would write, or `undefined` when it would write nothing. */
+    pendingWrite(session: RedisSession): Changes | undefined {
+      const s = session[state];
+      if (s.destroyed || s.detached) return undefined;
+      const changes = changesOf(session);
+      if (changes.count === 0 && !(s.isNew && config.saveUninitialized)) return undefined;
+      return changes;
+    },
+
     /** Whether finishing the request now would write the session (so a cookie is owed for a new one). */
     willSave(session: RedisSession): boolean {
-      const s = session[state];
-      if (s.destroyed || s.detached) return false;
-      if (s.isNew) return config.saveUninitialized || changesOf(session).count > 0;
-      return changesOf(session).count > 0;
+      return manager.pendingWrite(session) !== undefined;
     },
 
     async commit(session: RedisSession): Promise<void> {
+      const changes = manager.pendingWrite(session);
+      if (changes) await manager.write(session, changes);
+    },
+
+    /** Writes `changes` (from {@link pendingWrite}) in one script, plus the user index if the user changed. */
+    async write(session: RedisSession, changes: Changes): Promise<void> {
       const s = session[state];
-      if (s.destroyed || s.detached) return;
-      const changes = changesOf(session);
-      if (changes.count === 0 && !(s.isNew && config.saveUninitialized)) return;
       const id = session.id;
       const args: (string | number)[] = [...ttlArgs, s.isNew ? 1 : 0, changes.set.length / 2];
       for (let i = 0; i < changes.set.length; i += 2) args.push(dataPrefix + changes.set[i], changes.set[i + 1]);
