@@ -24,18 +24,18 @@ interface BufferScripting {
   evalBuffer(...args: (string | number)[]): Promise<unknown>;
 }
 
-/** The number of keys and arguments every call of a script takes (scripts of a fixed shape can be batched). */
+/** The number of keys every call of a script takes: a script whose calls all take the same number can be batched. */
 export interface ScriptShape {
   keys: number;
-  args: number;
 }
 
 /** A Lua script sent with EVALSHA, falling back to EVAL when the server has not cached it (restart, SCRIPT FLUSH). */
 export class RedisScript {
   readonly sha: string;
   /**
-   * For a script of a fixed {@link ScriptShape}: the same script applied to many (keys, args) groups in one
-   * EVALSHA, returning the replies in order (an error reply in place of a group that failed).
+   * For a script with a {@link ScriptShape}: the same script applied to many (keys, args) groups in one EVALSHA,
+   * returning the replies in order (an error reply in place of a group that failed). Each group's arguments are
+   * sent after their count, so calls may differ in how many arguments they pass.
    */
   readonly batched?: RedisScript;
 
@@ -80,18 +80,20 @@ export class RedisScript {
  * The batched form of a script: its body becomes a function of (KEYS, ARGV), so it reads its own group's
  * keys and arguments unchanged, and is called once per group under pcall, so one group's error (WRONGTYPE, say)
  * is that group's reply alone. Groups run one after another inside one atomic script, so two groups on the same
- * key see each other's effect exactly as two separate calls would.
+ * key see each other's effect exactly as two separate calls would. ARGV holds, per group, its argument count
+ * and then its arguments.
  */
-function batchedSource(source: string, { keys, args }: ScriptShape): string {
-  const list = (name: string, count: number) =>
-    Array.from({ length: count }, (_, j) => `${name}[base_${name} + ${j + 1}]`).join(', ');
+function batchedSource(source: string, { keys }: ScriptShape): string {
+  const groupKeys = Array.from({ length: keys }, (_, j) => `KEYS[i * ${keys} + ${j + 1}]`).join(', ');
   return `local function script(KEYS, ARGV)
 ${source}
 end
-local replies = {}
+local replies, position = {}, 1
 for i = 0, #KEYS / ${keys} - 1 do
-  local base_KEYS, base_ARGV = i * ${keys}, i * ${args}
-  local ok, reply = pcall(script, {${list('KEYS', keys)}}, {${list('ARGV', args)}})
+  local count, args = tonumber(ARGV[position]), {}
+  for j = 1, count do args[j] = ARGV[position + j] end
+  position = position + count + 1
+  local ok, reply = pcall(script, {${groupKeys}}, args)
   if not ok then
     if type(reply) ~= 'table' then reply = redis.error_reply(tostring(reply)) end
   elseif reply == nil then
@@ -157,6 +159,7 @@ class ScriptBatcher {
     const args: (string | number)[] = [];
     for (const call of calls) {
       for (const key of call.keys) keys.push(key);
+      args.push(call.args.length);
       for (const arg of call.args) args.push(arg);
     }
     batched.run(this.client, keys, args).then(

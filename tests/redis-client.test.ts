@@ -54,11 +54,7 @@ describe('runScript batching (standalone Redis)', () => {
     const wrong = `${redis.prefix}:a-list`;
     await client.rpush(wrong, 'x');
     await client.pexpire(wrong, 60_000);
-    const results = await Promise.allSettled([
-      hit(`${redis.prefix}:ok-1`),
-      hit(wrong),
-      hit(`${redis.prefix}:ok-2`),
-    ]);
+    const results = await Promise.allSettled([hit(`${redis.prefix}:ok-1`), hit(wrong), hit(`${redis.prefix}:ok-2`)]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/WRONGTYPE/);
     expect(await client.get(`${redis.prefix}:ok-2`)).toBe('1');
@@ -89,7 +85,30 @@ describe('runScript batching (standalone Redis)', () => {
     expect(alsoMissing).toBeNull();
   });
 
-  it('does not batch a script without a fixed shape', async () => {
+  it('batches calls that pass different numbers of arguments, each seeing exactly its own', async () => {
+    const describeCall = new RedisScript(
+      'describe-call',
+      "return KEYS[1] .. ':' .. #ARGV .. ':' .. table.concat(ARGV, ',')",
+      {
+        keys: 1,
+      },
+    );
+    await describeCall.evalSource(client, ['warm'], []);
+    await watch.settle();
+    watch.reset();
+    const calls: [string, string[]][] = [
+      ['k1', []],
+      ['k2', ['a']],
+      ['k3', ['b', 'c', 'd']],
+      ['k4', ['', '']],
+    ];
+    const replies = await Promise.all(calls.map(([key, args]) => runScript(client, describeCall, [key], args)));
+    expect(replies).toEqual(['k1:0:', 'k2:1:a', 'k3:3:b,c,d', 'k4:2:,']);
+    await watch.settle();
+    expect(names(watch.sent).filter((n) => n !== 'eval')).toEqual(['evalsha']);
+  });
+
+  it('does not batch a script without a shape', async () => {
     const echo = new RedisScript('echo-key', 'return KEYS[1]');
     expect(echo.batched).toBeUndefined();
     await watch.settle();

@@ -7,7 +7,7 @@ import { RedisScript, type ScriptShape } from '../redis-client.js';
  * Each touches one key, sets its expiry in the same atomic step, and reads time from Redis (TIME or PTTL),
  * never from the app server, so clock skew between servers does not matter.
  */
-const hitShape: ScriptShape = { keys: 1, args: 4 };
+const hitShape: ScriptShape = { keys: 1 };
 
 /** INCRBY + PEXPIRE semantics: the window starts at the client's first request. */
 export const fixedWindowScript = new RedisScript(

@@ -33,7 +33,7 @@ if ARGV[3] == '1' then
 end
 return fields
 `,
-  { keys: 1, args: 3 },
+  { keys: 1 },
 );
 
 /**
@@ -68,6 +68,7 @@ if #ARGV > 4 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 5 + 2 * n)) e
 redis.call('PEXPIRE', KEYS[1], math.min(idle, left))
 return 1
 `,
+  { keys: 1 },
 );
 
 /**

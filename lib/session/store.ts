@@ -178,7 +178,7 @@ export function createManager(config: SessionConfig) {
       for (const field of changes.remove) args.push(dataPrefix + field);
       const user = userOf(session);
       const [saved] = await Promise.all([
-        call((c) => saveSessionScript.run(c, [sessionKey(id)], args)),
+        call((c) => runScript(c, saveSessionScript, [sessionKey(id)], args)),
         updateUserIndex(id, s.indexedUser, user),
       ]);
       s.indexedUser = user;
