@@ -119,6 +119,9 @@ interface QueuedScript {
  * same turn (pipelined by ioredis). So the requests Node parsed in one turn cost one command, one socket write
  * and one reply, instead of one each. Standalone Redis only: a Cluster routes each key to its own node.
  */
+/** Calls per batched EVALSHA at most, so no single script holds Redis for long. */
+const maxBatch = 500;
+
 class ScriptBatcher {
   private queue: QueuedScript[] = [];
   private scheduled = false;
@@ -149,7 +152,9 @@ class ScriptBatcher {
       if (calls.length === 1 || !script.batched) {
         for (const call of calls) script.run(this.client, call.keys, call.args).then(call.resolve, call.reject);
       } else {
-        this.sendBatch(script.batched, calls);
+        for (let from = 0; from < calls.length; from += maxBatch) {
+          this.sendBatch(script.batched, calls.slice(from, from + maxBatch));
+        }
       }
     }
   };

@@ -40,6 +40,16 @@ describe('runScript batching (standalone Redis)', () => {
     for (let i = 0; i < 3; i++) expect(await client.pttl(key(i))).toBeGreaterThan(59_000);
   });
 
+  it('splits a very large turn into EVALSHAs of at most 500 calls, still counting every call once', async () => {
+    const key = `${redis.prefix}:large-turn`;
+    await watch.settle();
+    watch.reset();
+    const replies = await Promise.all(Array.from({ length: 1_200 }, () => hit(key)));
+    await watch.settle();
+    expect(names(watch.sent)).toEqual(['evalsha', 'evalsha', 'evalsha']);
+    expect(replies.map((reply) => reply[1])).toEqual(Array.from({ length: 1_200 }, (_, i) => i + 1));
+  });
+
   it('sends a single call as the plain script', async () => {
     await watch.settle();
     watch.reset();
