@@ -10,8 +10,8 @@ import { Redis } from 'ioredis';
 import { startEmbeddedRedis } from '../support/embedded-redis.js';
 import type { Scenario } from './variants.js';
 
-const duration = Number(process.env.BENCH_DURATION ?? 4);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const duration = Number(process.env.BENCH_DURATION ?? 3);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const calibrationRequests = 500;
 /** Only the cases whose name contains this (for quick comparisons; the README is then left alone). */
