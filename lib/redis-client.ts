@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Cluster, Redis } from 'ioredis';
+import { type Cluster, Command, type Redis } from 'ioredis';
 import { RedisTimeoutError, RedisUnavailableError } from './errors.js';
 
 /**
@@ -150,7 +150,7 @@ class ScriptBatcher {
     }
     for (const [script, calls] of groups) {
       if (calls.length === 1 || !script.batched) {
-        for (const call of calls) script.run(this.client, call.keys, call.args).then(call.resolve, call.reject);
+        for (const call of calls) this.evalsha(script, call.keys, call.args).then(call.resolve, call.reject);
       } else {
         for (let from = 0; from < calls.length; from += maxBatch) {
           this.sendBatch(script.batched, calls.slice(from, from + maxBatch));
@@ -158,6 +158,23 @@ class ScriptBatcher {
       }
     }
   };
+
+  /**
+   * EVALSHA (EVAL after NOSCRIPT) sent with `sendCommand`, around ioredis' auto-pipelining: this turn's calls are
+   * already gathered here, and auto-pipelining would build a pipeline object around them for nothing.
+   */
+  private evalsha(script: RedisScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    const { keyPrefix } = this.client.options;
+    const command = new Command('evalsha', [script.sha, keys.length, ...keys, ...args], {
+      keyPrefix,
+      replyEncoding: 'utf8',
+    });
+    this.client.sendCommand(command);
+    return command.promise.catch((error: Error) => {
+      if (!isNoScript(error)) throw error;
+      return script.evalSource(this.client, keys, args);
+    });
+  }
 
   private sendBatch(batched: RedisScript, calls: QueuedScript[]): void {
     const keys: string[] = [];
@@ -167,7 +184,7 @@ class ScriptBatcher {
       args.push(call.args.length);
       for (const arg of call.args) args.push(arg);
     }
-    batched.run(this.client, keys, args).then(
+    this.evalsha(batched, keys, args).then(
       (replies) => {
         calls.forEach((call, i) => {
           const reply = (replies as unknown[])[i];
