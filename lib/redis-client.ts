@@ -24,16 +24,20 @@ interface BufferScripting {
   evalBuffer(...args: (string | number)[]): Promise<unknown>;
 }
 
-/** The number of keys every call of a script takes: a script whose calls all take the same number can be batched. */
-export interface ScriptShape {
-  keys: number;
+/** How a script is called and answered. */
+export interface ScriptOptions {
+  /** The number of keys every call takes: given, calls can be batched (see {@link RedisScript.batched}). */
+  keys?: number;
+  /** Bulk replies arrive as Buffers (binary-safe) instead of strings. */
+  binary?: boolean;
 }
 
 /** A Lua script sent with EVALSHA, falling back to EVAL when the server has not cached it (restart, SCRIPT FLUSH). */
 export class RedisScript {
   readonly sha: string;
+  readonly binary: boolean;
   /**
-   * For a script with a {@link ScriptShape}: the same script applied to many (keys, args) groups in one EVALSHA,
+   * For a script with a fixed number of keys: the same script applied to many (keys, args) groups in one EVALSHA,
    * returning the replies in order (an error reply in place of a group that failed). Each group's arguments are
    * sent after their count, so calls may differ in how many arguments they pass.
    */
@@ -42,21 +46,13 @@ export class RedisScript {
   constructor(
     readonly name: string,
     readonly source: string,
-    readonly shape?: ScriptShape,
+    options: ScriptOptions = {},
   ) {
     this.sha = createHash('sha1').update(source).digest('hex');
-    if (shape) this.batched = new RedisScript(`${name} (batched)`, batchedSource(source, shape));
-  }
-
-  /** Like {@link run}, but bulk replies arrive as Buffers (binary-safe). */
-  runBuffer(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    // ioredis has evalshaBuffer/evalBuffer at run time but does not declare them; `callBuffer` would do, but
-    // combined with auto-pipelining it drops the command name (the SHA is sent as the command).
-    const buffered = client as unknown as BufferScripting;
-    return buffered.evalshaBuffer(this.sha, keys.length, ...keys, ...args).catch((error: Error) => {
-      if (!isNoScript(error)) throw error;
-      return buffered.evalBuffer(this.source, keys.length, ...keys, ...args);
-    });
+    this.binary = options.binary === true;
+    if (options.keys !== undefined) {
+      this.batched = new RedisScript(`${name} (batched)`, batchedSource(source, options.keys), { binary: this.binary });
+    }
   }
 
   /**
@@ -64,7 +60,10 @@ export class RedisScript {
    * A NOSCRIPT reply means the script did not run, so the EVAL fallback never applies it twice.
    */
   run(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    return client.evalsha(this.sha, keys.length, ...keys, ...args).catch((error: Error) => {
+    // ioredis has evalshaBuffer/evalBuffer at run time but does not declare them; `callBuffer` would do, but
+    // combined with auto-pipelining it drops the command name (the SHA is sent as the command).
+    const evalsha = this.binary ? (client as unknown as BufferScripting).evalshaBuffer : client.evalsha;
+    return evalsha.call(client, this.sha, keys.length, ...keys, ...args).catch((error: Error) => {
       if (!isNoScript(error)) throw error;
       return this.evalSource(client, keys, args);
     });
@@ -72,7 +71,8 @@ export class RedisScript {
 
   /** Sends the whole script (EVAL), which also caches it on the server. */
   evalSource(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    return client.eval(this.source, keys.length, ...keys, ...args);
+    const evalScript = this.binary ? (client as unknown as BufferScripting).evalBuffer : client.eval;
+    return evalScript.call(client, this.source, keys.length, ...keys, ...args);
   }
 }
 
@@ -83,7 +83,7 @@ export class RedisScript {
  * key see each other's effect exactly as two separate calls would. ARGV holds, per group, its argument count
  * and then its arguments.
  */
-function batchedSource(source: string, { keys }: ScriptShape): string {
+function batchedSource(source: string, keys: number): string {
   const groupKeys = Array.from({ length: keys }, (_, j) => `KEYS[i * ${keys} + ${j + 1}]`).join(', ');
   return `local function script(KEYS, ARGV)
 ${source}
@@ -167,7 +167,7 @@ class ScriptBatcher {
     const { keyPrefix } = this.client.options;
     const command = new Command('evalsha', [script.sha, keys.length, ...keys, ...args], {
       keyPrefix,
-      replyEncoding: 'utf8',
+      replyEncoding: script.binary ? null : 'utf8',
     });
     this.client.sendCommand(command);
     return command.promise.catch((error: Error) => {

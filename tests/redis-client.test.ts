@@ -134,6 +134,19 @@ describe('runScript batching (standalone Redis)', () => {
     expect(names(watch.sent).filter((n) => n !== 'eval')).toEqual(['evalsha', 'evalsha']);
   });
 
+  it('keeps binary replies byte for byte in a batch of a binary script', async () => {
+    const getBytes = new RedisScript('get-bytes', "return redis.call('GET', KEYS[1])", { keys: 1, binary: true });
+    const values = [Buffer.from([0, 255, 254, 10, 13]), Buffer.from([0xc3, 0x28]), Buffer.alloc(0)];
+    const keys = values.map((_, i) => `${redis.prefix}:bytes:${i}`);
+    for (const [i, value] of values.entries()) await client.set(keys[i], value, 'PX', 60_000);
+    for (let round = 0; round < 2; round++) {
+      const replies = await Promise.all(
+        [...keys, `${redis.prefix}:bytes:missing`].map((key) => runScript(client, getBytes, [key], [])),
+      );
+      expect(replies).toEqual([...values, null]);
+    }
+  });
+
   it('does not batch a script without a shape', async () => {
     const echo = new RedisScript('echo-key', 'return KEYS[1]');
     expect(echo.batched).toBeUndefined();

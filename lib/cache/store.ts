@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import { lazyRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
 import { consoleLogger, type Logger, OutageReporter } from '../logger.js';
-import { boundedCaller, isCluster, RedisScript } from '../redis-client.js';
+import { boundedCaller, isCluster, RedisScript, runScript } from '../redis-client.js';
 import { decodeResponse, type StoredResponse } from './entry.js';
 import type { cacheSchema } from './options.js';
 
@@ -47,6 +47,7 @@ if not stored then return false end
 if ARGV[1] ~= '' and string.sub(stored, 5, 20) == ARGV[1] then return 1 end
 return stored
 `,
+  { keys: 1, binary: true },
 );
 
 /** Entries kept in process memory (validated against Redis on every use), bounded by their total body size. */
@@ -121,7 +122,7 @@ export function createCacheStore(config: z.output<typeof cacheSchema>) {
   /** The stored response at `storageKey` (one round trip), or `undefined`. */
   async function readEntry(storageKey: string): Promise<StoredResponse | undefined> {
     const local = localCopies.get(storageKey);
-    const reply = await call((r) => readEntryScript.runBuffer(r, [storageKey], [local?.version ?? '']));
+    const reply = await call((r) => runScript(r, readEntryScript, [storageKey], [local?.version ?? '']));
     if (reply === 1 && local) return local;
     if (!Buffer.isBuffer(reply)) {
       localCopies.delete(storageKey);

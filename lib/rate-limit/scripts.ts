@@ -1,4 +1,4 @@
-import { RedisScript, type ScriptShape } from '../redis-client.js';
+import { RedisScript, type ScriptOptions } from '../redis-client.js';
 
 /*
  * Every hit script takes KEYS[1] = the client's key and
@@ -7,7 +7,7 @@ import { RedisScript, type ScriptShape } from '../redis-client.js';
  * Each touches one key, sets its expiry in the same atomic step, and reads time from Redis (TIME or PTTL),
  * never from the app server, so clock skew between servers does not matter.
  */
-const hitShape: ScriptShape = { keys: 1 };
+const hitShape: ScriptOptions = { keys: 1 };
 
 /** INCRBY + PEXPIRE semantics: the window starts at the client's first request. */
 export const fixedWindowScript = new RedisScript(
