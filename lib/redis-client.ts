@@ -63,16 +63,38 @@ export class RedisScript {
     // ioredis has evalshaBuffer/evalBuffer at run time but does not declare them; `callBuffer` would do, but
     // combined with auto-pipelining it drops the command name (the SHA is sent as the command).
     const evalsha = this.binary ? (client as unknown as BufferScripting).evalshaBuffer : client.evalsha;
-    return evalsha.call(client, this.sha, keys.length, ...keys, ...args).catch((error: Error) => {
-      if (!isNoScript(error)) throw error;
-      return this.evalSource(client, keys, args);
+    return this.evalOnNoScript(evalsha.call(client, this.sha, keys.length, ...keys, ...args), client, keys, args);
+  }
+
+  /**
+   * Like {@link run}, but handed straight to the connection (`sendCommand`), around ioredis' auto-pipelining:
+   * for callers that already gather a turn's calls themselves, where a pipeline object would be built for nothing.
+   */
+  send(client: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    const command = new Command('evalsha', [this.sha, keys.length, ...keys, ...args], {
+      keyPrefix: client.options.keyPrefix,
+      replyEncoding: this.binary ? null : 'utf8',
     });
+    client.sendCommand(command);
+    return this.evalOnNoScript(command.promise, client, keys, args);
   }
 
   /** Sends the whole script (EVAL), which also caches it on the server. */
   evalSource(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
     const evalScript = this.binary ? (client as unknown as BufferScripting).evalBuffer : client.eval;
     return evalScript.call(client, this.source, keys.length, ...keys, ...args);
+  }
+
+  private evalOnNoScript(
+    reply: Promise<unknown>,
+    client: RedisClient,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    return reply.catch((error: Error) => {
+      if (!isNoScript(error)) throw error;
+      return this.evalSource(client, keys, args);
+    });
   }
 }
 
@@ -113,15 +135,15 @@ interface QueuedScript {
   reject(error: unknown): void;
 }
 
-/**
- * Sends the script calls made during one turn of the event loop together: the calls of a batchable script
- * (see {@link RedisScript.batched}) as one EVALSHA for all of them, anything else as separate commands in the
- * same turn (pipelined by ioredis). So the requests Node parsed in one turn cost one command, one socket write
- * and one reply, instead of one each. Standalone Redis only: a Cluster routes each key to its own node.
- */
 /** Calls per batched EVALSHA at most, so no single script holds Redis for long. */
 const maxBatch = 500;
 
+/**
+ * Sends the script calls made during one turn of the event loop together: the calls of a batchable script
+ * (see {@link RedisScript.batched}) as one EVALSHA for all of them, anything else as separate commands in the
+ * same turn. So the requests Node parsed in one turn cost one command, one socket write and one reply, instead of
+ * one each. Standalone Redis only: a Cluster routes each key to its own node.
+ */
 class ScriptBatcher {
   private queue: QueuedScript[] = [];
   private scheduled = false;
@@ -150,7 +172,7 @@ class ScriptBatcher {
     }
     for (const [script, calls] of groups) {
       if (calls.length === 1 || !script.batched) {
-        for (const call of calls) this.evalsha(script, call.keys, call.args).then(call.resolve, call.reject);
+        for (const call of calls) script.send(this.client, call.keys, call.args).then(call.resolve, call.reject);
       } else {
         for (let from = 0; from < calls.length; from += maxBatch) {
           this.sendBatch(script.batched, calls.slice(from, from + maxBatch));
@@ -158,23 +180,6 @@ class ScriptBatcher {
       }
     }
   };
-
-  /**
-   * EVALSHA (EVAL after NOSCRIPT) sent with `sendCommand`, around ioredis' auto-pipelining: this turn's calls are
-   * already gathered here, and auto-pipelining would build a pipeline object around them for nothing.
-   */
-  private evalsha(script: RedisScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    const { keyPrefix } = this.client.options;
-    const command = new Command('evalsha', [script.sha, keys.length, ...keys, ...args], {
-      keyPrefix,
-      replyEncoding: script.binary ? null : 'utf8',
-    });
-    this.client.sendCommand(command);
-    return command.promise.catch((error: Error) => {
-      if (!isNoScript(error)) throw error;
-      return script.evalSource(this.client, keys, args);
-    });
-  }
 
   private sendBatch(batched: RedisScript, calls: QueuedScript[]): void {
     const keys: string[] = [];
@@ -184,7 +189,7 @@ class ScriptBatcher {
       args.push(call.args.length);
       for (const arg of call.args) args.push(arg);
     }
-    this.evalsha(batched, keys, args).then(
+    batched.send(this.client, keys, args).then(
       (replies) => {
         calls.forEach((call, i) => {
           const reply = (replies as unknown[])[i];

@@ -7,7 +7,7 @@ import { RedisScript, type ScriptOptions } from '../redis-client.js';
  * Each touches one key, sets its expiry in the same atomic step, and reads time from Redis (TIME or PTTL),
  * never from the app server, so clock skew between servers does not matter.
  */
-const hitShape: ScriptOptions = { keys: 1 };
+const hitScriptOptions: ScriptOptions = { keys: 1 };
 
 /** INCRBY + PEXPIRE semantics: the window starts at the client's first request. */
 export const fixedWindowScript = new RedisScript(
@@ -28,7 +28,7 @@ if ttl < 0 then
 end
 return {used <= limit and 1 or 0, used, ttl, 1}
 `,
-  hitShape,
+  hitScriptOptions,
 );
 
 /**
@@ -72,7 +72,7 @@ end
 if wait < 1 then wait = 1 end
 return {0, math.ceil(estimate), wait, 1}
 `,
-  hitShape,
+  hitScriptOptions,
 );
 
 /**
@@ -114,7 +114,7 @@ local wait = window
 if limit > 0 and cost <= limit then wait = math.max(1, math.ceil((cost - tokens) * window / limit)) end
 return {0, used, wait, exists}
 `,
-  hitShape,
+  hitScriptOptions,
 );
 
 /*
