@@ -37,7 +37,12 @@ interface Suite {
 const suites: Record<string, Suite> = {
   'rate-limit': {
     title: 'Rate limiting',
-    variants: ['redisware rateLimit()', 'express-rate-limit + rate-limit-redis', 'rate-limiter-flexible'],
+    variants: [
+      'redisware rateLimit()',
+      'express-rate-limit + rate-limit-redis',
+      'rate-limiter-flexible',
+      'floor: empty middleware awaiting one PING per turn',
+    ],
     cases: [
       { name: 'one client, limit never reached', scenario: { limit: 1e9 } },
       {
@@ -50,7 +55,11 @@ const suites: Record<string, Suite> = {
   },
   session: {
     title: 'Sessions',
-    variants: ['redisware redisSession()', 'express-session + connect-redis 9 (node-redis 5)'],
+    variants: [
+      'redisware redisSession()',
+      'express-session + connect-redis 9 (node-redis 5)',
+      'floor: empty middleware awaiting one PING per turn',
+    ],
     cases: [
       { name: 'read-only request with an existing session', scenario: {}, path: '/read', loginPath: '/login' },
       { name: 'write request (counter++) on an existing session', scenario: {}, path: '/write', loginPath: '/login' },

@@ -149,6 +149,30 @@ export const variants: Record<string, Variant> = {
   },
 };
 
+/**
+ * Not a library: the least any middleware that waits for Redis can cost. It passes each request on once one PING
+ * per event-loop turn (shared by the turn's requests) has answered — no script, no headers, no client key.
+ */
+variants['floor: empty middleware awaiting one PING per turn'] = {
+  async build(url) {
+    const redis = createRedis(url);
+    const app = baseApp();
+    let waiting: Array<() => void> = [];
+    const release = () => {
+      const turn = waiting;
+      waiting = [];
+      const passAll = () => {
+        for (const next of turn) next();
+      };
+      redis.ping().then(passAll, passAll);
+    };
+    app.use((_req, _res, next) => {
+      if (waiting.push(next) === 1) setImmediate(release);
+    });
+    return finish(app, [redis]);
+  },
+};
+
 variants['redisware redisSession()'] = {
   async build(url) {
     const redis = createRedis(url);
