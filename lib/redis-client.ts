@@ -170,14 +170,21 @@ class ScriptBatcher {
       if (group) group.push(call);
       else groups.set(call.script, [call]);
     }
-    for (const [script, calls] of groups) {
-      if (calls.length === 1 || !script.batched) {
-        for (const call of calls) script.send(this.client, call.keys, call.args).then(call.resolve, call.reject);
-      } else {
-        for (let from = 0; from < calls.length; from += maxBatch) {
-          this.sendBatch(script.batched, calls.slice(from, from + maxBatch));
+    // Several commands (different scripts, or a batch over maxBatch) still leave in one socket write.
+    const stream = this.client.stream;
+    stream?.cork();
+    try {
+      for (const [script, calls] of groups) {
+        if (calls.length === 1 || !script.batched) {
+          for (const call of calls) script.send(this.client, call.keys, call.args).then(call.resolve, call.reject);
+        } else {
+          for (let from = 0; from < calls.length; from += maxBatch) {
+            this.sendBatch(script.batched, calls.slice(from, from + maxBatch));
+          }
         }
       }
+    } finally {
+      stream?.uncork();
     }
   };
 
