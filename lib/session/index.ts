@@ -61,7 +61,8 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   const cookies = sessionCookie(config);
   const verifyCookie = sessionCookieVerifier(config.secrets);
 
-  function sendCookie(req: Request, res: Response, session: RedisSession): void {
+  /** `willSave`: whether finishing now would write the session, when the caller already knows it. */
+  function sendCookie(req: Request, res: Response, session: RedisSession, willSave?: boolean): void {
     const s = session[state];
     if (res.headersSent || s.cookieSent) return;
     if (s.destroyed) {
@@ -72,7 +73,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
       return;
     }
     const refresh = config.cookie.maxAge !== undefined && !s.isNew && !s.detached && (config.rolling || s.cookieOwed);
-    if (s.cookieOwed || refresh || (s.isNew && manager.willSave(session))) {
+    if (s.cookieOwed || refresh || (s.isNew && (willSave ?? manager.willSave(session)))) {
       s.cookieSent = true;
       res.append('Set-Cookie', cookies.issue(req, session.id));
     }
@@ -100,7 +101,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
       const changes = manager.pendingWrite(session);
       if (!changes) {
         // Nothing to save (the common, read-only request): end now, without a detour through a promise.
-        sendCookie(req, res, session);
+        sendCookie(req, res, session, false);
         return originalEnd.apply(this, args);
       }
       manager.write(session, changes).then(
