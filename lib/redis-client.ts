@@ -127,36 +127,79 @@ return replies
 `;
 }
 
+/** How a script call ends: with `error`, or with `reply`. Callbacks must not throw. */
+export type ScriptCallback = (error: Error | undefined, reply?: unknown) => void;
+
+/** The calls of one flush that share a deadline, and the one timer that enforces it. */
+interface Deadline {
+  members: QueuedScript[];
+  /** Members not yet settled: the timer is cleared when the last one is. */
+  pending: number;
+  timer?: NodeJS.Timeout;
+}
+
 interface QueuedScript {
   script: RedisScript;
   keys: readonly string[];
   args: readonly (string | number)[];
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
+  done: ScriptCallback;
+  /** Fail with {@link RedisTimeoutError} if no reply came this long after the call (none: the caller bounds it). */
+  timeoutMs?: number;
+  deadline?: Deadline;
+  settled: boolean;
 }
 
 /** Calls per batched EVALSHA at most, so no single script holds Redis for long. */
 const maxBatch = 500;
+
+function settle(call: QueuedScript, error: Error | undefined, reply?: unknown): void {
+  if (call.settled) return; // a reply after the deadline changes nothing: the caller has moved on
+  call.settled = true;
+  const deadline = call.deadline;
+  if (deadline && --deadline.pending === 0) clearTimeout(deadline.timer);
+  try {
+    call.done(error, reply);
+  } catch (thrown) {
+    // A callback bug must not keep the other calls of the batch from their replies.
+    process.emitWarning(thrown as Error);
+  }
+}
 
 /**
  * Sends the script calls made during one turn of the event loop together: the calls of a batchable script
  * (see {@link RedisScript.batched}) as one EVALSHA for all of them, anything else as separate commands in the
  * same turn. So the requests Node parsed in one turn cost one command, one socket write and one reply, instead of
  * one each. Standalone Redis only: a Cluster routes each key to its own node.
+ *
+ * Calls that carry a timeout share one timer per flush and timeout value rather than one timer each: they were all
+ * made during the same turn, and the timer is set for the earliest of them.
  */
 class ScriptBatcher {
   private queue: QueuedScript[] = [];
   private scheduled = false;
+  private turnStarted = 0;
 
   constructor(private readonly client: Redis) {}
 
+  /** Queues a call for this turn's flush; `done` is called exactly once. */
+  enqueue(
+    script: RedisScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+    done: ScriptCallback,
+    timeoutMs?: number,
+  ): void {
+    this.queue.push({ script, keys, args, done, timeoutMs, deadline: undefined, settled: false });
+    if (!this.scheduled) {
+      this.scheduled = true;
+      this.turnStarted = Date.now();
+      setImmediate(this.flush);
+    }
+  }
+
   run(script: RedisScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ script, keys, args, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(this.flush);
-      }
+      this.enqueue(script, keys, args, (error, reply) => (error ? reject(error) : resolve(reply)));
     });
   }
 
@@ -164,6 +207,14 @@ class ScriptBatcher {
     this.scheduled = false;
     const queued = this.queue;
     this.queue = [];
+    this.armDeadlines(queued);
+    // The connection may have dropped since the calls were made: sending now would park them in ioredis'
+    // offline queue and replay them after a reconnect, long after their callers gave up.
+    if (this.client.status !== 'ready') {
+      const error = new RedisUnavailableError(`Redis is ${this.client.status}`);
+      for (const call of queued) settle(call, error);
+      return;
+    }
     const groups = new Map<RedisScript, QueuedScript[]>();
     for (const call of queued) {
       const group = groups.get(call.script);
@@ -176,7 +227,12 @@ class ScriptBatcher {
     try {
       for (const [script, calls] of groups) {
         if (calls.length === 1 || !script.batched) {
-          for (const call of calls) script.send(this.client, call.keys, call.args).then(call.resolve, call.reject);
+          for (const call of calls) {
+            script.send(this.client, call.keys, call.args).then(
+              (reply) => settle(call, undefined, reply),
+              (error) => settle(call, error),
+            );
+          }
         } else {
           for (let from = 0; from < calls.length; from += maxBatch) {
             this.sendBatch(script.batched, calls.slice(from, from + maxBatch));
@@ -188,6 +244,34 @@ class ScriptBatcher {
     }
   };
 
+  /** One timer per timeout value among `calls`, due `timeoutMs` after the turn in which they were made. */
+  private armDeadlines(calls: QueuedScript[]): void {
+    let deadlines: Map<number, Deadline> | undefined;
+    for (const call of calls) {
+      if (call.timeoutMs === undefined) continue;
+      deadlines ??= new Map();
+      let deadline = deadlines.get(call.timeoutMs);
+      if (!deadline) {
+        deadline = { members: [], pending: 0 };
+        deadlines.set(call.timeoutMs, deadline);
+      }
+      deadline.members.push(call);
+      deadline.pending++;
+      call.deadline = deadline;
+    }
+    if (!deadlines) return;
+    const elapsed = Date.now() - this.turnStarted;
+    for (const [timeoutMs, deadline] of deadlines) {
+      deadline.timer = setTimeout(
+        () => {
+          const error = new RedisTimeoutError(timeoutMs);
+          for (const member of deadline.members) settle(member, error);
+        },
+        Math.max(0, timeoutMs - elapsed),
+      );
+    }
+  }
+
   private sendBatch(batched: RedisScript, calls: QueuedScript[]): void {
     const keys: string[] = [];
     const args: (string | number)[] = [];
@@ -198,20 +282,29 @@ class ScriptBatcher {
     }
     batched.send(this.client, keys, args).then(
       (replies) => {
-        calls.forEach((call, i) => {
+        for (let i = 0; i < calls.length; i++) {
           const reply = (replies as unknown[])[i];
-          if (reply instanceof Error) call.reject(reply);
-          else call.resolve(reply);
-        });
+          if (reply instanceof Error) settle(calls[i], reply);
+          else settle(calls[i], undefined, reply);
+        }
       },
       (error) => {
-        for (const call of calls) call.reject(error);
+        for (const call of calls) settle(call, error);
       },
     );
   }
 }
 
 const batchers = new WeakMap<RedisClient, ScriptBatcher>();
+
+function batcherFor(client: Redis): ScriptBatcher {
+  let batcher = batchers.get(client);
+  if (!batcher) {
+    batcher = new ScriptBatcher(client);
+    batchers.set(client, batcher);
+  }
+  return batcher;
+}
 
 /**
  * Runs a hot-path script: on a standalone Redis batched with the other calls of this event-loop turn
@@ -224,12 +317,7 @@ export function runScript(
   args: readonly (string | number)[],
 ): Promise<unknown> {
   if (isCluster(client)) return script.run(client, keys, args);
-  let batcher = batchers.get(client);
-  if (!batcher) {
-    batcher = new ScriptBatcher(client as Redis);
-    batchers.set(client, batcher);
-  }
-  return batcher.run(script, keys, args);
+  return batcherFor(client as Redis).run(script, keys, args);
 }
 
 const nextReadyByClient = new WeakMap<RedisClient, Promise<void>>();
@@ -344,8 +432,39 @@ export function boundedCaller(client: () => RedisClient, timeoutMs: number, outa
     if (error === undefined) outage.recovered();
     else outage.failed(error);
   };
-  return function call<T>(command: (redis: RedisClient) => Promise<T>): Promise<T> {
+  function call<T>(command: (redis: RedisClient) => Promise<T>): Promise<T> {
     const redis = client();
     return boundedCall(redis, timeoutMs, () => command(redis), report);
+  }
+  /**
+   * Runs a hot-path script like `call((redis) => runScript(redis, …))`, answering through `done` instead of a
+   * promise: on a ready standalone connection the call joins this turn's batch and shares its deadline timer, so
+   * it costs no promise and no timer of its own. Otherwise (connecting, Cluster) it goes through `call`.
+   */
+  call.script = function callScript(
+    script: RedisScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+    done: ScriptCallback,
+  ): void {
+    const redis = client();
+    if (redis.status === 'ready' && !isCluster(redis)) {
+      batcherFor(redis as Redis).enqueue(
+        script,
+        keys,
+        args,
+        (error, reply) => {
+          report(error);
+          done(error, reply);
+        },
+        timeoutMs,
+      );
+      return;
+    }
+    call((r) => runScript(r, script, keys, args)).then(
+      (reply) => done(undefined, reply),
+      (error: Error) => done(error),
+    );
   };
+  return call;
 }

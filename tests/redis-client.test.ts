@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedWindowScript } from '../lib/rate-limit/scripts.js';
 import { boundedCaller, RedisScript, runScript } from '../lib/redis-client.js';
 import { loadSessionScript } from '../lib/session/scripts.js';
+import { privateRedisWithAdmin } from './support/private-redis.js';
 import { redisUrl, useTestRedis, watchCommands } from './support/redis.js';
 
 const redis = useTestRedis('redis-client');
@@ -189,5 +190,64 @@ describe('boundedCaller deadlines', () => {
     }
     expect(Date.now() - started).toBeLessThan(350); // nobody waited for the 400 ms calls
     expect(events).toEqual(['recovered', 'failed: RedisTimeoutError', 'failed: RedisTimeoutError']);
+    await sleep(100); // the slow calls still send their PINGs at 400 ms: let them go before the next test watches
+  });
+});
+
+describe('boundedCaller script calls (callbacks sharing one batch and one deadline per turn)', () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  type Outcome = { error?: string; reply?: unknown; after: number };
+
+  /** Makes `count` calls in this turn and resolves with every callback invocation once `waitMs` has passed. */
+  function callsInOneTurn(call: ReturnType<typeof boundedCaller>, keys: string[], waitMs: number) {
+    const outcomes: Outcome[][] = keys.map(() => []);
+    const sent = Date.now();
+    keys.forEach((key, i) => {
+      call.script(fixedWindowScript, [key], [1, 60_000, 100, 0], (error, reply) => {
+        outcomes[i].push({ error: error?.name, reply, after: Date.now() - sent });
+      });
+    });
+    return sleep(waitMs).then(() => outcomes);
+  }
+
+  it('answers each call of a turn through its own callback, from one EVALSHA, in order', async () => {
+    const call = boundedCaller(() => client, 1_000, { failed: () => {}, recovered: () => {} });
+    const key = `${redis.prefix}:callback`;
+    await callsInOneTurn(call, [key, key], 200); // loads the batched script if needed
+    await client.del(key);
+    await watch.settle();
+    watch.reset();
+    const outcomes = await callsInOneTurn(call, [key, key, key], 200);
+    await watch.settle();
+    expect(names(watch.sent)).toEqual(['evalsha']);
+    expect(outcomes.map((calls) => calls.length)).toEqual([1, 1, 1]);
+    expect(outcomes.map(([outcome]) => (outcome.reply as number[])[1])).toEqual([1, 2, 3]);
+    expect(await client.pttl(key)).toBeGreaterThan(59_000);
+  });
+
+  it('fails every call of a stalled turn at its deadline, each turn on its own, and ignores the late replies', async () => {
+    const { admin, client: privateClient } = await privateRedisWithAdmin();
+    const stalled = privateClient();
+    await stalled.ping();
+    const events: string[] = [];
+    const call = boundedCaller(() => stalled, 100, {
+      failed: (error) => events.push((error as Error).name),
+      recovered: () => events.push('recovered'),
+    });
+    await admin.call('CLIENT', 'PAUSE', '500', 'WRITE');
+    const firstTurn = callsInOneTurn(call, ['a', 'b', 'a'], 800);
+    await sleep(50);
+    const secondTurn = callsInOneTurn(call, ['c', 'd'], 750);
+    const outcomes = [...(await firstTurn), ...(await secondTurn)];
+    // Exactly one callback per call, a timeout, within the budget measured from the call's own turn:
+    // the replies that arrived after the pause ended were dropped.
+    for (const calls of outcomes) {
+      expect(calls).toHaveLength(1);
+      expect(calls[0].error).toBe('RedisTimeoutError');
+      expect(calls[0].after).toBeGreaterThanOrEqual(95);
+      expect(calls[0].after).toBeLessThan(250);
+    }
+    expect(events).toEqual(Array(5).fill('RedisTimeoutError'));
+    stalled.disconnect();
   });
 });

@@ -4,7 +4,7 @@ import { lazyRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
 import { consoleLogger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCaller, runScript } from '../redis-client.js';
+import { boundedCaller } from '../redis-client.js';
 import { BlockCache } from './block-cache.js';
 import { clientForIp } from './client-ip.js';
 import { defaultClientKey } from './client-key.js';
@@ -107,7 +107,12 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     now: number,
   ): void | Promise<void> {
     res.setHeader('Retry-After', String(retryAfterSeconds(info, now)));
-    if (config.handler) return void config.handler(req, res, next, info);
+    if (config.handler) {
+      const handled = config.handler(req, res, next, info);
+      // An async handler that rejects reaches Express' error handling, not an unhandled rejection.
+      if (handled instanceof Promise) return handled.then(() => {});
+      return;
+    }
     if (fixedBody) {
       res.statusCode = config.statusCode;
       res.setHeader('Content-Type', fixedBody.type);
@@ -168,8 +173,8 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   }
 
   /**
-   * Counts one request and answers or passes it. Synchronous up to the Redis call, so a request costs no
-   * promise of its own beyond that call's (and a blocked client none at all).
+   * Counts one request and answers or passes it. Synchronous up to the Redis call, which answers through a
+   * callback: a counted request costs no promise (with a fixed `message`), and a blocked client no Redis call.
    */
   function count(req: Request, res: Response, next: NextFunction, hit: Hit): void | Promise<void> {
     const { clientKey, key, limit, cost } = hit;
@@ -180,25 +185,29 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       setRateLimitHeaders(res, config.headers, blocked, windowSeconds, now);
       return respondLimited(req, res, next, blocked, now);
     }
-    return call((redis) => runScript(redis, scripts.hit, [key], [cost, windowMs, limit, 0])).then(
-      (reply) => {
+    call.script(scripts.hit, [key], [cost, windowMs, limit, 0], (error, reply) => {
+      try {
+        if (error) {
+          if (config.onRedisError === 'allow') return next();
+          res.setHeader('Retry-After', '1');
+          res.status(503).send('Service Unavailable: the rate limiter cannot reach its store.');
+          return;
+        }
         const answeredAt = Date.now();
         const info = toInfo(reply as HitReply, limit, clientKey, answeredAt);
         req.rateLimit = info;
         setRateLimitHeaders(res, config.headers, info, windowSeconds, answeredAt);
         if ((reply as HitReply)[0] !== 1) {
           blocks?.set(key, info);
-          return respondLimited(req, res, next, info, answeredAt);
+          respondLimited(req, res, next, info, answeredAt)?.catch(next);
+          return;
         }
         if (refundOn && cost > 0) refundWhenDone(res, key, cost, limit);
         next();
-      },
-      () => {
-        if (config.onRedisError === 'allow') return next();
-        res.setHeader('Retry-After', '1');
-        res.status(503).send('Service Unavailable: the rate limiter cannot reach its store.');
-      },
-    );
+      } catch (thrown) {
+        next(thrown);
+      }
+    });
   }
 
   /** With the default key, limit and cost there is nothing to await before the Redis call. */
@@ -211,13 +220,9 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     try {
       if (inputsAreFixed) {
         const clientKey = clientKeyOf(req) as string;
-        const counted = count(req, res, next, {
-          clientKey,
-          key: storageKey(clientKey),
-          limit: fixedLimit,
-          cost: fixedCost,
-        });
-        if (counted) counted.catch(next);
+        count(req, res, next, { clientKey, key: storageKey(clientKey), limit: fixedLimit, cost: fixedCost })?.catch(
+          next,
+        );
         return;
       }
       resolveHit(req, res)

@@ -159,6 +159,22 @@ describe('rateLimit() options', () => {
     expect(limited.headers['retry-after']).toBeDefined();
   });
 
+  it('passes an async handler that rejects to the error handler, for a counted and for a remembered block', async () => {
+    const app = appWith(
+      limiter({
+        limit: 1,
+        window: '1m',
+        handler: async () => {
+          throw new Error('handler failed');
+        },
+      }),
+    );
+    await request(app).get('/').expect(200);
+    // The first limited request is answered after Redis; the next one from the block cache.
+    expect((await request(app).get('/').expect(500)).body).toEqual({ error: 'handler failed' });
+    expect((await request(app).get('/').expect(500)).body).toEqual({ error: 'handler failed' });
+  });
+
   it('refunds failed requests with skipFailedRequests, without leaving a key without a TTL', async () => {
     const prefix = `${redis.prefix}:skipfailed`;
     const app = appWith(
