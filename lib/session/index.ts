@@ -104,21 +104,20 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
         sendCookie(req, res, session, false);
         return originalEnd.apply(this, args);
       }
-      manager.write(session, changes).then(
-        () => {
+      manager.write(session, changes, (error) => {
+        if (!error) {
           sendCookie(req, res, session);
           originalEnd.apply(res, args);
-        },
-        (error: unknown) => {
-          config.logger.error(`redisware redisSession: saving the session failed: ${(error as Error).message}`);
-          if (config.onRedisError === 'fail' && !res.headersSent) {
-            respondUnavailable(res);
-            originalEnd.call(res, 'Service Unavailable: the session could not be saved.');
-          } else {
-            originalEnd.apply(res, args);
-          }
-        },
-      );
+          return;
+        }
+        config.logger.error(`redisware redisSession: saving the session failed: ${error.message}`);
+        if (config.onRedisError === 'fail' && !res.headersSent) {
+          respondUnavailable(res);
+          originalEnd.call(res, 'Service Unavailable: the session could not be saved.');
+        } else {
+          originalEnd.apply(res, args);
+        }
+      });
       return res;
     } as typeof res.end;
   }
@@ -135,21 +134,20 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
       attach(req, res, next, new RedisSession(manager, undefined, undefined, false));
       return;
     }
-    manager
-      .load(id, config.rolling)
-      .then(
-        (fields) =>
-          attach(req, res, next, new RedisSession(manager, fields ? id : undefined, fields ?? undefined, false)),
-        () => {
-          if (config.onRedisError === 'continue') {
-            attach(req, res, next, new RedisSession(manager, undefined, undefined, true));
-            return;
-          }
+    manager.loadThen(id, config.rolling, (error, fields) => {
+      try {
+        if (!error) {
+          attach(req, res, next, new RedisSession(manager, fields ? id : undefined, fields ?? undefined, false));
+        } else if (config.onRedisError === 'continue') {
+          attach(req, res, next, new RedisSession(manager, undefined, undefined, true));
+        } else {
           respondUnavailable(res);
           res.end('Service Unavailable: the session store cannot be reached.');
-        },
-      )
-      .catch(next);
+        }
+      } catch (thrown) {
+        next(thrown);
+      }
+    });
   } as RedisSessionMiddleware;
 
   middleware.listByUser = async function listByUser(userId: string | number): Promise<UserSessionInfo[]> {

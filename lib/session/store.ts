@@ -3,7 +3,7 @@ import { lazyRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
 import { consoleLogger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCaller, runScript } from '../redis-client.js';
+import { boundedCaller } from '../redis-client.js';
 import { type RedisSessionOptions, sessionSchema } from './options.js';
 import { loadSessionScript, saveSessionScript, userIndexScript } from './scripts.js';
 import { newSessionId } from './signature.js';
@@ -166,36 +166,61 @@ export function createManager(config: SessionConfig) {
 
     async commit(session: RedisSession): Promise<void> {
       const changes = manager.pendingWrite(session);
-      if (changes) await manager.write(session, changes);
+      if (!changes) return;
+      await new Promise<void>((resolve, reject) =>
+        manager.write(session, changes, (error) => (error ? reject(error) : resolve())),
+      );
     },
 
-    /** Writes `changes` (from {@link pendingWrite}) in one script, plus the user index if the user changed. */
-    async write(session: RedisSession, changes: Changes): Promise<void> {
+    /**
+     * Writes `changes` (from {@link pendingWrite}) in one script, plus the user index if the user changed;
+     * `done` is called once both are finished (through a callback: this runs on every changing request).
+     */
+    write(session: RedisSession, changes: Changes, done: (error: Error | undefined) => void): void {
       const s = session[state];
       const id = session.id;
       const args: (string | number)[] = [...ttlArgs, s.isNew ? 1 : 0, changes.set.length / 2];
       for (let i = 0; i < changes.set.length; i += 2) args.push(dataPrefix + changes.set[i], changes.set[i + 1]);
       for (const field of changes.remove) args.push(dataPrefix + field);
       const user = userOf(session);
-      const [saved] = await Promise.all([
-        call((c) => runScript(c, saveSessionScript, [sessionKey(id)], args)),
-        updateUserIndex(id, s.indexedUser, user),
-      ]);
-      s.indexedUser = user;
-      if (saved !== 1) {
-        // Destroyed or expired while this request ran: its changes must not bring it back.
-        return;
-      }
-      if (s.isNew) s.cookieOwed = true;
-      s.isNew = false;
-      for (let i = 0; i < changes.set.length; i += 2) s.saved.set(changes.set[i], changes.set[i + 1]);
-      for (const field of changes.remove) s.saved.delete(field);
+      // Settles with the index update's error, if any (handled at once, so a failure is never unhandled).
+      const indexUpdated =
+        s.indexedUser === user
+          ? undefined
+          : updateUserIndex(id, s.indexedUser, user).then(
+              () => undefined,
+              (error: Error) => error,
+            );
+      call.script(saveSessionScript, [sessionKey(id)], args, (saveError, saved) => {
+        const finish = (indexError: Error | undefined) => {
+          const error = saveError ?? indexError;
+          if (error) return done(error);
+          s.indexedUser = user;
+          // saved !== 1: destroyed or expired while this request ran; its changes must not bring it back.
+          if (saved === 1) {
+            if (s.isNew) s.cookieOwed = true;
+            s.isNew = false;
+            for (let i = 0; i < changes.set.length; i += 2) s.saved.set(changes.set[i], changes.set[i + 1]);
+            for (const field of changes.remove) s.saved.delete(field);
+          }
+          done(undefined);
+        };
+        if (indexUpdated) indexUpdated.then(finish);
+        else finish(undefined);
+      });
     },
 
-    async load(id: string, rolling: boolean): Promise<string[] | null> {
-      return (await call((c) => runScript(c, loadSessionScript, [sessionKey(id)], [...ttlArgs, rolling ? 1 : 0]))) as
-        | string[]
-        | null;
+    /** Reads a session (and refreshes its idle timeout when `rolling`): its hash fields, or null when gone. */
+    loadThen(id: string, rolling: boolean, done: (error: Error | undefined, fields?: string[] | null) => void): void {
+      call.script(loadSessionScript, [sessionKey(id)], [...ttlArgs, rolling ? 1 : 0], (error, fields) =>
+        done(error, fields as string[] | null),
+      );
+    },
+
+    load(id: string, rolling: boolean): Promise<string[] | null> {
+      return new Promise((resolve, reject) =>
+        manager.loadThen(id, rolling, (error, fields) => (error ? reject(error) : resolve(fields ?? null))),
+      );
     },
 
     async reload(session: RedisSession): Promise<void> {
