@@ -331,6 +331,42 @@ describe('req.session methods', () => {
     expect(await redis.client().exists(`${prefix}:${id}`)).toBe(0);
   });
 
+  it('puts the Set-Cookie in headers sent before the end (res.write, res.writeHead): new, regenerated, destroyed', async () => {
+    const prefix = `${redis.prefix}:streamed`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix }), undefined, (routes) => {
+      routes.get('/stream-set', (req, res) => {
+        (req.session as unknown as Record<string, unknown>).a = 1;
+        res.write('streamed ');
+        res.end('body');
+      });
+      routes.get('/stream-login', async (req, res) => {
+        await req.session.regenerate();
+        (req.session as unknown as Record<string, unknown>).userId = 'u1';
+        res.write('streamed ');
+        res.end('body');
+      });
+      routes.get('/head-logout', async (req, res) => {
+        await req.session.destroy();
+        res.writeHead(200, { 'Content-Type': 'text/plain' });
+        res.end('bye');
+      });
+    });
+    const created = await request(app).get('/stream-set').expect(200);
+    const firstId = idOf(cookiePair(created));
+    expect(await redis.client().hget(`${prefix}:${firstId}`, 'd:a')).toBe('1');
+
+    const login = await request(app).get('/stream-login').set('Cookie', cookiePair(created)).expect(200);
+    expect(login.text).toBe('streamed body');
+    const loggedInId = idOf(cookiePair(login));
+    expect(loggedInId).not.toBe(firstId);
+    expect(await redis.client().exists(`${prefix}:${firstId}`)).toBe(0);
+    expect((await request(app).get('/peek').set('Cookie', cookiePair(login))).body.data).toEqual({ userId: 'u1' });
+
+    const logout = await request(app).get('/head-logout').set('Cookie', cookiePair(login)).expect(200);
+    expect(setCookie(logout)).toMatch(/^sid=; /);
+    expect(await redis.client().exists(`${prefix}:${loggedInId}`)).toBe(0);
+  });
+
   it('save() writes immediately and reload() reads back what Redis holds; touch() extends the TTL', async () => {
     const prefix = `${redis.prefix}:methods`;
     const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix, ttl: '1h' }));
