@@ -10,6 +10,11 @@ import { RedisScript } from '../redis-client.js';
 /**
  * Loads a session: KEYS[1]; ARGV = idle ms, absolute ms, '1' to extend the idle timeout (rolling).
  * Returns the hash as a flat list, or nil when it is missing or past either timeout (then deletes it).
+ *
+ * Extending the idle timeout is a PEXPIRE, every time. The stored last-seen time `_s` is only rewritten once it is
+ * older than its resolution (a tenth of the idle timeout, at most a minute), so a read-only request normally
+ * rewrites nothing in the hash. The key's TTL enforces the idle timeout exactly; `_s` enforces it too, should the
+ * TTL ever be lost, with at most that resolution as slack.
  */
 export const loadSessionScript = new RedisScript(
   'session-load',
@@ -23,12 +28,13 @@ end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local idle, absolute = tonumber(ARGV[1]), tonumber(ARGV[2])
-if not created or not seen or now - created >= absolute or now - seen >= idle then
+local resolution = math.min(60000, math.floor(idle / 10))
+if not created or not seen or now - created >= absolute or now - seen >= idle + resolution then
   redis.call('DEL', KEYS[1])
   return false
 end
 if ARGV[3] == '1' then
-  redis.call('HSET', KEYS[1], '_s', now)
+  if now - seen >= resolution then redis.call('HSET', KEYS[1], '_s', now) end
   redis.call('PEXPIRE', KEYS[1], math.min(idle, absolute - (now - created)))
 end
 return fields

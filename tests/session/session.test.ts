@@ -160,9 +160,24 @@ describe('redisSession() Redis cost', () => {
     }
     await watch.settle();
     expect(watch.sent.map((args) => args[0].toLowerCase())).toEqual(Array(5).fill('evalsha'));
-    // Inside the script: no data field is written, only the last-seen time and the TTL.
-    const writes = watch.insideScripts.filter((args) => /^(hset|set|hdel|del)$/i.test(args[0]));
-    for (const args of writes) expect(args.slice(2)).toEqual(['_s', expect.any(String)]);
+    // Inside the script: nothing in the hash is rewritten; only the TTL is extended.
+    const inside = watch.insideScripts.map((args) => args[0].toLowerCase());
+    expect(inside.filter((name) => /^(hset|set|hdel|del)$/.test(name))).toEqual([]);
+    expect(inside.filter((name) => name === 'pexpire')).toHaveLength(5);
+  });
+
+  it('rewrites the stored last-seen time only once it is older than its resolution (a tenth of ttl)', async () => {
+    const prefix = `${redis.prefix}:last-seen`;
+    const app = sessionApp(redisSession({ secret, redis: client, prefix, ttl: '2s' }));
+    const created = await request(app).get('/set?a=1');
+    const key = `${prefix}:${idOf(cookiePair(created))}`;
+    const stored = await redis.client().hget(key, '_s');
+    await request(app).get('/peek').set('Cookie', cookiePair(created));
+    expect(await redis.client().hget(key, '_s')).toBe(stored);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    await request(app).get('/peek').set('Cookie', cookiePair(created));
+    expect(Number(await redis.client().hget(key, '_s'))).toBeGreaterThanOrEqual(Number(stored) + 200);
+    expect(await redis.client().pttl(key)).toBeGreaterThan(1_900);
   });
 
   it('writes only the changed fields on a change, in one round trip', async () => {
