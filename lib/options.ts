@@ -63,6 +63,14 @@ export const durationMs = z.union([z.number(), z.string()]).transform((value: Du
 /** A duration that must be longer than zero. */
 export const positiveDurationMs = durationMs.refine((ms) => ms > 0, { message: 'must be longer than 0 ms' });
 
+/** The longest delay a Node timer holds; a longer one fires at once (with a TimeoutOverflowWarning). */
+export const maxTimerMs = 2_147_483_647;
+
+/** A positive duration that is waited out with a timer, so at most {@link maxTimerMs} (about 24.8 days). */
+export const timerDurationMs = positiveDurationMs.refine((ms) => ms <= maxTimerMs, {
+  message: `must be at most ${maxTimerMs} ms (about 24.8 days)`,
+});
+
 /** A function option (zod 4 has no function schema that keeps the signature). */
 export function fn<F extends (...args: never[]) => unknown>() {
   return z.custom<F>((value) => typeof value === 'function', { message: 'expected a function' });
@@ -93,7 +101,7 @@ export const commonMiddlewareOptions = {
   /** An ioredis client; defaults to the shared `defaultRedis()`. */
   redis: redisSchema.optional(),
   /** The longest a request waits on Redis before the Redis-error behaviour applies. */
-  timeout: positiveDurationMs.default(250),
+  timeout: timerDurationMs.default(250),
   /** Receives warnings (outages, suspicious configuration). */
   logger: loggerSchema.optional(),
 };

@@ -33,3 +33,17 @@ describe('parseOptions()', () => {
     expect(input).toEqual({ window: '1s' });
   });
 });
+
+describe('durations waited out with a timer', () => {
+  it('rejects a timeout or wait longer than a Node timer can hold (it would fire at once), naming the option', async () => {
+    const { createCache, rateLimit, redisSession, withLock } = await import('../lib/index.js');
+    const secret = 'a-test-secret-that-is-long-enough-0001';
+    expect(() => rateLimit({ timeout: '30d' })).toThrow(/rateLimit: option "timeout" is invalid: "30d".*24\.8 days/);
+    expect(() => redisSession({ secret, timeout: '30d' })).toThrow(/option "timeout" is invalid/);
+    expect(() => createCache({ timeout: 3_000_000_000 })).toThrow(/option "timeout" is invalid: 3000000000/);
+    expect(() => createCache().response({ lock: { wait: '25d' } })).toThrow(/option "lock.wait" is invalid/);
+    await expect(withLock('r', async () => 1, { waitTimeout: '25d' })).rejects.toThrow(/option "waitTimeout"/);
+    // The longest a timer holds is still accepted.
+    expect(() => rateLimit({ timeout: '24d' })).not.toThrow();
+  });
+});

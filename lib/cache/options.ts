@@ -1,6 +1,6 @@
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { durationMs, fn, loggerSchema, positiveDurationMs, redisSchema } from '../options.js';
+import { durationMs, fn, loggerSchema, positiveDurationMs, redisSchema, timerDurationMs } from '../options.js';
 
 /** Options of `createCache()`. */
 export const cacheSchema = z.strictObject({
@@ -11,7 +11,7 @@ export const cacheSchema = z.strictObject({
   /** Default time to live of entries. @default '5m' */
   ttl: positiveDurationMs.default(5 * 60_000),
   /** The longest a request waits on Redis before the cache is bypassed. @default '250ms' */
-  timeout: positiveDurationMs.default(250),
+  timeout: timerDurationMs.default(250),
   /** Receives warnings. @default console */
   logger: loggerSchema.optional(),
   /**
@@ -29,7 +29,7 @@ export type CreateCacheOptions = z.input<typeof cacheSchema>;
 
 const lockSchema = z.strictObject({
   /** How long a concurrent miss waits for the first one's response before running the handler itself. */
-  wait: positiveDurationMs.default(3_000),
+  wait: timerDurationMs.default(3_000),
   /** Lease of the lock held while the handler runs (extended while it runs). */
   ttl: positiveDurationMs.default(10_000),
 });

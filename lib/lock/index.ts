@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { defaultRedis } from '../connection.js';
 import { LockTimeoutError } from '../errors.js';
 import { keyspace } from '../keys.js';
-import { parseOptions, positiveDurationMs, redisSchema } from '../options.js';
+import { maxTimerMs, parseOptions, positiveDurationMs, redisSchema, timerDurationMs } from '../options.js';
 import { pause } from '../pause.js';
 import { boundedCall, type RedisClient, RedisScript } from '../redis-client.js';
 
@@ -13,9 +13,9 @@ const lockSchema = z.strictObject({
   /** Lease of the lock; extended while `fn` runs, so it only matters if this process dies. @default '10s' */
   ttl: positiveDurationMs.default(10_000),
   /** How long to wait for the lock before rejecting with `LockTimeoutError` (without running `fn`). @default '5s' */
-  waitTimeout: positiveDurationMs.default(5_000),
+  waitTimeout: timerDurationMs.default(5_000),
   /** The longest one Redis command may take. @default '1s' */
-  timeout: positiveDurationMs.default(1_000),
+  timeout: timerDurationMs.default(1_000),
 });
 
 /** Options of {@link withLock}. */
@@ -61,7 +61,7 @@ export async function tryLock(
     () => {
       boundedCall(redis, timeoutMs, () => extendScript.run(redis, [key], [token, ttlMs])).catch(() => {});
     },
-    Math.max(1, Math.floor(ttlMs / 3)),
+    Math.min(maxTimerMs, Math.max(1, Math.floor(ttlMs / 3))),
   );
   renew.unref();
   let released = false;
