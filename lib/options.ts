@@ -7,7 +7,7 @@ import type { RedisClient } from './redis-client.js';
 function describeValue(value: unknown): string {
   if (typeof value === 'function') return `[function ${value.name || 'anonymous'}]`;
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
-  if (typeof value === 'bigint' || typeof value === 'symbol') return String(value);
+  if (typeof value === 'bigint' || typeof value === 'symbol' || typeof value === 'number') return String(value);
   try {
     const json = JSON.stringify(value);
     if (json === undefined) return String(value);
@@ -52,11 +52,14 @@ export function parseOptions<Schema extends z.ZodType>(
   );
 }
 
+/** The longest duration an option takes: 1000 years, far inside what Redis expiries and Lua's numbers hold exactly. */
+export const maxDurationMs = 1_000 * 365 * 86_400_000;
+
 /** A {@link Duration}, resolved to milliseconds. */
 export const durationMs = z.union([z.number(), z.string()]).transform((value: Duration, ctx): number => {
   const ms = tryParseDuration(value);
-  if (ms !== undefined) return ms;
-  ctx.addIssue({ code: 'custom', message: durationExpectation });
+  if (ms !== undefined && ms <= maxDurationMs) return ms;
+  ctx.addIssue({ code: 'custom', message: ms === undefined ? durationExpectation : 'must be at most 1000 years' });
   return z.NEVER;
 });
 

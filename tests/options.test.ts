@@ -23,6 +23,17 @@ describe('parseOptions()', () => {
     expect(() => parseOptions('demo', schema, { key: 'nope' })).toThrow(/option "key" is invalid: "nope"/);
   });
 
+  it('shows non-finite numbers as they are, and rejects durations beyond 1000 years', () => {
+    expect(() => parseOptions('demo', schema, { window: Number.POSITIVE_INFINITY })).toThrow(
+      /option "window" is invalid: Infinity/,
+    );
+    expect(() => parseOptions('demo', schema, { limit: Number.NaN })).toThrow(/option "limit" is invalid: NaN/);
+    expect(() => parseOptions('demo', schema, { window: '400000d' })).toThrow(
+      /option "window" is invalid: "400000d" \(must be at most 1000 years\)/,
+    );
+    expect(parseOptions('demo', schema, { window: '365000d' }).window).toBe(365_000 * 86_400_000);
+  });
+
   it('rejects unknown options by name', () => {
     expect(() => parseOptions('demo', schema, { windw: 5 })).toThrow(/demo: unknown option "windw"/);
   });

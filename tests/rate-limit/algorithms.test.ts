@@ -120,3 +120,22 @@ describe('skipFailedRequests refunds in every algorithm', () => {
       .toBe(200);
   });
 });
+
+describe('every algorithm', () => {
+  it('counts and expires exactly with the longest window an option takes (1000 years)', async () => {
+    for (const algorithm of ['fixed-window', 'sliding-window', 'token-bucket'] as const) {
+      const prefix = `${redis.prefix}:longest-${algorithm}`;
+      const app = appWith(
+        rateLimit({ redis: redis.client(), prefix, algorithm, limit: 2, window: '365000d', key: () => 'c' }),
+      );
+      await request(app).get('/').expect(200);
+      await request(app).get('/').expect(200);
+      const limited = await request(app).get('/').expect(429);
+      const retryAfter = Number(limited.headers['retry-after']);
+      expect(Number.isInteger(retryAfter)).toBe(true);
+      expect(retryAfter).toBeGreaterThan(0);
+      expect(retryAfter).toBeLessThanOrEqual(2 * 365_000 * 86_400);
+      expect(await redis.client().pttl(`${prefix}:c`)).toBeGreaterThan(0);
+    }
+  });
+});
