@@ -210,15 +210,19 @@ async function runCase(redisUrl: string, suite: Suite, testCase: Case): Promise<
 
   const rows = names.map((name) => {
     const measured = runs.get(name) as Measurement[];
-    const ratio = name === bare ? '1.00' : median(ratios.get(name) as number[]).toFixed(2);
+    const variantRatios = ratios.get(name) as number[] | undefined;
+    // The median of the rounds, and their spread (the machine drifts between rounds).
+    const ratio = variantRatios
+      ? `${median(variantRatios).toFixed(2)}× (${Math.min(...variantRatios).toFixed(2)}–${Math.max(...variantRatios).toFixed(2)})`
+      : '1.00×';
     const cmds = commands.get(name);
     const non2xx = measured.reduce((sum, m) => sum + m.non2xx, 0) > 0 ? ' ¹' : '';
-    return `| ${name}${non2xx} | ${Math.round(median(measured.map((m) => m.rps))).toLocaleString('en-US')} | ${ratio}× | ${median(measured.map((m) => m.p99)).toFixed(0)} | ${median(measured.map((m) => m.cpuPerRequest)).toFixed(0)} | ${cmds ? cmds.sent.toFixed(2) : '0'} | ${cmds ? cmds.executed.toFixed(2) : '0'} |`;
+    return `| ${name}${non2xx} | ${Math.round(median(measured.map((m) => m.rps))).toLocaleString('en-US')} | ${ratio} | ${median(measured.map((m) => m.p99)).toFixed(0)} | ${median(measured.map((m) => m.cpuPerRequest)).toFixed(0)} | ${cmds ? cmds.sent.toFixed(2) : '0'} | ${cmds ? cmds.executed.toFixed(2) : '0'} |`;
   });
   return [
     `**${testCase.name}**`,
     '',
-    '| variant | req/s (median) | × bare Express (bracketing runs) | p99 ms | server CPU µs/request | Redis commands sent/request | executed by Redis/request |',
+    '| variant | req/s (median) | × bare Express (bracketing runs): median (min–max of rounds) | p99 ms | server CPU µs/request | Redis commands sent/request | executed by Redis/request |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...rows,
     '',
