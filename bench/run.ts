@@ -148,7 +148,9 @@ async function measure(server: ServerHandle, testCase: Case): Promise<Measuremen
 
 /** Commands per request the app sends, and commands Redis executes (including those inside scripts), via MONITOR. */
 async function countCommands(redisUrl: string, server: ServerHandle, testCase: Case) {
-  const connection = new Redis(redisUrl);
+  // No ready check and no connection of its own: a command echoed by MONITOR before ioredis has switched the
+  // connection to monitoring (such as its own INFO ready check) fails it with "Command queue state error".
+  const connection = new Redis(redisUrl, { lazyConnect: true, enableReadyCheck: false });
   const monitor = await connection.monitor();
   connection.disconnect();
   let sent = 0;
