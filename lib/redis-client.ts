@@ -207,7 +207,6 @@ class ScriptBatcher {
     this.scheduled = false;
     const queued = this.queue;
     this.queue = [];
-    this.armDeadlines(queued);
     // The connection may have dropped since the calls were made: sending now would park them in ioredis'
     // offline queue and replay them after a reconnect, long after their callers gave up.
     if (this.client.status !== 'ready') {
@@ -215,6 +214,7 @@ class ScriptBatcher {
       for (const call of queued) settle(call, error);
       return;
     }
+    this.armDeadlines(queued);
     const groups = new Map<RedisScript, QueuedScript[]>();
     for (const call of queued) {
       const group = groups.get(call.script);
@@ -342,8 +342,9 @@ function nextReady(client: RedisClient): Promise<void> {
 /**
  * Settles with `work`, or rejects with `onTimeout()` if `work` has not settled within `timeoutMs`;
  * `onSettled` sees the outcome first (for outage reporting) without another promise in between.
- * A timer per call is cheaper than it looks: Node keeps one list per duration, and a cancelled timer dies young,
- * whereas any shared structure that keeps settled calls until their deadline keeps them past young-generation GC.
+ * For calls that are not batched a timer per call is cheaper than it looks: Node keeps one list per duration, and a
+ * cancelled timer dies young, whereas a shared queue that keeps settled calls until their deadline keeps them past
+ * young-generation GC. (The batcher's one timer per flush is cleared as soon as the flush's last call settles.)
  */
 function withDeadline<T>(
   work: Promise<T>,
