@@ -24,16 +24,22 @@ export function setRateLimitHeaders(
   windowSeconds: number,
   now: number,
 ): void {
-  if (style === false || res.headersSent) return;
+  if (style === false) return;
   const resetMs = info.resetAt.getTime();
-  if (style !== 'legacy') {
-    res.setHeader('RateLimit-Policy', policyHeader(info.limit, windowSeconds));
-    res.setHeader('RateLimit', `"default";r=${info.remaining};t=${Math.max(0, Math.ceil((resetMs - now) / 1000))}`);
-  }
-  if (style !== 'draft-11') {
-    res.setHeader('X-RateLimit-Limit', String(info.limit));
-    res.setHeader('X-RateLimit-Remaining', String(info.remaining));
-    res.setHeader('X-RateLimit-Reset', String(Math.ceil(resetMs / 1000)));
+  // Headers already sent (by an earlier middleware that still called next()) are left alone. Caught rather than
+  // checked first: every property read on an Express `res` misses V8's inline caches, and this runs per request.
+  try {
+    if (style !== 'legacy') {
+      res.setHeader('RateLimit-Policy', policyHeader(info.limit, windowSeconds));
+      res.setHeader('RateLimit', `"default";r=${info.remaining};t=${Math.max(0, Math.ceil((resetMs - now) / 1000))}`);
+    }
+    if (style !== 'draft-11') {
+      res.setHeader('X-RateLimit-Limit', String(info.limit));
+      res.setHeader('X-RateLimit-Remaining', String(info.remaining));
+      res.setHeader('X-RateLimit-Reset', String(Math.ceil(resetMs / 1000)));
+    }
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ERR_HTTP_HEADERS_SENT') throw error;
   }
 }
 

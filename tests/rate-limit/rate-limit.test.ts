@@ -1,3 +1,4 @@
+import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { rateLimit } from '../../lib/index.js';
@@ -251,6 +252,23 @@ describe('rateLimit() options', () => {
     expect((await request(wrongType).get('/').expect(500)).body.error).toMatch(/'key' function returned/);
     const badLimit = appWith(limiter({ limit: () => Number.NaN }));
     expect((await request(badLimit).get('/').expect(500)).body.error).toMatch(/'limit' function returned NaN/);
+  });
+
+  it('counts a request whose headers an earlier middleware already sent, without failing it', async () => {
+    const mw = limiter({ limit: 5 });
+    const app = express();
+    app.use((_req, res, next) => {
+      res.writeHead(200, { 'Content-Type': 'text/plain' });
+      res.write('early ');
+      next();
+    });
+    app.use(mw);
+    app.get('/', (req, res) => {
+      res.end(`used ${req.rateLimit?.used}`);
+    });
+    const response = await request(app).get('/').expect(200);
+    expect(response.text).toBe('early used 1');
+    expect(response.headers.ratelimit).toBeUndefined();
   });
 
   it('survives absurd client keys: huge and odd strings are stored under a bounded key', async () => {
