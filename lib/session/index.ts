@@ -3,7 +3,7 @@ import type { SessionData } from '../index.js';
 import { sessionCookie } from './cookie.js';
 import type { RedisSessionOptions } from './options.js';
 import { sessionCookieVerifier } from './signature.js';
-import { createManager, dataPrefix, RedisSession, resolveConfig, state } from './store.js';
+import { createManager, dataPrefix, RedisSession, resolveConfig, stateOf } from './store.js';
 
 export type { RedisSessionOptions } from './options.js';
 
@@ -61,22 +61,28 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   const cookies = sessionCookie(config);
   const verifyCookie = sessionCookieVerifier(config.secrets);
 
-  /** `willSave`: whether finishing now would write the session, when the caller already knows it. */
-  function sendCookie(req: Request, res: Response, session: RedisSession, willSave?: boolean): void {
-    const s = session[state];
-    if (res.headersSent || s.cookieSent) return;
+  /**
+   * The cookie this response owes, if any: `'clear'` after destroy(), `'issue'` for a new or regenerated session
+   * that is (or will be) saved, or a persistent cookie to refresh. `willSave`: whether finishing now would write
+   * the session, when the caller already knows it.
+   */
+  function cookieOwed(req: Request, session: RedisSession, willSave?: boolean): 'clear' | 'issue' | undefined {
+    const s = stateOf(session);
+    if (s.cookieSent) return undefined;
     if (s.destroyed) {
-      if (s.id !== undefined || req.headers.cookie?.includes(`${config.name}=`)) {
-        s.cookieSent = true;
-        res.append('Set-Cookie', cookies.clear(req));
-      }
-      return;
+      return s.id !== undefined || req.headers.cookie?.includes(`${config.name}=`) ? 'clear' : undefined;
     }
     const refresh = config.cookie.maxAge !== undefined && !s.isNew && !s.detached && (config.rolling || s.cookieOwed);
-    if (s.cookieOwed || refresh || (s.isNew && (willSave ?? manager.willSave(session)))) {
-      s.cookieSent = true;
-      res.append('Set-Cookie', cookies.issue(req, session.id));
-    }
+    return s.cookieOwed || refresh || (s.isNew && (willSave ?? manager.willSave(session))) ? 'issue' : undefined;
+  }
+
+  function sendCookie(req: Request, res: Response, session: RedisSession, willSave?: boolean): void {
+    // `res.headersSent` is read only when a cookie is owed: a property read on an Express `res` is slow (it
+    // misses V8's inline caches), and most requests owe none.
+    const owed = cookieOwed(req, session, willSave);
+    if (owed === undefined || res.headersSent) return;
+    stateOf(session).cookieSent = true;
+    res.append('Set-Cookie', owed === 'clear' ? cookies.clear(req) : cookies.issue(req, session.id));
   }
 
   function respondUnavailable(res: Response): void {
@@ -86,14 +92,24 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     res.removeHeader('Content-Length');
   }
 
-  /** Holds `res.end` until the session is saved, so no response (a redirect included) can beat the write. */
-  function commitBeforeEnd(req: Request, res: Response, session: RedisSession): void {
-    const originalEnd = res.end as (...args: unknown[]) => Response;
+  /** Adds the session's Set-Cookie, if one is owed, to headers sent before the end (`res.write`, `res.writeHead`). */
+  function cookieBeforeHeaders(req: Request, res: Response, session: RedisSession): void {
     const originalWriteHead = res.writeHead as (...args: unknown[]) => Response;
     res.writeHead = function writeHeadWithCookie(this: Response, ...args: unknown[]) {
       sendCookie(req, res, session);
       return originalWriteHead.apply(this, args);
     } as typeof res.writeHead;
+  }
+
+  /** Holds `res.end` until the session is saved, so no response (a redirect included) can beat the write. */
+  function commitBeforeEnd(req: Request, res: Response, session: RedisSession): void {
+    const s = stateOf(session);
+    // A loaded session without a persistent cookie owes no cookie until regenerate(), destroy() or a reload()
+    // that finds it gone, so its writeHead is wrapped only then: adding a property to an Express `res` costs
+    // microseconds (each addition creates a new hidden class), and read-only requests are the common case.
+    if (s.isNew || config.cookie.maxAge !== undefined) cookieBeforeHeaders(req, res, session);
+    else s.cookieMayChange = () => cookieBeforeHeaders(req, res, session);
+    const originalEnd = res.end as (...args: unknown[]) => Response;
     let ending = false;
     res.end = function endAfterCommit(this: Response, ...args: unknown[]) {
       if (ending) return originalEnd.apply(this, args);

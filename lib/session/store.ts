@@ -10,8 +10,6 @@ import { newSessionId } from './signature.js';
 
 /** Prefix of the hash fields that hold session data (the others are `_c` created and `_s` last seen). */
 export const dataPrefix = 'd:';
-/** Where a session object keeps its bookkeeping, out of sight of its data properties. */
-export const state = Symbol('redisware.session');
 
 interface SessionState {
   manager: SessionManager;
@@ -28,6 +26,8 @@ interface SessionState {
   /** A Set-Cookie is owed for the current id (new or regenerated and saved). */
   cookieOwed: boolean;
   cookieSent: boolean;
+  /** Set when the middleware defers watching the response headers until the cookie may change (see below). */
+  cookieMayChange: (() => void) | undefined;
 }
 
 interface Changes {
@@ -42,51 +42,67 @@ export type SessionConfig = ReturnType<typeof resolveConfig>;
 
 /** The object behind `req.session`: data as own properties, methods on the prototype. */
 export class RedisSession {
-  declare [state]: SessionState;
+  // A private field: out of sight of the data (keys, spread, JSON) and cheaper to create than a symbol property
+  // defined with Object.defineProperty.
+  readonly #state: SessionState;
+
+  /** The bookkeeping of `session` (for the manager and the middleware). */
+  static stateOf(session: RedisSession): SessionState {
+    return session.#state;
+  }
 
   constructor(manager: SessionManager, id: string | undefined, fields: string[] | undefined, detached: boolean) {
-    Object.defineProperty(this, state, {
-      value: {
-        manager,
-        id,
-        isNew: fields === undefined,
-        saved: new Map(),
-        indexedUser: undefined,
-        destroyed: false,
-        detached,
-        cookieOwed: false,
-        cookieSent: false,
-      } satisfies SessionState,
-    });
+    this.#state = {
+      manager,
+      id,
+      isNew: fields === undefined,
+      saved: new Map(),
+      indexedUser: undefined,
+      destroyed: false,
+      detached,
+      cookieOwed: false,
+      cookieSent: false,
+      cookieMayChange: undefined,
+    };
     if (fields) manager.fill(this, fields);
   }
 
   get id(): string {
-    const s = this[state];
+    const s = this.#state;
     s.id ??= newSessionId();
     return s.id;
   }
 
   save(): Promise<void> {
-    return this[state].manager.commit(this);
+    return this.#state.manager.commit(this);
   }
 
   reload(): Promise<void> {
-    return this[state].manager.reload(this);
+    return this.#state.manager.reload(this);
   }
 
   touch(): Promise<void> {
-    return this[state].manager.touch(this);
+    return this.#state.manager.touch(this);
   }
 
   regenerate(options: { keepData?: boolean } = {}): Promise<void> {
-    return this[state].manager.regenerate(this, options.keepData === true);
+    return this.#state.manager.regenerate(this, options.keepData === true);
   }
 
   destroy(): Promise<void> {
-    return this[state].manager.destroy(this);
+    return this.#state.manager.destroy(this);
   }
 }
+
+/** regenerate(), destroy() and reload() may change the cookie a response owes: the middleware then watches for it. */
+function cookieMayChange(s: SessionState): void {
+  const watch = s.cookieMayChange;
+  s.cookieMayChange = undefined;
+  watch?.();
+}
+
+/** The bookkeeping of a session object. */
+export const stateOf = RedisSession.stateOf;
 
 function dataFields(session: RedisSession): string[] {
   return Object.keys(session);
@@ -98,7 +114,7 @@ export function createManager(config: SessionConfig) {
   const ttlArgs = [config.ttl, config.absoluteTimeout] as const;
 
   function changesOf(session: RedisSession): Changes {
-    const { saved } = session[state];
+    const { saved } = stateOf(session);
     const set: string[] = [];
     const remove: string[] = [];
     const present = new Set<string>();
@@ -132,7 +148,7 @@ export function createManager(config: SessionConfig) {
 
   const manager = {
     fill(session: RedisSession, fields: string[]): void {
-      const s = session[state];
+      const s = stateOf(session);
       const target = session as unknown as Record<string, unknown>;
       for (const field of dataFields(session)) delete target[field];
       s.saved.clear();
@@ -152,7 +168,7 @@ export function createManager(config: SessionConfig) {
 
     /** What finishing the request now would write, or `undefined` when it would write nothing. */
     pendingWrite(session: RedisSession): Changes | undefined {
-      const s = session[state];
+      const s = stateOf(session);
       if (s.destroyed || s.detached) return undefined;
       const changes = changesOf(session);
       if (changes.count === 0 && !(s.isNew && config.saveUninitialized)) return undefined;
@@ -177,7 +193,7 @@ export function createManager(config: SessionConfig) {
      * `done` is called once both are finished (through a callback: this runs on every changing request).
      */
     write(session: RedisSession, changes: Changes, done: (error: Error | undefined) => void): void {
-      const s = session[state];
+      const s = stateOf(session);
       const id = session.id;
       const args: (string | number)[] = [...ttlArgs, s.isNew ? 1 : 0, changes.set.length / 2];
       for (let i = 0; i < changes.set.length; i += 2) args.push(dataPrefix + changes.set[i], changes.set[i + 1]);
@@ -224,25 +240,31 @@ export function createManager(config: SessionConfig) {
     },
 
     async reload(session: RedisSession): Promise<void> {
-      const s = session[state];
+      const s = stateOf(session);
+      cookieMayChange(s);
       if (s.detached || s.destroyed) return;
-      const fields = s.isNew ? null : await manager.load(session.id, false);
+      const wasStored = !s.isNew;
+      const fields = wasStored ? await manager.load(session.id, false) : null;
       if (fields) {
         manager.fill(session, fields);
       } else {
         manager.fill(session, []);
         s.isNew = true;
+        // Gone (expired or destroyed elsewhere): like a request whose cookie names a gone session, it starts over
+        // under a new id, never the old one.
+        if (wasStored) s.id = undefined;
       }
     },
 
     async touch(session: RedisSession): Promise<void> {
-      const s = session[state];
+      const s = stateOf(session);
       if (s.isNew || s.detached || s.destroyed) return;
       await manager.load(session.id, true);
     },
 
     async regenerate(session: RedisSession, keepData: boolean): Promise<void> {
-      const s = session[state];
+      const s = stateOf(session);
+      cookieMayChange(s);
       if (!s.isNew && s.id !== undefined) {
         const oldId = s.id;
         await Promise.all([call((c) => c.del(sessionKey(oldId))), updateUserIndex(oldId, s.indexedUser, undefined)]);
@@ -258,7 +280,8 @@ export function createManager(config: SessionConfig) {
     },
 
     async destroy(session: RedisSession): Promise<void> {
-      const s = session[state];
+      const s = stateOf(session);
+      cookieMayChange(s);
       if (!s.isNew && s.id !== undefined) {
         const id = s.id;
         await Promise.all([call((c) => c.del(sessionKey(id))), updateUserIndex(id, s.indexedUser, undefined)]);

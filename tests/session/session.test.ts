@@ -382,6 +382,51 @@ describe('req.session methods', () => {
     expect(await redis.client().exists(`${prefix}:${loggedInId}`)).toBe(0);
   });
 
+  it('puts the Set-Cookie in streamed headers when reload() finds the session gone and new data is saved', async () => {
+    const prefix = `${redis.prefix}:reload-gone`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix }), undefined, (routes) => {
+      routes.get('/expire-then-stream', async (req, res) => {
+        await redis.client().del(`${prefix}:${req.session.id}`);
+        await req.session.reload();
+        (req.session as unknown as Record<string, unknown>).again = 'yes';
+        res.write('streamed ');
+        res.end('body');
+      });
+    });
+    const created = await request(app).get('/set?a=1');
+    const firstId = idOf(cookiePair(created));
+    const streamed = await request(app).get('/expire-then-stream').set('Cookie', cookiePair(created)).expect(200);
+    expect(streamed.text).toBe('streamed body');
+    const newId = idOf(cookiePair(streamed));
+    expect(newId).not.toBe(firstId);
+    expect((await request(app).get('/peek').set('Cookie', cookiePair(streamed))).body.data).toEqual({ again: 'yes' });
+  });
+
+  it('leaves res.writeHead alone on a read-only request, unless a persistent cookie is refreshed', async () => {
+    const wrapped = (maxAge?: string) => {
+      const prefix = `${redis.prefix}:unwrapped-${maxAge ?? 'browser'}`;
+      const options = { secret, redis: redis.client(), prefix, ...(maxAge ? { cookie: { maxAge } } : {}) };
+      return sessionApp(redisSession(options), undefined, (routes) => {
+        routes.get('/own-write-head', (_req, res) => {
+          res.json({ wrapped: Object.hasOwn(res, 'writeHead') });
+        });
+      });
+    };
+    const browserCookie = wrapped();
+    const created = await request(browserCookie).get('/set?a=1');
+    const read = await request(browserCookie).get('/own-write-head').set('Cookie', cookiePair(created));
+    expect(read.body.wrapped).toBe(false);
+    expect(setCookie(read)).toBeUndefined();
+    // Without a session cookie the session may become new and saved mid-stream, so the headers are watched.
+    expect((await request(browserCookie).get('/own-write-head')).body.wrapped).toBe(true);
+
+    const persistent = wrapped('1h');
+    const createdPersistent = await request(persistent).get('/set?a=1');
+    const refreshed = await request(persistent).get('/own-write-head').set('Cookie', cookiePair(createdPersistent));
+    expect(refreshed.body.wrapped).toBe(true);
+    expect(setCookie(refreshed)).toMatch(/Max-Age=3600/);
+  });
+
   it('save() writes immediately and reload() reads back what Redis holds; touch() extends the TTL', async () => {
     const prefix = `${redis.prefix}:methods`;
     const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix, ttl: '1h' }));
