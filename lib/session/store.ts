@@ -26,7 +26,7 @@ interface SessionState {
   /** A Set-Cookie is owed for the current id (new or regenerated and saved). */
   cookieOwed: boolean;
   cookieSent: boolean;
-  /** Set when the middleware defers watching the response headers until the cookie may change (see below). */
+  /** Set when the middleware defers watching the response headers until the cookie may change (commitBeforeEnd). */
   cookieMayChange: (() => void) | undefined;
 }
 
