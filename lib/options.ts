@@ -17,6 +17,16 @@ function describeValue(value: unknown): string {
   }
 }
 
+/** Options whose values must never reach an error message (it may end up in logs). */
+const sensitiveOption = /secret|password|token/i;
+
+/** A secret's shape, not its content: `a string of 5 characters (not shown)`. */
+function describeSecret(value: unknown): string {
+  if (typeof value === 'string') return `a string of ${value.length} characters (not shown)`;
+  if (Array.isArray(value)) return `an array of ${value.length} values (not shown)`;
+  return value === null ? 'null' : typeof value;
+}
+
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   let current = input;
   for (const segment of path) {
@@ -29,7 +39,8 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 /**
  * Validates a factory's options against its schema and returns the resolved configuration.
  * Throws a `TypeError` naming the factory, the option and the bad value:
- * `rateLimit: option "window" is invalid: "15 minutes" (…)`. The input is never mutated.
+ * `rateLimit: option "window" is invalid: "15 minutes" (…)`; a secret's value is described, never shown.
+ * The input is never mutated.
  */
 export function parseOptions<Schema extends z.ZodType>(
   factory: string,
@@ -44,12 +55,16 @@ export function parseOptions<Schema extends z.ZodType>(
     throw new TypeError(`${factory}: unknown option "${path}"`);
   }
   if (issue.path.length === 0) {
-    throw new TypeError(`${factory}: options are invalid: ${describeValue(input)} (${issue.message})`);
+    // A string in place of the options object may well be a secret passed directly.
+    const shown = typeof input === 'string' ? describeSecret(input) : describeValue(input);
+    throw new TypeError(`${factory}: options are invalid: ${shown} (${issue.message})`);
   }
   const path = issue.path.map(String).join('.');
-  throw new TypeError(
-    `${factory}: option "${path}" is invalid: ${describeValue(valueAt(input, issue.path))} (${issue.message})`,
-  );
+  const value = valueAt(input, issue.path);
+  const shown = issue.path.some((part) => sensitiveOption.test(String(part)))
+    ? describeSecret(value)
+    : describeValue(value);
+  throw new TypeError(`${factory}: option "${path}" is invalid: ${shown} (${issue.message})`);
 }
 
 /** The longest duration an option takes: 1000 years, far inside what Redis expiries and Lua's numbers hold exactly. */

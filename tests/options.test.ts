@@ -45,6 +45,29 @@ describe('parseOptions()', () => {
   });
 });
 
+describe('secrets in option errors', () => {
+  it('names the secret option and describes its bad value without showing it', async () => {
+    const { redisSession } = await import('../lib/index.js');
+    const weak = 'my-real-but-short-secret';
+    const message = (options: unknown) => {
+      try {
+        redisSession(options as Parameters<typeof redisSession>[0]);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'no error';
+    };
+    expect(message({ secret: weak })).toMatch(/option "secret" is invalid: a string of 24 characters \(not shown\)/);
+    expect(message({ secret: ['a-test-secret-that-is-long-enough-0001', weak] })).toMatch(
+      /option "secret.1" is invalid/,
+    );
+    expect(message(weak)).toMatch(/options are invalid: a string of 24 characters/);
+    for (const options of [{ secret: weak }, { secret: ['a-test-secret-that-is-long-enough-0001', weak] }, weak]) {
+      expect(message(options)).not.toContain(weak);
+    }
+  });
+});
+
 describe('durations waited out with a timer', () => {
   it('rejects a timeout or wait longer than a Node timer can hold (it would fire at once), naming the option', async () => {
     const { createCache, rateLimit, redisSession, withLock } = await import('../lib/index.js');
