@@ -25,8 +25,18 @@ const retrySchema = z.strictObject({
 /** A resolved retry schedule (all durations in milliseconds). */
 export type ResolvedRetry = z.output<typeof retrySchema>;
 
+/** `redis://[user:pass@]host[:port][/db]`, or `rediss://` for TLS: a URL that parses, with a port in range. */
+const redisUrlSchema = z.string().refine(
+  (value) => {
+    if (!/^rediss?:\/\//i.test(value) || !URL.canParse(value)) return false;
+    const { hostname, port } = new URL(value);
+    return hostname !== '' && (port === '' || Number(port) <= 65535);
+  },
+  { message: 'expected a redis:// or rediss:// URL' },
+);
+
 const nodeSchema = z.union([
-  z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+  redisUrlSchema,
   z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }),
 ]);
 
@@ -34,10 +44,7 @@ const hostPortSchema = z.strictObject({ host: z.string().min(1), port: z.number(
 
 const connectionSchema = z.strictObject({
   /** `redis://[user:pass@]host:port[/db]`; `rediss://` means TLS. @default process.env.REDIS_URL, then redis://127.0.0.1:6379 */
-  url: z
-    .string()
-    .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
-    .optional(),
+  url: redisUrlSchema.optional(),
   host: z.string().min(1).optional(),
   port: z.number().int().min(1).max(65535).optional(),
   username: z.string().optional(),

@@ -3,10 +3,18 @@ import { type Duration, durationExpectation, tryParseDuration } from './duration
 import type { Logger } from './logger.js';
 import type { RedisClient } from './redis-client.js';
 
-/** Shows a bad option value in an error message without dumping clients or huge objects. */
+/** A URL's credentials replaced by `***` (`redis://:***@host`), so an error message never carries a password. */
+function withoutCredentials(text: string): string {
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
+}
+
+/** Shows a bad option value in an error message without dumping clients, huge objects or URL passwords. */
 function describeValue(value: unknown): string {
   if (typeof value === 'function') return `[function ${value.name || 'anonymous'}]`;
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  if (typeof value === 'string') {
+    const text = withoutCredentials(value);
+    return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text);
+  }
   if (typeof value === 'bigint' || typeof value === 'symbol' || typeof value === 'number') return String(value);
   try {
     const json = JSON.stringify(value);

@@ -110,6 +110,26 @@ describe('createRedis() options', () => {
     expect(() => createRedis({ retry: { maxDelay: 'soon' } })).toThrow(/option "retry.maxDelay" is invalid: "soon"/);
     expect(() => createRedis({ cluster: { nodes: [] } })).toThrow(/option "cluster.nodes" is invalid/);
   });
+
+  it('rejects a redis:// URL that does not parse, naming the option and never showing its password', () => {
+    const invalid = [
+      () => createRedis('redis://:hunter2@host:notaport'),
+      () => createRedis({ url: 'redis://user:hunter2@host:99999' }),
+      () => createRedis({ url: 'http://:hunter2@host' }),
+      () => createRedis({ cluster: { nodes: ['redis://:hunter2@host:x'] } }),
+    ];
+    for (const attempt of invalid) {
+      let message = '';
+      try {
+        attempt();
+      } catch (error) {
+        expect(error).toBeInstanceOf(TypeError);
+        message = (error as Error).message;
+      }
+      expect(message).toMatch(/option "(url|cluster\.nodes\.0)" is invalid: "\w+:\/\/\*\*\*@host/);
+      expect(message).not.toContain('hunter2');
+    }
+  });
 });
 
 describe('backoffDelay()', () => {
