@@ -22,6 +22,17 @@ function checkPart(part: unknown, position: number): string {
   return part;
 }
 
+/**
+ * Checks an argument that names something stored in Redis (a cache key, a client, a user id, a lock resource):
+ * a non-empty string, or a finite number when `numbers` allows it. Throws a `TypeError` naming `what`.
+ */
+export function nameArgument(value: unknown, what: string, numbers = false): string {
+  if (typeof value === 'string' && value !== '') return value;
+  if (numbers && typeof value === 'number' && Number.isFinite(value)) return String(value);
+  const shown = typeof value === 'string' ? '""' : typeof value === 'number' ? String(value) : typeof value;
+  throw new TypeError(`${what} is invalid: ${shown} (expected a non-empty string${numbers ? ' or a number' : ''})`);
+}
+
 /** Escapes one part so that `:` only ever separates parts; parts without `:` or `%` stay verbatim. */
 function escapePart(part: unknown, position: number): string {
   const text = checkPart(part, position);

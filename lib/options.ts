@@ -35,6 +35,12 @@ function describeSecret(value: unknown): string {
   return value === null ? 'null' : typeof value;
 }
 
+/** Whether an options schema has a sensitive option (see {@link sensitiveOption}). */
+function takesSecret(schema: z.ZodType): boolean {
+  const shape = (schema as { shape?: Record<string, unknown> }).shape;
+  return shape !== undefined && Object.keys(shape).some((option) => sensitiveOption.test(option));
+}
+
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   let current = input;
   for (const segment of path) {
@@ -63,8 +69,8 @@ export function parseOptions<Schema extends z.ZodType>(
     throw new TypeError(`${factory}: unknown option "${path}"`);
   }
   if (issue.path.length === 0) {
-    // A string in place of the options object may well be a secret passed directly.
-    const shown = typeof input === 'string' ? describeSecret(input) : describeValue(input);
+    // A string in place of the options of a factory that takes a secret may well be that secret, passed directly.
+    const shown = typeof input === 'string' && takesSecret(schema) ? describeSecret(input) : describeValue(input);
     throw new TypeError(`${factory}: options are invalid: ${shown} (${issue.message})`);
   }
   const path = issue.path.map(String).join('.');

@@ -62,6 +62,9 @@ describe('secrets in option errors', () => {
       /option "secret.1" is invalid/,
     );
     expect(message(weak)).toMatch(/options are invalid: a string of 24 characters/);
+    // A factory without a secret shows a string given in place of its options.
+    const { rateLimit } = await import('../lib/index.js');
+    expect(() => rateLimit('100' as never)).toThrow(/rateLimit: options are invalid: "100"/);
     for (const options of [{ secret: weak }, { secret: ['a-test-secret-that-is-long-enough-0001', weak] }, weak]) {
       expect(message(options)).not.toContain(weak);
     }

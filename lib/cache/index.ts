@@ -1,4 +1,5 @@
 import type { RequestHandler } from 'express';
+import { nameArgument } from '../keys.js';
 import { tryLock } from '../lock/index.js';
 import { parseOptions } from '../options.js';
 import { pause } from '../pause.js';
@@ -33,6 +34,18 @@ export interface Cache {
   invalidateTags(...tags: string[]): Promise<number>;
 }
 
+/** `value` as JSON, or a `TypeError` saying why it cannot be stored (undefined, a function, a BigInt, a cycle). */
+function storableJson(value: unknown, what: string): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (error) {
+    throw new TypeError(`${what} cannot be stored as JSON: ${(error as Error).message}`);
+  }
+  if (json === undefined) throw new TypeError(`${what} cannot be stored as JSON (it is ${typeof value})`);
+  return json;
+}
+
 /** Creates a cache on `redis` (default: the shared client) under `prefix` (default `cache`). */
 export function createCache(options?: CreateCacheOptions): Cache {
   const config = parseOptions('createCache', cacheSchema, options);
@@ -44,6 +57,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
     },
 
     async get<T>(key: string): Promise<T | undefined> {
+      nameArgument(key, 'cache.get: key');
       const stored = await call((r) => r.get(entryKey(key)));
       if (stored === null) return undefined;
       try {
@@ -54,19 +68,21 @@ export function createCache(options?: CreateCacheOptions): Cache {
     },
 
     async set(key: string, value: unknown, valueOptions?: CacheValueOptions): Promise<void> {
+      nameArgument(key, 'cache.set: key');
       const { ttl, tags } = parseOptions('cache.set', valueSchema, valueOptions);
-      const json = JSON.stringify(value);
-      if (json === undefined) throw new TypeError(`cache.set: value for "${key}" cannot be stored as JSON`);
+      const json = storableJson(value, `cache.set: the value for "${key}"`);
       await store(entryKey(key), json, ttl ?? config.ttl, tags);
     },
 
     async delete(key: string): Promise<void> {
+      nameArgument(key, 'cache.delete: key');
       await call((r) => r.del(entryKey(key)));
       // A URL path (`/users/1?b=2&a=1`) also names the response stored for it under the default key.
       if (key.startsWith('/')) await call((r) => r.del(entryKey(canonicalUrlKey(key))));
     },
 
     async invalidateTags(...tags: string[]): Promise<number> {
+      for (const tag of tags) nameArgument(tag, 'cache.invalidateTags: tag');
       let deleted = 0;
       for (const tag of tags) {
         const members = await call((r) => r.smembers(tagKey(tag)));
@@ -83,6 +99,8 @@ export function createCache(options?: CreateCacheOptions): Cache {
       loader: () => T | Promise<T>,
       valueOptions?: CacheValueOptions,
     ): Promise<T> {
+      nameArgument(key, 'cache.wrap: key');
+      if (typeof loader !== 'function') throw new TypeError('cache.wrap: loader is invalid (expected a function)');
       const { ttl, tags } = parseOptions('cache.wrap', valueSchema, valueOptions);
       const running = valueFlights.get(key);
       if (running) return running as Promise<T>;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { defaultRedis } from '../connection.js';
 import { LockTimeoutError } from '../errors.js';
-import { keyspace } from '../keys.js';
+import { keyspace, nameArgument } from '../keys.js';
 import { maxTimerMs, parseOptions, positiveDurationMs, redisSchema, timerDurationMs } from '../options.js';
 import { pause } from '../pause.js';
 import { boundedCall, type RedisClient, RedisScript } from '../redis-client.js';
@@ -82,9 +82,7 @@ export async function tryLock(
  * the lock, rejects with {@link LockTimeoutError} and does not run `fn`.
  */
 export async function withLock<T>(resource: string, fn: () => T | Promise<T>, options?: LockOptions): Promise<T> {
-  if (typeof resource !== 'string' || resource === '') {
-    throw new TypeError(`withLock: resource is invalid: ${JSON.stringify(resource)} (expected a non-empty string)`);
-  }
+  nameArgument(resource, 'withLock: resource');
   if (typeof fn !== 'function') throw new TypeError('withLock: fn is invalid (expected a function)');
   const config = parseOptions('withLock', lockSchema, options);
   const redis = config.redis ?? defaultRedis();

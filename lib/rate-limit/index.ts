@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { lazyRedis } from '../connection.js';
-import { keyspace } from '../keys.js';
+import { keyspace, nameArgument } from '../keys.js';
 import { consoleLogger, OutageReporter } from '../logger.js';
 import { parseOptions } from '../options.js';
 import { boundedCaller } from '../redis-client.js';
@@ -26,9 +26,9 @@ declare global {
 /** The middleware returned by {@link rateLimit}, with helpers to inspect and clear a client's count. */
 export interface RateLimitMiddleware extends RequestHandler {
   /** Forgets `client`'s count (and this instance's memory of blocking it). */
-  reset(client: string): Promise<void>;
+  reset(client: string | number): Promise<void>;
   /** `client`'s current state, shaped like `req.rateLimit`, or `null` when it has no count. */
-  get(client: string): Promise<RateLimitInfo | null>;
+  get(client: string | number): Promise<RateLimitInfo | null>;
 }
 
 /** Clients longer than this are stored under a hash, so an absurd key cannot bloat Redis. */
@@ -69,9 +69,10 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   const call = boundedCaller(lazyRedis(config.redis), config.timeout, outage);
 
   /** `reset()` / `get()` accept an address in any notation when clients are keyed by IP. */
-  const normaliseClient = config.key
-    ? (client: string) => client
-    : (client: string) => clientForIp(client, config.ipv6Subnet);
+  const normaliseClient = (client: unknown, method: string) => {
+    const name = nameArgument(client, `rateLimit ${method}: client`, true);
+    return config.key ? name : clientForIp(name, config.ipv6Subnet);
+  };
 
   function storageKey(clientKey: string): string {
     return storageKeyOf(
@@ -233,18 +234,19 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     }
   } as RateLimitMiddleware;
 
-  middleware.reset = async function reset(clientKey: string): Promise<void> {
-    const key = storageKey(normaliseClient(clientKey));
+  middleware.reset = async function reset(clientKey: string | number): Promise<void> {
+    const key = storageKey(normaliseClient(clientKey, 'reset()'));
     blocks?.delete(key);
     await call((redis) => redis.del(key));
   };
 
-  middleware.get = async function get(clientKey: string): Promise<RateLimitInfo | null> {
-    const key = storageKey(normaliseClient(clientKey));
+  middleware.get = async function get(clientKey: string | number): Promise<RateLimitInfo | null> {
+    const client = normaliseClient(clientKey, 'get()');
+    const key = storageKey(client);
     const limit = typeof config.limit === 'number' ? config.limit : (lastLimits?.get(key) ?? Number.NaN);
     const reply = (await call((redis) => scripts.hit.run(redis, [key], [0, windowMs, limit, 1]))) as HitReply;
     if (reply[3] !== 1) return null;
-    return toInfo(reply, limit, normaliseClient(clientKey), Date.now());
+    return toInfo(reply, limit, client, Date.now());
   };
 
   return middleware;

@@ -1,5 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { SessionData } from '../index.js';
+import { nameArgument } from '../keys.js';
 import { sessionCookie } from './cookie.js';
 import type { RedisSessionOptions } from './options.js';
 import { sessionCookieVerifier } from './signature.js';
@@ -167,6 +168,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   } as RedisSessionMiddleware;
 
   middleware.listByUser = async function listByUser(userId: string | number): Promise<UserSessionInfo[]> {
+    nameArgument(userId, 'redisSession listByUser(): userId', true);
     const indexKey = config.userKey(String(userId));
     const { call } = config;
     const ids = await call((redis) => redis.zrange(indexKey, 0, -1));
@@ -189,6 +191,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   };
 
   middleware.destroyByUser = async function destroyByUser(userId: string | number): Promise<number> {
+    nameArgument(userId, 'redisSession destroyByUser(): userId', true);
     const sessions = await middleware.listByUser(userId);
     // One DEL per key: sessions live in different Cluster slots.
     await Promise.all(sessions.map((s) => config.call((redis) => redis.del(config.sessionKey(s.id)))));

@@ -74,3 +74,21 @@ describe('cache.wrap() — cache-aside', () => {
     await expect(cache.set('x', 1, { ttl: 'soon' })).rejects.toThrow(/option "ttl"/);
   });
 });
+
+describe('cache methods given bad arguments', () => {
+  it('reject them with a TypeError naming the argument, before touching Redis', async () => {
+    const cache = newCache();
+    const loader = async () => 1;
+    await expect(cache.wrap('', loader)).rejects.toThrow(/cache\.wrap: key is invalid: ""/);
+    await expect(cache.wrap('k', 'not a function' as never)).rejects.toThrow(/cache\.wrap: loader is invalid/);
+    await expect(cache.get(undefined as never)).rejects.toThrow(/cache\.get: key is invalid: undefined/);
+    await expect(cache.delete(undefined as never)).rejects.toThrow(/cache\.delete: key is invalid: undefined/);
+    await expect(cache.set('k', 1n)).rejects.toThrow(
+      /cache\.set: the value for "k" cannot be stored as JSON: .*BigInt/,
+    );
+    await expect(cache.set('k', undefined)).rejects.toThrow(/cannot be stored as JSON \(it is undefined\)/);
+    await expect(cache.invalidateTags('ok', 5 as never)).rejects.toThrow(/cache\.invalidateTags: tag is invalid: 5/);
+    for (const rejected of [cache.wrap('', loader), cache.set('k', 1n)]) await rejected.catch(() => {});
+    expect(await redis.client().keys(`${redis.prefix}:${counter}:*`)).toEqual([]);
+  });
+});

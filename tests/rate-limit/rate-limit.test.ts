@@ -225,6 +225,16 @@ describe('rateLimit() options', () => {
     await request(app).get('/').expect(200);
   });
 
+  it('reset() and get() reject a missing or empty client with a TypeError; a number is a client', async () => {
+    const mw = limiter({ limit: 2, key: () => '42' });
+    await request(appWith(mw)).get('/').expect(200);
+    expect(await mw.get(42)).toMatchObject({ used: 1, key: '42' });
+    await expect(mw.reset(undefined as never)).rejects.toThrow(/rateLimit reset\(\): client is invalid: undefined/);
+    await expect(mw.get('')).rejects.toThrow(/rateLimit get\(\): client is invalid: ""/);
+    await mw.reset(42);
+    expect(await mw.get('42')).toBeNull();
+  });
+
   it('rejects invalid and unknown options with a TypeError naming the option', () => {
     expect(() => rateLimit({ limit: -1 })).toThrow(/rateLimit: option "limit" is invalid: -1/);
     expect(() => rateLimit({ window: 'soon' })).toThrow(/option "window" is invalid: "soon"/);

@@ -483,6 +483,16 @@ describe('log out everywhere', () => {
 });
 
 describe('redisSession() options', () => {
+  it('listByUser() and destroyByUser() reject a missing, empty or non-scalar user id with a TypeError', async () => {
+    const sessions = redisSession({ secret, redis: redis.client(), prefix: `${redis.prefix}:bad-user` });
+    await expect(sessions.listByUser(undefined as never)).rejects.toThrow(
+      /listByUser\(\): userId is invalid: undefined/,
+    );
+    await expect(sessions.listByUser({} as never)).rejects.toThrow(/listByUser\(\): userId is invalid: object/);
+    await expect(sessions.destroyByUser('')).rejects.toThrow(/destroyByUser\(\): userId is invalid: ""/);
+    expect(await sessions.listByUser(7)).toEqual([]);
+  });
+
   it('rejects a missing or short secret and unknown options, naming the option', () => {
     expect(() => redisSession({} as never)).toThrow(/redisSession: option "secret" is invalid/);
     expect(() => redisSession({ secret: 'short' })).toThrow(
