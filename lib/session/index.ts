@@ -86,6 +86,9 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     res.append('Set-Cookie', owed === 'clear' ? cookies.clear(req) : cookies.issue(req, session.id));
   }
 
+  /** A session field JSON cannot hold is a bug in the app: logged, and the rest of the session is still saved. */
+  const reportUnstorable = (message: string) => config.logger.error(message);
+
   function respondUnavailable(res: Response): void {
     res.statusCode = 503;
     res.setHeader('Retry-After', '1');
@@ -115,7 +118,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     res.end = function endAfterCommit(this: Response, ...args: unknown[]) {
       if (ending) return originalEnd.apply(this, args);
       ending = true;
-      const changes = manager.pendingWrite(session);
+      const changes = manager.pendingWrite(session, reportUnstorable);
       if (!changes) {
         // Nothing to save (the common, read-only request): end now, without a detour through a promise.
         sendCookie(req, res, session, false);

@@ -34,6 +34,8 @@ interface Changes {
   set: string[];
   remove: string[];
   count: number;
+  /** Fields whose value JSON cannot hold (a cycle, a BigInt), with the reason: left as Redis has them. */
+  unstorable: string[];
 }
 
 type SessionManager = ReturnType<typeof createManager>;
@@ -101,6 +103,11 @@ function cookieMayChange(s: SessionState): void {
   watch?.();
 }
 
+/** Why some fields of a session cannot be saved, naming them. */
+function unstorableMessage(changes: Changes): string {
+  return `redisSession: session fields cannot be stored as JSON, so they were not saved: ${changes.unstorable.join(', ')}`;
+}
+
 /** The bookkeeping of a session object. */
 export const stateOf = RedisSession.stateOf;
 
@@ -118,15 +125,25 @@ export function createManager(config: SessionConfig) {
     const set: string[] = [];
     const remove: string[] = [];
     const present = new Set<string>();
+    const unstorable: string[] = [];
     for (const field of dataFields(session)) {
       const value = (session as unknown as Record<string, unknown>)[field];
       if (value === undefined || typeof value === 'function') continue;
+      let json: string | undefined;
+      try {
+        json = JSON.stringify(value);
+      } catch (error) {
+        // Kept as stored rather than failing the whole response: the caller reports it.
+        present.add(field);
+        unstorable.push(`"${field}" (${(error as Error).message.split('\n')[0]})`);
+        continue;
+      }
+      if (json === undefined) continue; // a symbol, say: like undefined, the field is removed
       present.add(field);
-      const json = JSON.stringify(value);
       if (saved.get(field) !== json) set.push(field, json);
     }
     for (const field of saved.keys()) if (!present.has(field)) remove.push(field);
-    return { set, remove, count: set.length / 2 + remove.length };
+    return { set, remove, count: set.length / 2 + remove.length, unstorable };
   }
 
   function userOf(session: RedisSession): string | undefined {
@@ -166,11 +183,15 @@ export function createManager(config: SessionConfig) {
       s.indexedUser = userOf(session);
     },
 
-    /** What finishing the request now would write, or `undefined` when it would write nothing. */
-    pendingWrite(session: RedisSession): Changes | undefined {
+    /**
+     * What finishing the request now would write, or `undefined` when it would write nothing. Fields JSON cannot
+     * hold are left out, and reported through `unstorable`.
+     */
+    pendingWrite(session: RedisSession, unstorable?: (message: string) => void): Changes | undefined {
       const s = stateOf(session);
       if (s.destroyed || s.detached) return undefined;
       const changes = changesOf(session);
+      if (changes.unstorable.length) unstorable?.(unstorableMessage(changes));
       if (changes.count === 0 && !(s.isNew && config.saveUninitialized)) return undefined;
       return changes;
     },
@@ -181,7 +202,11 @@ export function createManager(config: SessionConfig) {
     },
 
     async commit(session: RedisSession): Promise<void> {
-      const changes = manager.pendingWrite(session);
+      let problem: string | undefined;
+      const changes = manager.pendingWrite(session, (message) => {
+        problem = message;
+      });
+      if (problem) throw new TypeError(problem);
       if (!changes) return;
       await new Promise<void>((resolve, reject) =>
         manager.write(session, changes, (error) => (error ? reject(error) : resolve())),

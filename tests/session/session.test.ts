@@ -3,7 +3,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisSession } from '../../lib/index.js';
 import { signSessionId } from '../../lib/session/signature.js';
-import { silentLogger, useTestRedis, watchCommands } from '../support/redis.js';
+import { recordingLogger, silentLogger, useTestRedis, watchCommands } from '../support/redis.js';
 import { cookiePair, secret, sessionApp, setCookie } from './support.js';
 
 const redis = useTestRedis('session');
@@ -437,6 +437,37 @@ describe('req.session methods', () => {
     await redis.client().pexpire(key, 10_000);
     await request(app).get('/touch').set('Cookie', cookiePair(created));
     expect(await redis.client().pttl(key)).toBeGreaterThan(3_500_000);
+  });
+
+  it('saves the other fields and reports a field JSON cannot hold (cycle, BigInt), never failing the response', async () => {
+    const prefix = `${redis.prefix}:unstorable`;
+    const logger = recordingLogger();
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix, logger }), undefined, (routes) => {
+      routes.get('/cycle', (req, res) => {
+        const cyclic: Record<string, unknown> = {};
+        cyclic.self = cyclic;
+        Object.assign(req.session, { good: 'kept', cyclic, big: 1n });
+        res.write('streamed ');
+        res.end('end');
+      });
+      routes.get('/save-cycle', async (req, res) => {
+        const cyclic: Record<string, unknown> = {};
+        cyclic.self = cyclic;
+        (req.session as unknown as Record<string, unknown>).cyclic = cyclic;
+        res.json({
+          error: await req.session.save().then(
+            () => 'none',
+            (error: Error) => error.message,
+          ),
+        });
+      });
+    });
+    const response = await request(app).get('/cycle').expect(200, 'streamed end');
+    expect((await request(app).get('/peek').set('Cookie', cookiePair(response))).body.data).toEqual({ good: 'kept' });
+    expect(logger.errors.join('\n')).toMatch(/"cyclic" \(Converting circular structure/);
+    expect(logger.errors.join('\n')).toMatch(/"big" \(Do not know how to serialize a BigInt/);
+    const saved = await request(app).get('/save-cycle').set('Cookie', cookiePair(response)).expect(200);
+    expect(saved.body.error).toMatch(/session fields cannot be stored as JSON.*"cyclic"/);
   });
 
   it('has a read-only id', async () => {
