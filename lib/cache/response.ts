@@ -32,6 +32,11 @@ export function createResponseMiddleware(
   function tagsOf(req: Request, res: Response): string[] {
     const tags =
       typeof responseConfig.tags === 'function' ? responseConfig.tags(req, res) : (responseConfig.tags ?? []);
+    if (!Array.isArray(tags) || tags.some((tag) => typeof tag !== 'string' || tag === '')) {
+      throw new TypeError(
+        `cache.response: the 'tags' function returned ${JSON.stringify(tags) ?? String(tags)} (expected an array of non-empty strings)`,
+      );
+    }
     if (!responseConfig.key && responseConfig.vary.length > 0) {
       // With `vary`, one URL has several entries: a URL tag lets an unsafe method invalidate them all.
       return [...tags, urlTag(canonicalRequestKey(req))];
@@ -127,8 +132,16 @@ export function createResponseMiddleware(
       if (!response || !options.storeAs) return undefined;
       const entry = toEntry(req, response);
       if (!entry) return undefined;
+      let tags: string[];
       try {
-        await storage.store(options.storeAs, encodeResponse(entry), keepMs, tagsOf(req, res));
+        tags = tagsOf(req, res);
+      } catch (error) {
+        // A bug in the app's `tags` function: the client has its response, but it is not cached untagged.
+        storage.logger.error(`redisware cache: not stored: ${(error as Error).message}`);
+        return entry;
+      }
+      try {
+        await storage.store(options.storeAs, encodeResponse(entry), keepMs, tags);
       } catch {
         // Stored or not, the client already has its response; the next request simply misses.
       }

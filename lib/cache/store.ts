@@ -134,7 +134,18 @@ export function createCacheStore(config: z.output<typeof cacheSchema>) {
     return entry;
   }
 
-  return { redis, call, entryKey, tagKey, entryLockKey, store, readEntry, timeout: config.timeout, ttl: config.ttl };
+  return {
+    redis,
+    call,
+    entryKey,
+    tagKey,
+    entryLockKey,
+    store,
+    readEntry,
+    logger,
+    timeout: config.timeout,
+    ttl: config.ttl,
+  };
 }
 
 /** What {@link createCacheStore} returns. */

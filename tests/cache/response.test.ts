@@ -4,7 +4,7 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Cache, createCache } from '../../lib/index.js';
-import { silentLogger, useTestRedis, watchCommands } from '../support/redis.js';
+import { recordingLogger, silentLogger, useTestRedis, watchCommands } from '../support/redis.js';
 
 const redis = useTestRedis('cache');
 let counter = 0;
@@ -429,6 +429,36 @@ describe('invalidation', () => {
 });
 
 describe('options', () => {
+  it('delivers but does not store a response whose tags function throws or returns bad tags, and says why', async () => {
+    const logger = recordingLogger();
+    const cache = createCache({ redis: redis.client(), prefix: `${redis.prefix}:${++counter}`, logger });
+    const app = express();
+    app.get(
+      '/throws',
+      cache.response({
+        tags: () => {
+          throw new Error('tag lookup failed');
+        },
+      }),
+      (_req, res) => {
+        res.send('one');
+      },
+    );
+    app.get('/bad', cache.response({ tags: () => ['ok', 5, ''] as never }), (_req, res) => {
+      res.send('two');
+    });
+    for (const [path, body] of [
+      ['/throws', 'one'],
+      ['/bad', 'two'],
+    ]) {
+      await request(app).get(path).expect(200, body);
+      expect((await request(app).get(path).expect(200, body)).headers['x-cache']).toBe('MISS');
+    }
+    expect(await redis.client().keys(`${redis.prefix}:${counter}:*`)).toEqual([]);
+    expect(logger.errors.some((e) => e.includes('tag lookup failed'))).toBe(true);
+    expect(logger.errors.some((e) => e.includes("the 'tags' function returned"))).toBe(true);
+  });
+
   it('rejects invalid and unknown options by name', () => {
     const cache = newCache();
     expect(() => cache.response({ ttl: 'long' })).toThrow(/cache.response: option "ttl" is invalid: "long"/);
