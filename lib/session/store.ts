@@ -127,10 +127,10 @@ export function createManager(config: SessionConfig) {
     const present = new Set<string>();
     const unstorable: string[] = [];
     for (const field of dataFields(session)) {
-      const value = (session as unknown as Record<string, unknown>)[field];
-      if (value === undefined || typeof value === 'function') continue;
       let json: string | undefined;
       try {
+        const value = (session as unknown as Record<string, unknown>)[field];
+        if (value === undefined || typeof value === 'function') continue;
         json = JSON.stringify(value);
       } catch (error) {
         // Kept as stored rather than failing the whole response: the caller reports it.
@@ -146,9 +146,16 @@ export function createManager(config: SessionConfig) {
     return { set, remove, count: set.length / 2 + remove.length, unstorable };
   }
 
+  /** The user a session is indexed under: its `userField`, when that is a string or a finite number. */
   function userOf(session: RedisSession): string | undefined {
-    const value = (session as unknown as Record<string, unknown>)[config.userField];
-    return value === undefined || value === null ? undefined : String(value);
+    let value: unknown;
+    try {
+      value = (session as unknown as Record<string, unknown>)[config.userField];
+    } catch {
+      return undefined; // a throwing getter: changesOf reports it
+    }
+    if (typeof value === 'string' && value !== '') return value;
+    return typeof value === 'number' && Number.isFinite(value) ? String(value) : undefined;
   }
 
   async function updateUserIndex(id: string, from: string | undefined, to: string | undefined): Promise<void> {

@@ -447,6 +447,12 @@ describe('req.session methods', () => {
         const cyclic: Record<string, unknown> = {};
         cyclic.self = cyclic;
         Object.assign(req.session, { good: 'kept', cyclic, big: 1n });
+        Object.defineProperty(req.session, 'getter', {
+          enumerable: true,
+          get() {
+            throw new Error('getter failed');
+          },
+        });
         res.write('streamed ');
         res.end('end');
       });
@@ -466,6 +472,7 @@ describe('req.session methods', () => {
     expect((await request(app).get('/peek').set('Cookie', cookiePair(response))).body.data).toEqual({ good: 'kept' });
     expect(logger.errors.join('\n')).toMatch(/"cyclic" \(Converting circular structure/);
     expect(logger.errors.join('\n')).toMatch(/"big" \(Do not know how to serialize a BigInt/);
+    expect(logger.errors.join('\n')).toMatch(/"getter" \(getter failed\)/);
     const saved = await request(app).get('/save-cycle').set('Cookie', cookiePair(response)).expect(200);
     expect(saved.body.error).toMatch(/session fields cannot be stored as JSON.*"cyclic"/);
   });
