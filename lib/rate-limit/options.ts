@@ -19,6 +19,14 @@ export interface RateLimitInfo {
 type MaybePromise<T> = T | Promise<T>;
 
 /** Options of `rateLimit()`. */
+function serialisesToJson(value: object): boolean {
+  try {
+    return JSON.stringify(value) !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 export const rateLimitSchema = z.strictObject({
   ...commonMiddlewareOptions,
   /** Requests allowed per window and client; a number or `(req) => number`. @default 100 */
@@ -52,7 +60,9 @@ export const rateLimitSchema = z.strictObject({
   message: z
     .union([
       z.string(),
-      z.custom<object>((value) => typeof value === 'object' && value !== null, { message: 'expected an object' }),
+      z.custom<object>((value) => typeof value === 'object' && value !== null && serialisesToJson(value), {
+        message: 'expected a string, a function or an object JSON can hold',
+      }),
       fn<(req: Request, res: Response, info: RateLimitInfo) => MaybePromise<unknown>>(),
     ])
     .default('Too many requests, please try again later.'),

@@ -246,6 +246,7 @@ describe('rateLimit() options', () => {
     expect(() => rateLimit({ key: 'ip' as never })).toThrow(/option "key" is invalid: "ip"/);
     expect(() => rateLimit({ redis: {} as never })).toThrow(/option "redis"/);
     expect(() => rateLimit({ max: 5 } as never)).toThrow(/rateLimit: unknown option "max"/);
+    expect(() => rateLimit({ message: { count: 1n } })).toThrow(/rateLimit: option "message" is invalid/);
     expect(() => rateLimit({ limit: 5 })).not.toThrow();
   });
 
