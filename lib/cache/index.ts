@@ -153,7 +153,13 @@ export function createCache(options?: CreateCacheOptions): Cache {
     }
     try {
       const value = await loader();
-      const json = JSON.stringify(value);
+      let json: string | undefined;
+      try {
+        json = value === undefined ? undefined : storableJson(value, `cache.wrap: the value loaded for "${key}"`);
+      } catch (error) {
+        // The caller still gets its value; the bug (a cycle, a BigInt) is reported, and nothing is stored.
+        storage.logger.error(`redisware ${(error as Error).message}`);
+      }
       if (json !== undefined) await store(entryKey(key), json, ttlMs, tags).catch(() => {});
       return value;
     } finally {

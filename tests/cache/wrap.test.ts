@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createCache } from '../../lib/index.js';
-import { silentLogger, useTestRedis } from '../support/redis.js';
+import { recordingLogger, silentLogger, useTestRedis } from '../support/redis.js';
 
 const redis = useTestRedis('cache-wrap');
 let counter = 0;
@@ -72,6 +72,27 @@ describe('cache.wrap() — cache-aside', () => {
     expect(await cache.get('config')).toEqual({ flags: ['a', 'b'], n: 1 });
     await expect(cache.set('nothing', undefined)).rejects.toThrow(TypeError);
     await expect(cache.set('x', 1, { ttl: 'soon' })).rejects.toThrow(/option "ttl"/);
+  });
+});
+
+describe('cache.wrap() with a value JSON cannot hold', () => {
+  it('returns the loaded value, stores nothing and reports why', async () => {
+    const logger = recordingLogger();
+    const prefix = `${redis.prefix}:${++counter}`;
+    const cache = createCache({ redis: redis.client(), prefix, logger });
+    const cyclic: Record<string, unknown> = { name: 'loop' };
+    cyclic.self = cyclic;
+    let loads = 0;
+    const load = () =>
+      cache.wrap('cyclic', async () => {
+        loads++;
+        return cyclic;
+      });
+    expect(await load()).toBe(cyclic);
+    expect(await load()).toBe(cyclic);
+    expect(loads).toBe(2);
+    expect(await redis.client().keys(`${prefix}:*`)).toEqual([]);
+    expect(logger.errors[0]).toMatch(/cache\.wrap: the value loaded for "cyclic" cannot be stored as JSON/);
   });
 });
 
