@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { RedisUnavailableError } from './errors.js';
-import { consoleLogger, type Logger } from './logger.js';
+import { type Logger, resolveLogger } from './logger.js';
 import { durationMs, loggerSchema, parseOptions } from './options.js';
 import type { RedisClient } from './redis-client.js';
 
@@ -142,7 +142,7 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
     autoResendUnfulfilledCommands: false,
     retryStrategy,
   };
-  const log = logger ?? consoleLogger;
+  const log = resolveLogger(logger);
 
   if (cluster) {
     const nodes = cluster.nodes.map(toClusterNode);

@@ -8,6 +8,31 @@ export interface Logger {
 export const consoleLogger: Logger = console;
 
 /**
+ * The logger to use for `given` (default: the console). A logger that throws (pino methods passed unbound, say)
+ * falls back to the console for that message: logging runs inside Redis error listeners, where a throw would
+ * crash the process.
+ */
+export function resolveLogger(given: Logger | undefined): Logger {
+  if (given === undefined) return consoleLogger;
+  return {
+    warn(...args: unknown[]) {
+      try {
+        given.warn(...args);
+      } catch {
+        console.warn(...args);
+      }
+    },
+    error(...args: unknown[]) {
+      try {
+        given.error(...args);
+      } catch {
+        console.error(...args);
+      }
+    },
+  };
+}
+
+/**
  * Reports a failing dependency once per outage instead of once per failed call:
  * `failed()` logs only on the first failure after a success, `recovered()` re-arms it.
  */

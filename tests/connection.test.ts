@@ -1,5 +1,5 @@
 import { Cluster, Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { backoffDelay } from '../lib/connection.js';
 import { closeDefaultRedis, createRedis, defaultRedis } from '../lib/index.js';
 import { eventCount, privateRedis, unusedPort } from './support/private-redis.js';
@@ -166,6 +166,28 @@ describe('connection failures', () => {
     expect(logger.warnings).toHaveLength(1);
     expect(logger.warnings[0]).toContain(`127.0.0.1:${port}`);
     expect(logger.warnings[0]).toMatch(/ECONNREFUSED/);
+  });
+
+  it('survives a logger that throws (pino methods passed unbound): the warning goes to the console instead', async () => {
+    const throwing = {
+      warn() {
+        throw new TypeError('unbound logger');
+      },
+      error() {
+        throw new TypeError('unbound logger');
+      },
+    };
+    const consoleWarn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    try {
+      const port = await unusedPort();
+      const url = `redis://127.0.0.1:${port}`;
+      const client = track(createRedis({ url, logger: throwing, retry: { maxDelay: 20 } }) as Redis);
+      await eventCount(client, 'reconnecting', 3);
+      expect(consoleWarn).toHaveBeenCalledTimes(1);
+      expect(String(consoleWarn.mock.calls[0][0])).toMatch(/ECONNREFUSED/);
+    } finally {
+      consoleWarn.mockRestore();
+    }
   });
 
   it('never logs a password from the URL', async () => {

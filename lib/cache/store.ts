@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { lazyRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
-import { consoleLogger, type Logger, OutageReporter } from '../logger.js';
+import { type Logger, OutageReporter, resolveLogger } from '../logger.js';
 import { boundedCaller, isCluster, RedisScript, runScript } from '../redis-client.js';
 import { decodeResponse, type StoredResponse } from './entry.js';
 import type { cacheSchema } from './options.js';
@@ -91,7 +91,7 @@ const maxKeyLength = 200;
 
 /** The Redis side of a cache: key layout, bounded calls, storing with tags, reading (with local copies). */
 export function createCacheStore(config: z.output<typeof cacheSchema>) {
-  const logger: Logger = config.logger ?? consoleLogger;
+  const logger: Logger = resolveLogger(config.logger);
   const outage = new OutageReporter(logger, 'cache could not reach Redis, bypassing it');
   const space = keyspace(config.prefix);
   const redis = lazyRedis(config.redis);

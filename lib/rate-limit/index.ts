@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { lazyRedis } from '../connection.js';
 import { keyspace, nameArgument } from '../keys.js';
-import { consoleLogger, OutageReporter } from '../logger.js';
+import { OutageReporter, resolveLogger } from '../logger.js';
 import { parseOptions } from '../options.js';
 import { boundedCaller } from '../redis-client.js';
 import { BlockCache } from './block-cache.js';
@@ -56,7 +56,7 @@ function fixedMessage(type: string, text: string) {
  */
 export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   const config = parseOptions('rateLimit', rateLimitSchema, options);
-  const logger = config.logger ?? consoleLogger;
+  const logger = resolveLogger(config.logger);
   const outage = new OutageReporter(logger, 'rateLimit could not reach Redis, applying onRedisError');
   const scripts = algorithms[config.algorithm];
   const storageKeyOf = keyspace(config.prefix);

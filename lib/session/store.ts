@@ -1,7 +1,7 @@
 // The session store: how a session lives in Redis, and the object that stands for it in `req.session`.
 import { lazyRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
-import { consoleLogger, OutageReporter } from '../logger.js';
+import { OutageReporter, resolveLogger } from '../logger.js';
 import { parseOptions } from '../options.js';
 import { boundedCaller } from '../redis-client.js';
 import { type RedisSessionOptions, sessionSchema } from './options.js';
@@ -329,7 +329,7 @@ export function createManager(config: SessionConfig) {
 /** Validates the options and derives what the store and the middleware need. */
 export function resolveConfig(options: RedisSessionOptions) {
   const config = parseOptions('redisSession', sessionSchema, options);
-  const logger = config.logger ?? consoleLogger;
+  const logger = resolveLogger(config.logger);
   const sessionKeyOf = keyspace(config.prefix);
   const outage = new OutageReporter(logger, 'redisSession could not reach Redis');
   return {
