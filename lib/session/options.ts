@@ -1,7 +1,20 @@
+import { serialize } from 'cookie';
 import { z } from 'zod';
 import { commonMiddlewareOptions, durationMs, positiveDurationMs } from '../options.js';
 
 const secretSchema = z.string().min(32, 'each secret must be at least 32 characters');
+
+/** Whether the `cookie` package accepts `attribute` as a Set-Cookie attribute (checked once, not per request). */
+function validCookieAttribute(attribute: 'path' | 'domain') {
+  return (value: string) => {
+    try {
+      serialize('a', 'b', { [attribute]: value });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+}
 
 /** Options of `redisSession()`. */
 export const sessionSchema = z.strictObject({
@@ -34,8 +47,12 @@ export const sessionSchema = z.strictObject({
       /** @default 'lax' */
       sameSite: z.union([z.enum(['lax', 'strict', 'none']), z.boolean()]).default('lax'),
       /** @default '/' */
-      path: z.string().startsWith('/').default('/'),
-      domain: z.string().min(1).optional(),
+      path: z
+        .string()
+        .startsWith('/')
+        .refine(validCookieAttribute('path'), 'must be a valid cookie path (no ";" or control characters)')
+        .default('/'),
+      domain: z.string().min(1).refine(validCookieAttribute('domain'), 'must be a valid cookie domain').optional(),
       /** Persistent cookie lifetime; unset means a browser-session cookie. */
       maxAge: durationMs.optional(),
     })

@@ -542,5 +542,9 @@ describe('redisSession() options', () => {
       /option "cookie.sameSite"/,
     );
     expect(() => redisSession({ secret, resave: true } as never)).toThrow(/unknown option "resave"/);
+    // Checked once here, so that issuing the cookie can never throw inside a response.
+    expect(() => redisSession({ secret, cookie: { domain: 'bad domain;' } })).toThrow(/option "cookie.domain"/);
+    expect(() => redisSession({ secret, cookie: { path: '/a;b' } })).toThrow(/option "cookie.path" is invalid/);
+    expect(() => redisSession({ secret, cookie: { domain: '.example.com', path: '/app' } })).not.toThrow();
   });
 });
