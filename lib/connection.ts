@@ -51,7 +51,11 @@ const connectionSchema = z.strictObject({
   password: z.string().optional(),
   db: z.number().int().min(0).optional(),
   tls: z.record(z.string(), z.unknown()).optional(),
-  connectionName: z.string().optional(),
+  /** Sent as CLIENT SETNAME, which refuses spaces and anything outside printable ASCII (ioredis ignores the refusal). */
+  connectionName: z
+    .string()
+    .regex(/^[!-~]+$/, 'must be printable ASCII without spaces (CLIENT SETNAME refuses anything else)')
+    .optional(),
   lazyConnect: z.boolean().optional(),
   connectTimeout: durationMs.optional(),
   enableOfflineQueue: z.boolean().optional(),

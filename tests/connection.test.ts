@@ -109,6 +109,7 @@ describe('createRedis() options', () => {
     expect(() => createRedis({ url: 'http://x' })).toThrow(/option "url" is invalid: "http:\/\/x"/);
     expect(() => createRedis({ retry: { maxDelay: 'soon' } })).toThrow(/option "retry.maxDelay" is invalid: "soon"/);
     expect(() => createRedis({ cluster: { nodes: [] } })).toThrow(/option "cluster.nodes" is invalid/);
+    expect(() => createRedis({ connectionName: 'my app' })).toThrow(/option "connectionName" is invalid: "my app"/);
   });
 
   it('rejects a redis:// URL that does not parse, naming the option and never showing its password', () => {
