@@ -114,17 +114,22 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     if (s.isNew || config.cookie.maxAge !== undefined) cookieBeforeHeaders(req, res, session);
     else s.cookieMayChange = () => cookieBeforeHeaders(req, res, session);
     const originalEnd = res.end as (...args: unknown[]) => Response;
-    let ending = false;
+    let phase: 'open' | 'saving' | 'ended' = 'open';
     res.end = function endAfterCommit(this: Response, ...args: unknown[]) {
-      if (ending) return originalEnd.apply(this, args);
-      ending = true;
+      if (phase === 'ended') return originalEnd.apply(this, args);
+      // A second end() while the first waits for the save: the first one's response goes out, as it would have
+      // without the wait (and this one must not overtake the save).
+      if (phase === 'saving') return res;
       const changes = manager.pendingWrite(session, reportUnstorable);
       if (!changes) {
         // Nothing to save (the common, read-only request): end now, without a detour through a promise.
+        phase = 'ended';
         sendCookie(req, res, session, false);
         return originalEnd.apply(this, args);
       }
+      phase = 'saving';
       manager.write(session, changes, (error) => {
+        phase = 'ended';
         if (!error) {
           sendCookie(req, res, session);
           originalEnd.apply(res, args);

@@ -477,6 +477,21 @@ describe('req.session methods', () => {
     expect(saved.body.error).toMatch(/session fields cannot be stored as JSON.*"cyclic"/);
   });
 
+  it('a second res.end() while the first waits for the save neither overtakes the save nor replaces the body', async () => {
+    const prefix = `${redis.prefix}:double-end`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix }), undefined, (routes) => {
+      routes.get('/double-end', (req, res) => {
+        (req.session as unknown as Record<string, unknown>).written = 'yes';
+        res.end('first');
+        res.end('second');
+      });
+    });
+    const response = await request(app).get('/double-end').expect(200);
+    expect(response.text).toBe('first');
+    const key = `${prefix}:${idOf(cookiePair(response))}`;
+    expect(await redis.client().hget(key, 'd:written')).toBe('"yes"');
+  });
+
   it('has a read-only id', async () => {
     const app = sessionApp(middleware(), undefined, (a) =>
       a.get('/assign-id', (req, res) => {
