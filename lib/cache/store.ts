@@ -92,7 +92,7 @@ const maxKeyLength = 200;
 /** The Redis side of a cache: key layout, bounded calls, storing with tags, reading (with local copies). */
 export function createCacheStore(config: z.output<typeof cacheSchema>) {
   const logger: Logger = resolveLogger(config.logger);
-  const outage = new OutageReporter(logger, 'cache could not reach Redis, bypassing it');
+  const outage = new OutageReporter(logger, 'cache could not use Redis (down, slow or refusing), bypassing it');
   const space = keyspace(config.prefix);
   const redis = lazyRedis(config.redis);
   const call = boundedCaller(redis, config.timeout, outage);

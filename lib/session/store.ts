@@ -331,7 +331,7 @@ export function resolveConfig(options: RedisSessionOptions) {
   const config = parseOptions('redisSession', sessionSchema, options);
   const logger = resolveLogger(config.logger);
   const sessionKeyOf = keyspace(config.prefix);
-  const outage = new OutageReporter(logger, 'redisSession could not reach Redis');
+  const outage = new OutageReporter(logger, 'redisSession could not use Redis (down, slow or refusing)');
   return {
     ...config,
     secrets: typeof config.secret === 'string' ? [config.secret] : config.secret,
