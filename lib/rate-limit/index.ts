@@ -57,7 +57,10 @@ function fixedMessage(type: string, text: string) {
 export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   const config = parseOptions('rateLimit', rateLimitSchema, options);
   const logger = resolveLogger(config.logger);
-  const outage = new OutageReporter(logger, 'rateLimit could not use Redis (down, slow or refusing), applying onRedisError');
+  const outage = new OutageReporter(
+    logger,
+    'rateLimit could not use Redis (down, slow or refusing), applying onRedisError',
+  );
   const scripts = algorithms[config.algorithm];
   const storageKeyOf = keyspace(config.prefix);
   const clientKeyOf = config.key ?? defaultClientKey(config.ipv6Subnet, logger);
