@@ -9,19 +9,6 @@ function percentEncode(char: string): string {
   return `%${char.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`;
 }
 
-function checkPart(part: unknown, position: number): string {
-  if (typeof part === 'number') {
-    if (!Number.isFinite(part))
-      throw new TypeError(`key part ${position} is invalid: ${part} (numbers must be finite)`);
-    return String(part);
-  }
-  if (typeof part !== 'string') {
-    throw new TypeError(`key part ${position} is invalid: ${String(part)} (expected a non-empty string or a number)`);
-  }
-  if (part === '') throw new TypeError(`key part ${position} is invalid: "" (parts must not be empty)`);
-  return part;
-}
-
 /**
  * Checks an argument that names something stored in Redis (a cache key, a client, a user id, a lock resource):
  * a non-empty string, or a finite number when `numbers` allows it. Throws a `TypeError` naming `what`.
@@ -35,7 +22,7 @@ export function nameArgument(value: unknown, what: string, numbers = false): str
 
 /** Escapes one part so that `:` only ever separates parts; parts without `:` or `%` stay verbatim. */
 function escapePart(part: unknown, position: number): string {
-  const text = checkPart(part, position);
+  const text = nameArgument(part, `key part ${position}`, true);
   return text.includes(':') || text.includes('%') ? text.replace(reservedInPart, percentEncode) : text;
 }
 
@@ -55,9 +42,7 @@ export type Keyspace = (...parts: KeyPart[]) => string;
 
 /** Returns a {@link key} function whose keys start `prefix:`: `keyspace('myapp')('user', 1) === 'myapp:user:1'`. */
 export function keyspace(prefix: string): Keyspace {
-  if (typeof prefix !== 'string' || prefix === '') {
-    throw new TypeError(`keyspace prefix is invalid: ${JSON.stringify(prefix)} (expected a non-empty string)`);
-  }
+  nameArgument(prefix, 'keyspace prefix');
   const head = `${prefix}:`;
   return function keyInSpace(...parts: KeyPart[]): string {
     return head + key(...parts);
@@ -69,6 +54,6 @@ export function keyspace(prefix: string): Keyspace {
  * `{`, `}` and `%` inside the part are percent-encoded so the tag cannot end early.
  */
 export function hashTag(part: KeyPart): string {
-  const text = checkPart(part, 0);
+  const text = nameArgument(part, 'hashTag part', true);
   return `{${/[%{}]/.test(text) ? text.replace(reservedInHashTag, percentEncode) : text}}`;
 }
