@@ -1,14 +1,28 @@
 // A three-node Redis Cluster owned by one test file, built from redis-server processes we start ourselves.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll } from 'vitest';
 import { type EmbeddedRedis, startEmbeddedRedis } from '../../support/embedded-redis.js';
 
+/**
+ * A port the OS reports free now. A node's cluster bus defaults to its port + 10000, which can land on a port
+ * already in use (the ephemeral port of some client socket, say); redis-server then exits at start.
+ */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 /** Starts three cluster-enabled redis-servers, assigns the slots, joins them, and waits for `cluster_state:ok`. */
 export async function privateCluster(): Promise<{ nodes: string[] }> {
   const servers: EmbeddedRedis[] = [];
+  const busPorts: number[] = [];
   const dirs: string[] = [];
   afterAll(async () => {
     await Promise.all(servers.map((server) => server.stop()));
@@ -18,8 +32,21 @@ export async function privateCluster(): Promise<{ nodes: string[] }> {
     // Each node keeps its cluster state file (nodes.conf) in a directory of its own.
     const dir = mkdtempSync(join(tmpdir(), 'redisware-cluster-'));
     dirs.push(dir);
+    const busPort = await freePort();
+    busPorts.push(busPort);
     servers.push(
-      await startEmbeddedRedis({ args: ['--cluster-enabled', 'yes', '--cluster-node-timeout', '2000', '--dir', dir] }),
+      await startEmbeddedRedis({
+        args: [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-port',
+          String(busPort),
+          '--cluster-node-timeout',
+          '2000',
+          '--dir',
+          dir,
+        ],
+      }),
     );
   }
   const admins = servers.map((server) => new Redis(server.url));
@@ -30,7 +57,9 @@ export async function privateCluster(): Promise<{ nodes: string[] }> {
       [10923, 16383],
     ];
     await Promise.all(admins.map((admin, i) => admin.call('CLUSTER', 'ADDSLOTSRANGE', ranges[i][0], ranges[i][1])));
-    for (const server of servers.slice(1)) await admins[0].call('CLUSTER', 'MEET', '127.0.0.1', server.port);
+    for (let i = 1; i < servers.length; i++) {
+      await admins[0].call('CLUSTER', 'MEET', '127.0.0.1', servers[i].port, busPorts[i]);
+    }
     for (;;) {
       const states = await Promise.all(admins.map((admin) => admin.call('CLUSTER', 'INFO') as Promise<string>));
       const known = await Promise.all(admins.map((admin) => admin.call('CLUSTER', 'NODES') as Promise<string>));
