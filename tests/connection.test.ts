@@ -250,11 +250,12 @@ describe('a connection dropped while a command is in flight', () => {
     const client = track(createRedis({ url: server.url, logger: silentLogger, retry: { baseDelay: 10 } }) as Redis);
     const id = await client.client('ID');
     await admin.call('CLIENT', 'PAUSE', '5000', 'WRITE');
-    const inFlight = client.incr('dropped-counter');
+    // The expectation is attached at once: the rejection can come before the reply to KILL does.
+    const inFlightRejected = expect(client.incr('dropped-counter')).rejects.toThrow(/not re-sent/);
     const ready = eventCount(client, 'ready', 1);
     try {
       await admin.client('KILL', 'ID', String(id));
-      await expect(inFlight).rejects.toThrow(/not re-sent/);
+      await inFlightRejected;
       await ready;
     } finally {
       await admin.call('CLIENT', 'UNPAUSE');
