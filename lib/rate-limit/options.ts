@@ -18,7 +18,7 @@ export interface RateLimitInfo {
 
 type MaybePromise<T> = T | Promise<T>;
 
-/** Options of `rateLimit()`. */
+/** Whether JSON can hold `value` (no cycle, no BigInt): checked once, at factory time. */
 function serialisesToJson(value: object): boolean {
   try {
     return JSON.stringify(value) !== undefined;
@@ -27,6 +27,7 @@ function serialisesToJson(value: object): boolean {
   }
 }
 
+/** Options of `rateLimit()`. */
 export const rateLimitSchema = z.strictObject({
   ...commonMiddlewareOptions,
   /** Requests allowed per window and client; a number or `(req) => number`. @default 100 */
