@@ -14,6 +14,8 @@ const duration = Number(process.env.BENCH_DURATION ?? 3);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const calibrationRequests = 500;
+/** Unmeasured load right before each measured run (see measure()). */
+const rewarmSeconds = 1;
 /** Only the cases whose name contains this (for quick comparisons; the README is then left alone). */
 const caseFilter = process.env.BENCH_CASE;
 const bare = 'bare Express';
@@ -133,7 +135,13 @@ function load(
   });
 }
 
+/**
+ * One measured run, after an unmeasured second of the same load. A server that sat idle while the others ran has
+ * had its young generation shrunk by V8 (32 MB down to 1 MB after some 10–20 s), and would spend its run regrowing
+ * it. Bare Express runs every other slot and hardly idles, so without this every other variant paid for the wait.
+ */
 async function measure(server: ServerHandle, testCase: Case): Promise<Measurement> {
+  await load(server, testCase, { duration: rewarmSeconds });
   const before = await stats(server);
   const result = await load(server, testCase, { duration });
   const after = await stats(server);
@@ -187,6 +195,9 @@ async function runCase(redisUrl: string, suite: Suite, testCase: Case): Promise<
     }
     servers.set(name, server);
   }
+  // Servers that set no cookie (bare Express, the floor) get one anyway: every server parses the same request.
+  const cookie = [...servers.values()].find((server) => server.headers.cookie)?.headers;
+  for (const server of servers.values()) if (cookie && !server.headers.cookie) server.headers = cookie;
   const get = (name: string) => servers.get(name) as ServerHandle;
   for (const name of names) await load(get(name), testCase, { duration: 1 }); // warm-up (JIT, connections)
 
