@@ -9,7 +9,9 @@ import { RedisScript } from '../redis-client.js';
 
 /**
  * Loads a session: KEYS[1]; ARGV = idle ms, absolute ms, '1' to extend the idle timeout (rolling).
- * Returns the hash as a flat list, or nil when it is missing or past either timeout (then deletes it).
+ * Returns the data fields as a flat list of name (without its \`d:\` prefix) and JSON, or nil when the session is
+ * missing or past either timeout (then deletes it). The bookkeeping fields stay in Redis: every bulk string in the
+ * reply costs the app a parse and an allocation.
  *
  * Extending the idle timeout is a PEXPIRE, every time. The stored last-seen time `_s` is only rewritten once it is
  * older than its resolution (a tenth of the idle timeout, at most a minute), so a read-only request normally
@@ -21,9 +23,15 @@ export const loadSessionScript = new RedisScript(
   `
 local fields = redis.call('HGETALL', KEYS[1])
 if #fields == 0 then return false end
-local created, seen
+local created, seen, data = nil, nil, {}
 for i = 1, #fields, 2 do
-  if fields[i] == '_c' then created = tonumber(fields[i + 1]) elseif fields[i] == '_s' then seen = tonumber(fields[i + 1]) end
+  local name = fields[i]
+  if name == '_c' then created = tonumber(fields[i + 1])
+  elseif name == '_s' then seen = tonumber(fields[i + 1])
+  elseif string.sub(name, 1, 2) == 'd:' then
+    data[#data + 1] = string.sub(name, 3)
+    data[#data + 1] = fields[i + 1]
+  end
 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -37,7 +45,7 @@ if ARGV[3] == '1' then
   if now - seen >= resolution then redis.call('HSET', KEYS[1], '_s', now) end
   redis.call('PEXPIRE', KEYS[1], math.min(idle, absolute - (now - created)))
 end
-return fields
+return data
 `,
   { keys: 1 },
 );

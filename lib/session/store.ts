@@ -3,7 +3,7 @@ import { lazyRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
 import { OutageReporter, resolveLogger } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCaller } from '../redis-client.js';
+import { boundedCaller, type ScriptCallback } from '../redis-client.js';
 import { type RedisSessionOptions, sessionSchema } from './options.js';
 import { loadSessionScript, saveSessionScript, userIndexScript } from './scripts.js';
 import { newSessionId } from './signature.js';
@@ -119,31 +119,51 @@ function dataFields(session: RedisSession): string[] {
 export function createManager(config: SessionConfig) {
   const { call, sessionKey, userKey } = config;
   const ttlArgs = [config.ttl, config.absoluteTimeout] as const;
+  /** The load script's arguments, built once: it runs on every request that has a session. */
+  const loadArgs = { rolling: [...ttlArgs, 1], still: [...ttlArgs, 0] } as const;
 
-  function changesOf(session: RedisSession): Changes {
-    const { saved } = stateOf(session);
-    const set: string[] = [];
-    const remove: string[] = [];
-    const present = new Set<string>();
-    const unstorable: string[] = [];
-    for (const field of dataFields(session)) {
-      let json: string | undefined;
-      try {
-        const value = (session as unknown as Record<string, unknown>)[field];
-        if (value === undefined || typeof value === 'function') continue;
-        json = JSON.stringify(value);
-      } catch (error) {
-        // Kept as stored rather than failing the whole response: the caller reports it.
-        present.add(field);
-        unstorable.push(`"${field}" (${(error as Error).message.split('\n')[0]})`);
-        continue;
-      }
-      if (json === undefined) continue; // a symbol, say: like undefined, the field is removed
-      present.add(field);
-      if (saved.get(field) !== json) set.push(field, json);
+  /**
+   * How `field` would be stored: its JSON, `undefined` when the value is not stored (undefined, a function, a
+   * symbol: the field is then removed), or the reason JSON cannot hold it (a cycle, a BigInt, a throwing getter).
+   */
+  function storedForm(session: RedisSession, field: string): string | undefined | { unstorable: string } {
+    try {
+      const value = (session as unknown as Record<string, unknown>)[field];
+      if (value === undefined || typeof value === 'function') return undefined;
+      return JSON.stringify(value);
+    } catch (error) {
+      return { unstorable: (error as Error).message.split('\n')[0] };
     }
-    for (const field of saved.keys()) if (!present.has(field)) remove.push(field);
-    return { set, remove, count: set.length / 2 + remove.length, unstorable };
+  }
+
+  /**
+   * What differs from what Redis holds, or `undefined` when nothing does. A read-only request (every field
+   * unchanged, none removed) allocates nothing here beyond each field's JSON.
+   */
+  function changesOf(session: RedisSession): Changes | undefined {
+    const { saved } = stateOf(session);
+    let changes: Changes | undefined;
+    const changed = () => {
+      changes ??= { set: [], remove: [], count: 0, unstorable: [] };
+      return changes;
+    };
+    // Fields JSON cannot hold are kept as stored (the caller reports them) rather than failing the response.
+    let presentSaved = 0;
+    for (const field of dataFields(session)) {
+      const form = storedForm(session, field);
+      if (form === undefined) continue;
+      const before = saved.get(field);
+      if (before !== undefined) presentSaved++;
+      if (typeof form !== 'string') changed().unstorable.push(`"${field}" (${form.unstorable})`);
+      else if (before !== form) changed().set.push(field, form);
+    }
+    if (presentSaved < saved.size) {
+      for (const field of saved.keys()) {
+        if (!Object.hasOwn(session, field) || storedForm(session, field) === undefined) changed().remove.push(field);
+      }
+    }
+    if (changes) changes.count = changes.set.length / 2 + changes.remove.length;
+    return changes;
   }
 
   /** The user a session is indexed under: its `userField`, when that is a string or a finite number. */
@@ -177,9 +197,7 @@ export function createManager(config: SessionConfig) {
       for (const field of dataFields(session)) delete target[field];
       s.saved.clear();
       for (let i = 0; i < fields.length; i += 2) {
-        const name = fields[i];
-        if (!name.startsWith(dataPrefix)) continue;
-        const field = name.slice(dataPrefix.length);
+        const field = fields[i];
         try {
           target[field] = JSON.parse(fields[i + 1]);
           s.saved.set(field, fields[i + 1]);
@@ -198,9 +216,10 @@ export function createManager(config: SessionConfig) {
       const s = stateOf(session);
       if (s.destroyed || s.detached) return undefined;
       const changes = changesOf(session);
-      if (changes.unstorable.length) unstorable?.(unstorableMessage(changes));
-      if (changes.count === 0 && !(s.isNew && config.saveUninitialized)) return undefined;
-      return changes;
+      if (changes?.unstorable.length) unstorable?.(unstorableMessage(changes));
+      if (changes && changes.count > 0) return changes;
+      if (s.isNew && config.saveUninitialized) return changes ?? { set: [], remove: [], count: 0, unstorable: [] };
+      return undefined;
     },
 
     /** Whether finishing the request now would write the session (so a cookie is owed for a new one). */
@@ -258,10 +277,13 @@ export function createManager(config: SessionConfig) {
       });
     },
 
-    /** Reads a session (and refreshes its idle timeout when `rolling`): its hash fields, or null when gone. */
+    /** Reads a session (and refreshes its idle timeout when `rolling`): its data fields, or null when gone. */
     loadThen(id: string, rolling: boolean, done: (error: Error | undefined, fields?: string[] | null) => void): void {
-      call.script(loadSessionScript, [sessionKey(id)], [...ttlArgs, rolling ? 1 : 0], (error, fields) =>
-        done(error, fields as string[] | null),
+      call.script(
+        loadSessionScript,
+        [sessionKey(id)],
+        rolling ? loadArgs.rolling : loadArgs.still,
+        done as ScriptCallback,
       );
     },
 

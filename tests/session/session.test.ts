@@ -192,6 +192,22 @@ describe('redisSession() Redis cost', () => {
     const hset = watch.insideScripts.filter((args) => args[0].toLowerCase() === 'hset').at(-1) as string[];
     expect(hset.slice(2)).toEqual(['_s', expect.any(String), 'd:count', '2']);
   });
+  it('removes a deleted field (and one set to undefined) from Redis, keeping the others', async () => {
+    const prefix = `${redis.prefix}:remove-field`;
+    const app = sessionApp(redisSession({ secret, redis: client, prefix }), undefined, (routes) => {
+      routes.get('/clear-b', (req, res) => {
+        (req.session as unknown as Record<string, unknown>).b = undefined;
+        res.send('ok');
+      });
+    });
+    const created = await request(app).get('/set?a=1&b=2&c=3');
+    const key = `${prefix}:${idOf(cookiePair(created))}`;
+    await request(app).get('/unset/a').set('Cookie', cookiePair(created)).expect(200);
+    expect(await client.hkeys(key)).toEqual(expect.not.arrayContaining(['d:a']));
+    await request(app).get('/clear-b').set('Cookie', cookiePair(created)).expect(200);
+    expect((await client.hkeys(key)).filter((field) => field.startsWith('d:'))).toEqual(['d:c']);
+    expect((await request(app).get('/peek').set('Cookie', cookiePair(created))).body.data).toEqual({ c: '3' });
+  });
 });
 
 describe('redisSession() concurrency', () => {
