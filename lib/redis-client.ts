@@ -98,23 +98,31 @@ export class RedisScript {
   }
 }
 
+/** First ARGV of a batch whose groups all take the same arguments, which then follow it once. */
+const sharedArgsMarker = '*';
+
 /**
  * The batched form of a script: its body becomes a function of (KEYS, ARGV), so it reads its own group's
  * keys and arguments unchanged, and is called once per group under pcall, so one group's error (WRONGTYPE, say)
  * is that group's reply alone. Groups run one after another inside one atomic script, so two groups on the same
  * key see each other's effect exactly as two separate calls would. ARGV holds, per group, its argument count
- * and then its arguments.
+ * and then its arguments; or, when every group takes the same arguments, the marker and those arguments once.
  */
 function batchedSource(source: string, keys: number): string {
   const groupKeys = Array.from({ length: keys }, (_, j) => `KEYS[i * ${keys} + ${j + 1}]`).join(', ');
   return `local function script(KEYS, ARGV)
 ${source}
 end
-local replies, position = {}, 1
+local replies, position, shared = {}, 1, ARGV[1] == '${sharedArgsMarker}'
 for i = 0, #KEYS / ${keys} - 1 do
-  local count, args = tonumber(ARGV[position]), {}
-  for j = 1, count do args[j] = ARGV[position + j] end
-  position = position + count + 1
+  local args = {}
+  if shared then
+    for j = 2, #ARGV do args[j - 1] = ARGV[j] end
+  else
+    local count = tonumber(ARGV[position])
+    for j = 1, count do args[j] = ARGV[position + j] end
+    position = position + count + 1
+  end
   local ok, reply = pcall(script, {${groupKeys}}, args)
   if not ok then
     if type(reply) ~= 'table' then reply = redis.error_reply(tostring(reply)) end
@@ -274,11 +282,17 @@ class ScriptBatcher {
 
   private sendBatch(batched: RedisScript, calls: QueuedScript[]): void {
     const keys: string[] = [];
-    const args: (string | number)[] = [];
-    for (const call of calls) {
-      for (const key of call.keys) keys.push(key);
-      args.push(call.args.length);
-      for (const arg of call.args) args.push(arg);
+    for (const call of calls) for (const key of call.keys) keys.push(key);
+    // Callers that pass one arguments array for all their calls (a middleware's fixed options) have it sent once
+    // per batch rather than once per call: less to serialise, send and parse on both sides.
+    const sharedArgs = calls[0].args;
+    const shared = calls.every((call) => call.args === sharedArgs);
+    const args: (string | number)[] = shared ? [sharedArgsMarker, ...sharedArgs] : [];
+    if (!shared) {
+      for (const call of calls) {
+        args.push(call.args.length);
+        for (const arg of call.args) args.push(arg);
+      }
     }
     batched.send(this.client, keys, args).then(
       (replies) => {

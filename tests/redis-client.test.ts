@@ -135,6 +135,28 @@ describe('runScript batching (standalone Redis)', () => {
     expect(names(watch.sent).filter((n) => n !== 'eval')).toEqual(['evalsha', 'evalsha']);
   });
 
+  it('sends an arguments array shared by every call of a batch once, and each call still sees all of it', async () => {
+    const describeCall = new RedisScript('describe-shared', "return KEYS[1] .. ':' .. table.concat(ARGV, ',')", {
+      keys: 1,
+    });
+    const shared = ['x', '', 'y z'];
+    const keys = ['s1', 's2', 's3', 's4'];
+    const run = (args: (key: string) => string[]) =>
+      Promise.all(keys.map((key) => runScript(client, describeCall, [key], args(key))));
+    const expected = keys.map((key) => `${key}:x,,y z`);
+    await run(() => shared); // the first batch may load the batched script (NOSCRIPT → EVAL)
+    await watch.settle();
+    watch.reset();
+    expect(await run(() => shared)).toEqual(expected);
+    // Equal contents in different arrays are not assumed shared: each call sends its own.
+    expect(await run(() => [...shared])).toEqual(expected);
+    await watch.settle();
+    expect(names(watch.sent)).toEqual(['evalsha', 'evalsha']);
+    // EVALSHA sha numkeys s1..s4, then the arguments: once after the marker, or each after its count.
+    expect(watch.sent[0].slice(3 + keys.length)).toEqual(['*', ...shared]);
+    expect(watch.sent[1].slice(3 + keys.length)).toEqual(keys.flatMap(() => ['3', ...shared]));
+  });
+
   it('keeps binary replies byte for byte in a batch of a binary script', async () => {
     const getBytes = new RedisScript('get-bytes', "return redis.call('GET', KEYS[1])", { keys: 1, binary: true });
     const values = [Buffer.from([0, 255, 254, 10, 13]), Buffer.from([0xc3, 0x28]), Buffer.alloc(0)];

@@ -189,7 +189,8 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       setRateLimitHeaders(res, config.headers, blocked, windowSeconds, now);
       return respondLimited(req, res, next, blocked, now);
     }
-    call.script(scripts.hit, [key], [cost, windowMs, limit, 0], (error, reply) => {
+    const args = cost === fixedCost && limit === fixedLimit ? fixedHitArgs : [cost, windowMs, limit, 0];
+    call.script(scripts.hit, [key], args, (error, reply) => {
       try {
         if (error) {
           if (config.onRedisError === 'allow') return next();
@@ -219,6 +220,8 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     !config.skip && !config.key && typeof config.limit === 'number' && typeof config.cost === 'number';
   const fixedLimit = config.limit as number;
   const fixedCost = config.cost as number;
+  /** The hit script's arguments with the configured cost and limit, built once (see the batcher's shared arguments). */
+  const fixedHitArgs = [fixedCost, windowMs, fixedLimit, 0] as const;
 
   const middleware = function rateLimitMiddleware(req: Request, res: Response, next: NextFunction): void {
     try {
