@@ -103,6 +103,10 @@ function cookieMayChange(s: SessionState): void {
   watch?.();
 }
 
+function noChanges(): Changes {
+  return { set: [], remove: [], count: 0, unstorable: [] };
+}
+
 /** Why some fields of a session cannot be saved, naming them. */
 function unstorableMessage(changes: Changes): string {
   return `redisSession: session fields cannot be stored as JSON, so they were not saved: ${changes.unstorable.join(', ')}`;
@@ -137,16 +141,12 @@ export function createManager(config: SessionConfig) {
   }
 
   /**
-   * What differs from what Redis holds, or `undefined` when nothing does. A read-only request (every field
-   * unchanged, none removed) allocates nothing here beyond each field's JSON.
+   * What differs from what Redis holds, or `undefined` when nothing does: a read-only request (nothing changed,
+   * nothing removed) builds no change lists, and checks for removed fields only when some stored field is missing.
    */
   function changesOf(session: RedisSession): Changes | undefined {
     const { saved } = stateOf(session);
     let changes: Changes | undefined;
-    const changed = () => {
-      changes ??= { set: [], remove: [], count: 0, unstorable: [] };
-      return changes;
-    };
     // Fields JSON cannot hold are kept as stored (the caller reports them) rather than failing the response.
     let presentSaved = 0;
     for (const field of dataFields(session)) {
@@ -154,12 +154,16 @@ export function createManager(config: SessionConfig) {
       if (form === undefined) continue;
       const before = saved.get(field);
       if (before !== undefined) presentSaved++;
-      if (typeof form !== 'string') changed().unstorable.push(`"${field}" (${form.unstorable})`);
-      else if (before !== form) changed().set.push(field, form);
+      if (form === before) continue;
+      changes ??= noChanges();
+      if (typeof form === 'string') changes.set.push(field, form);
+      else changes.unstorable.push(`"${field}" (${form.unstorable})`);
     }
     if (presentSaved < saved.size) {
       for (const field of saved.keys()) {
-        if (!Object.hasOwn(session, field) || storedForm(session, field) === undefined) changed().remove.push(field);
+        if (Object.hasOwn(session, field) && storedForm(session, field) !== undefined) continue;
+        changes ??= noChanges();
+        changes.remove.push(field);
       }
     }
     if (changes) changes.count = changes.set.length / 2 + changes.remove.length;
@@ -218,7 +222,7 @@ export function createManager(config: SessionConfig) {
       const changes = changesOf(session);
       if (changes?.unstorable.length) unstorable?.(unstorableMessage(changes));
       if (changes && changes.count > 0) return changes;
-      if (s.isNew && config.saveUninitialized) return changes ?? { set: [], remove: [], count: 0, unstorable: [] };
+      if (s.isNew && config.saveUninitialized) return changes ?? noChanges();
       return undefined;
     },
 
