@@ -21,6 +21,7 @@ export type {
   RedisSessionMiddleware,
   RedisSessionOptions,
   Session,
+  SessionCallback,
   SessionMethods,
   UserSessionInfo,
 } from './session/index.js';

@@ -4,23 +4,32 @@ import { nameArgument } from '../keys.js';
 import { sessionCookie } from './cookie.js';
 import type { RedisSessionOptions } from './options.js';
 import { sessionCookieVerifier } from './signature.js';
-import { createManager, dataPrefix, RedisSession, resolveConfig, stateOf } from './store.js';
+import { createManager, dataPrefix, RedisSession, resolveConfig, type SessionCallback, stateOf } from './store.js';
 
 export type { RedisSessionOptions } from './options.js';
+export type { SessionCallback } from './store.js';
 
-/** The methods every `req.session` has besides its data. All writes are Promises. */
+/**
+ * The methods every `req.session` has besides its data. Each returns a Promise; given a Node-style callback instead
+ * (as code written for express-session, passport included, passes one), it answers through that and returns nothing.
+ */
 export interface SessionMethods {
   /** The session id (read-only); 43 characters of base64url. */
   readonly id: string;
   /** Saves changes now (otherwise they are saved before the response is sent). */
+  save(callback: SessionCallback): void;
   save(): Promise<void>;
   /** Replaces the data with what Redis holds. */
+  reload(callback: SessionCallback): void;
   reload(): Promise<void>;
   /** Extends the idle timeout without changing anything. */
+  touch(callback: SessionCallback): void;
   touch(): Promise<void>;
   /** Moves the session to a new id (deleting the old key); data is dropped unless `keepData`. Call it on login. */
+  regenerate(callback: SessionCallback): void;
   regenerate(options?: { keepData?: boolean }): Promise<void>;
   /** Deletes the session and clears the cookie. Call it on logout. */
+  destroy(callback: SessionCallback): void;
   destroy(): Promise<void>;
 }
 

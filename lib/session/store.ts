@@ -75,25 +75,53 @@ export class RedisSession {
     return s.id;
   }
 
-  save(): Promise<void> {
-    return this.#state.manager.commit(this);
+  save(): Promise<void>;
+  save(callback: SessionCallback): void;
+  save(callback?: SessionCallback): Promise<void> | undefined {
+    return answer(this.#state.manager.commit(this), callback);
   }
 
-  reload(): Promise<void> {
-    return this.#state.manager.reload(this);
+  reload(): Promise<void>;
+  reload(callback: SessionCallback): void;
+  reload(callback?: SessionCallback): Promise<void> | undefined {
+    return answer(this.#state.manager.reload(this), callback);
   }
 
-  touch(): Promise<void> {
-    return this.#state.manager.touch(this);
+  touch(): Promise<void>;
+  touch(callback: SessionCallback): void;
+  touch(callback?: SessionCallback): Promise<void> | undefined {
+    return answer(this.#state.manager.touch(this), callback);
   }
 
-  regenerate(options: { keepData?: boolean } = {}): Promise<void> {
-    return this.#state.manager.regenerate(this, options.keepData === true);
+  regenerate(options?: { keepData?: boolean }): Promise<void>;
+  regenerate(callback: SessionCallback): void;
+  regenerate(options?: { keepData?: boolean } | SessionCallback): Promise<void> | undefined {
+    const callback = typeof options === 'function' ? options : undefined;
+    const keepData = typeof options === 'object' && options?.keepData === true;
+    return answer(this.#state.manager.regenerate(this, keepData), callback);
   }
 
-  destroy(): Promise<void> {
-    return this.#state.manager.destroy(this);
+  destroy(): Promise<void>;
+  destroy(callback: SessionCallback): void;
+  destroy(callback?: SessionCallback): Promise<void> | undefined {
+    return answer(this.#state.manager.destroy(this), callback);
   }
+}
+
+/** A Node-style callback, for code written for express-session (passport calls `regenerate(cb)` and `save(cb)`). */
+export type SessionCallback = (error?: Error) => void;
+
+/**
+ * `done` as a Promise, or, given a callback, through it: called outside the promise chain, so a callback that
+ * throws is an uncaught exception, as with any callback API, rather than an unhandled rejection.
+ */
+function answer(done: Promise<void>, callback: SessionCallback | undefined): Promise<void> | undefined {
+  if (typeof callback !== 'function') return done;
+  done.then(
+    () => process.nextTick(callback),
+    (error: Error) => process.nextTick(callback, error),
+  );
+  return undefined;
 }
 
 /** regenerate(), destroy() and reload() may change the cookie a response owes: the middleware then watches for it. */

@@ -455,6 +455,57 @@ describe('req.session methods', () => {
     expect(await redis.client().pttl(key)).toBeGreaterThan(3_500_000);
   });
 
+  it('answers express-session style callbacks (passport calls regenerate(cb), then save(cb))', async () => {
+    const prefix = `${redis.prefix}:callbacks`;
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix }), undefined, (routes) => {
+      routes.get('/passport-login', (req, res, next) => {
+        const returned = req.session.regenerate((error) => {
+          if (error) return next(error);
+          (req.session as unknown as Record<string, unknown>).passport = { user: 'ada' };
+          req.session.save((error) => (error ? next(error) : res.json({ returned: String(returned) })));
+        });
+      });
+      routes.get('/callbacks', (req, res, next) => {
+        req.session.touch((error) => {
+          if (error) return next(error);
+          req.session.reload((error) => {
+            if (error) return next(error);
+            req.session.destroy((error) => (error ? next(error) : res.json({ data: { ...req.session } })));
+          });
+        });
+      });
+    });
+    const before = await request(app).get('/set?a=1');
+    const login = await request(app).get('/passport-login').set('Cookie', cookiePair(before)).expect(200);
+    expect(login.body.returned).toBe('undefined');
+    expect(idOf(cookiePair(login))).not.toBe(idOf(cookiePair(before)));
+    expect(await redis.client().exists(`${prefix}:${idOf(cookiePair(before))}`)).toBe(0);
+    const key = `${prefix}:${idOf(cookiePair(login))}`;
+    expect(await redis.client().hget(key, 'd:passport')).toBe('{"user":"ada"}');
+    const destroyed = await request(app).get('/callbacks').set('Cookie', cookiePair(login)).expect(200);
+    expect(destroyed.body.data).toEqual({});
+    expect(setCookie(destroyed)).toMatch(/Expires=Thu, 01 Jan 1970/);
+    expect(await redis.client().exists(key)).toBe(0);
+  });
+
+  it('passes a failed save to its callback', async () => {
+    const client = redis.newClient();
+    const saveErrors: (Error | undefined)[] = [];
+    const app = sessionApp(redisSession({ secret, redis: client, logger: silentLogger }), undefined, (routes) => {
+      routes.get('/save-without-redis', (req, res) => {
+        (req.session as unknown as Record<string, unknown>).a = 1;
+        client.disconnect();
+        req.session.save((error) => {
+          saveErrors.push(error);
+          res.send('after the save');
+        });
+      });
+    });
+    // The response's own save then fails as well: 503, as for any save that fails.
+    await request(app).get('/save-without-redis').expect(503);
+    expect(saveErrors).toEqual([expect.any(Error)]);
+  });
+
   it('saves the other fields and reports a field JSON cannot hold (cycle, BigInt), never failing the response', async () => {
     const prefix = `${redis.prefix}:unstorable`;
     const logger = recordingLogger();

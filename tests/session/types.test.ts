@@ -16,7 +16,17 @@ describe('SessionData typing', () => {
     expectTypeOf<Session['userId']>().toEqualTypeOf<string | undefined>();
     expectTypeOf<Session['cart']>().toEqualTypeOf<{ sku: string; quantity: number }[] | undefined>();
     expectTypeOf<Session['regenerate']>().toEqualTypeOf<SessionMethods['regenerate']>();
-    expectTypeOf<Session['destroy']>().returns.toEqualTypeOf<Promise<void>>();
     expectTypeOf<Session['id']>().toEqualTypeOf<string>();
+  });
+
+  it('types each method as returning a Promise, or nothing when given an express-session style callback', () => {
+    // Never called: only its types are checked.
+    const calls = (session: Session) => {
+      expectTypeOf(session.destroy()).toEqualTypeOf<Promise<void>>();
+      expectTypeOf(session.regenerate({ keepData: true })).toEqualTypeOf<Promise<void>>();
+      expectTypeOf(session.save((error?: Error) => void error)).toEqualTypeOf<void>();
+      expectTypeOf(session.regenerate(() => {})).toEqualTypeOf<void>();
+    };
+    expectTypeOf(calls).toBeFunction();
   });
 });
