@@ -287,8 +287,10 @@ class ScriptBatcher {
     // per batch rather than once per call: less to serialise, send and parse on both sides.
     const sharedArgs = calls[0].args;
     const shared = calls.every((call) => call.args === sharedArgs);
-    const args: (string | number)[] = shared ? [sharedArgsMarker, ...sharedArgs] : [];
-    if (!shared) {
+    const args: (string | number)[] = [];
+    if (shared) {
+      args.push(sharedArgsMarker, ...sharedArgs);
+    } else {
       for (const call of calls) {
         args.push(call.args.length);
         for (const arg of call.args) args.push(arg);

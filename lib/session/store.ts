@@ -131,6 +131,7 @@ function cookieMayChange(s: SessionState): void {
   watch?.();
 }
 
+/** A fresh, empty change set (filled in place by changesOf). */
 function noChanges(): Changes {
   return { set: [], remove: [], count: 0, unstorable: [] };
 }
