@@ -4,7 +4,16 @@ import { nameArgument } from '../keys.js';
 import { sessionCookie } from './cookie.js';
 import type { RedisSessionOptions } from './options.js';
 import { sessionCookieVerifier } from './signature.js';
-import { createManager, dataPrefix, RedisSession, resolveConfig, type SessionCallback, stateOf } from './store.js';
+import {
+  createManager,
+  dataPrefix,
+  hookOnce,
+  RedisSession,
+  resolveConfig,
+  type SessionCallback,
+  stateOf,
+  tracked,
+} from './store.js';
 
 export type { RedisSessionOptions } from './options.js';
 export type { SessionCallback } from './store.js';
@@ -116,12 +125,6 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
 
   /** Holds `res.end` until the session is saved, so no response (a redirect included) can beat the write. */
   function commitBeforeEnd(req: Request, res: Response, session: RedisSession): void {
-    const s = stateOf(session);
-    // A loaded session without a persistent cookie owes no cookie until regenerate(), destroy() or a reload()
-    // that finds it gone, so its writeHead is wrapped only then: adding a property to an Express `res` costs
-    // microseconds (each addition creates a new hidden class), and read-only requests are the common case.
-    if (s.isNew || config.cookie.maxAge !== undefined) cookieBeforeHeaders(req, res, session);
-    else s.cookieMayChange = () => cookieBeforeHeaders(req, res, session);
     const originalEnd = res.end as (...args: unknown[]) => Response;
     let phase: 'open' | 'saving' | 'ended' = 'open';
     res.end = function endAfterCommit(this: Response, ...args: unknown[]) {
@@ -156,9 +159,22 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     } as typeof res.end;
   }
 
+  /**
+   * Gives the request its session. The response is hooked only once the session may change (see `tracked`), or
+   * at once when it owes a cookie or a save regardless: adding a property to an Express `res` costs microseconds
+   * (each addition creates a new hidden class), and requests that only read the session are the common case.
+   */
   function attach(req: Request, res: Response, next: NextFunction, session: RedisSession): void {
-    req.session = session as unknown as Session;
-    commitBeforeEnd(req, res, session);
+    const s = stateOf(session);
+    req.session = tracked(session, (hook) =>
+      hook === 'end' ? commitBeforeEnd(req, res, session) : cookieBeforeHeaders(req, res, session),
+    ) as unknown as Session;
+    if (s.isNew && config.saveUninitialized && !s.detached) {
+      hookOnce(s, 'end');
+      hookOnce(s, 'headers');
+    } else if (!s.isNew && config.cookie.maxAge !== undefined && config.rolling) {
+      hookOnce(s, 'headers'); // the persistent cookie is refreshed on every response
+    }
     next();
   }
 

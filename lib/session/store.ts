@@ -26,8 +26,14 @@ interface SessionState {
   /** A Set-Cookie is owed for the current id (new or regenerated and saved). */
   cookieOwed: boolean;
   cookieSent: boolean;
-  /** Set when the middleware defers watching the response headers until the cookie may change (commitBeforeEnd). */
-  cookieMayChange: (() => void) | undefined;
+  /**
+   * Set by the middleware: puts one of its hooks on the response (`'end'`: hold the end until the session is
+   * saved; `'headers'`: add a Set-Cookie owed when the headers go out). Each is installed at most once, and only
+   * once the session may change (see {@link mayChange}).
+   */
+  hookResponse: ((hook: 'end' | 'headers') => void) | undefined;
+  endHooked: boolean;
+  headersHooked: boolean;
 }
 
 interface Changes {
@@ -53,6 +59,11 @@ export class RedisSession {
     return session.#state;
   }
 
+  /** The session itself, given it or the Proxy user code holds (the `this` of its methods; see `tracked`). */
+  static unwrap(session: RedisSession): RedisSession {
+    return #state in session ? session : (session as unknown as Tracked)[trackedSession];
+  }
+
   constructor(manager: SessionManager, id: string | undefined, fields: string[] | undefined, detached: boolean) {
     this.#state = {
       manager,
@@ -64,13 +75,15 @@ export class RedisSession {
       detached,
       cookieOwed: false,
       cookieSent: false,
-      cookieMayChange: undefined,
+      hookResponse: undefined,
+      endHooked: false,
+      headersHooked: false,
     };
     if (fields) manager.fill(this, fields);
   }
 
   get id(): string {
-    const s = this.#state;
+    const s = stateOf(this);
     s.id ??= newSessionId();
     return s.id;
   }
@@ -78,19 +91,22 @@ export class RedisSession {
   save(): Promise<void>;
   save(callback: SessionCallback): void;
   save(callback?: SessionCallback): Promise<void> | undefined {
-    return answer(this.#state.manager.commit(this), callback);
+    const session = unwrap(this);
+    return answer(stateOf(session).manager.commit(session), callback);
   }
 
   reload(): Promise<void>;
   reload(callback: SessionCallback): void;
   reload(callback?: SessionCallback): Promise<void> | undefined {
-    return answer(this.#state.manager.reload(this), callback);
+    const session = unwrap(this);
+    return answer(stateOf(session).manager.reload(session), callback);
   }
 
   touch(): Promise<void>;
   touch(callback: SessionCallback): void;
   touch(callback?: SessionCallback): Promise<void> | undefined {
-    return answer(this.#state.manager.touch(this), callback);
+    const session = unwrap(this);
+    return answer(stateOf(session).manager.touch(session), callback);
   }
 
   regenerate(options?: { keepData?: boolean }): Promise<void>;
@@ -98,13 +114,15 @@ export class RedisSession {
   regenerate(options?: { keepData?: boolean } | SessionCallback): Promise<void> | undefined {
     const callback = typeof options === 'function' ? options : undefined;
     const keepData = typeof options === 'object' && options?.keepData === true;
-    return answer(this.#state.manager.regenerate(this, keepData), callback);
+    const session = unwrap(this);
+    return answer(stateOf(session).manager.regenerate(session, keepData), callback);
   }
 
   destroy(): Promise<void>;
   destroy(callback: SessionCallback): void;
   destroy(callback?: SessionCallback): Promise<void> | undefined {
-    return answer(this.#state.manager.destroy(this), callback);
+    const session = unwrap(this);
+    return answer(stateOf(session).manager.destroy(session), callback);
   }
 }
 
@@ -124,11 +142,74 @@ function answer(done: Promise<void>, callback: SessionCallback | undefined): Pro
   return undefined;
 }
 
-/** regenerate(), destroy() and reload() may change the cookie a response owes: the middleware then watches for it. */
-function cookieMayChange(s: SessionState): void {
-  const watch = s.cookieMayChange;
-  s.cookieMayChange = undefined;
-  watch?.();
+/**
+ * The session may change from here on: the middleware's end hook goes on the response, and its headers hook too
+ * when the session is new (saving it will owe a cookie) or `cookieToo` (regenerate(), destroy() and reload()).
+ * Until then the response is left alone: a property added to an Express `res` costs it a new hidden class.
+ */
+function mayChange(s: SessionState, cookieToo: boolean): void {
+  if (s.hookResponse === undefined) return;
+  hookOnce(s, 'end');
+  if (cookieToo || s.isNew) hookOnce(s, 'headers');
+}
+
+/** Installs one of the middleware's response hooks unless it already is. */
+export function hookOnce(s: SessionState, hook: 'end' | 'headers'): void {
+  if (hook === 'end') {
+    if (s.endHooked) return;
+    s.endHooked = true;
+  } else {
+    if (s.headersHooked) return;
+    s.headersHooked = true;
+  }
+  s.hookResponse?.(hook);
+}
+
+/** The key under which {@link trackChanges} hands out its target (for the methods, see `stateOf`). */
+const trackedSession = Symbol('redisware session');
+type Tracked = { [trackedSession]: RedisSession };
+
+const isObject = (value: unknown): value is object => typeof value === 'object' && value !== null;
+
+/**
+ * What user code gets as `req.session`: the session behind a Proxy that calls {@link mayChange} on the first
+ * operation that can change it: a write, a delete, a definition, or a read that hands out an object (which
+ * could then be changed in place). A request that only reads strings, numbers and booleans never hooks its
+ * response. Everything else behaves as on the session itself.
+ */
+const trackChanges: ProxyHandler<RedisSession> = {
+  get(target, key) {
+    if (key === trackedSession) return target;
+    const value: unknown = Reflect.get(target, key, target);
+    if (isObject(value)) mayChange(stateOf(target), false);
+    return value;
+  },
+  getOwnPropertyDescriptor(target, key) {
+    const descriptor = Reflect.getOwnPropertyDescriptor(target, key);
+    if (isObject(descriptor?.value)) mayChange(stateOf(target), false);
+    return descriptor;
+  },
+  set(target, key, value) {
+    mayChange(stateOf(target), false);
+    return Reflect.set(target, key, value, target);
+  },
+  deleteProperty(target, key) {
+    mayChange(stateOf(target), false);
+    return Reflect.deleteProperty(target, key);
+  },
+  defineProperty(target, key, descriptor) {
+    mayChange(stateOf(target), false);
+    return Reflect.defineProperty(target, key, descriptor);
+  },
+};
+
+/**
+ * `session` as user code should hold it (see {@link trackChanges}); `hookResponse` puts the middleware's hooks
+ * on the response once they are needed.
+ */
+export function tracked(session: RedisSession, hookResponse: (hook: 'end' | 'headers') => void): RedisSession {
+  stateOf(session).hookResponse = hookResponse;
+  return new Proxy(session, trackChanges);
 }
 
 /** A fresh, empty change set (filled in place by changesOf). */
@@ -143,6 +224,7 @@ function unstorableMessage(changes: Changes): string {
 
 /** The bookkeeping of a session object. */
 export const stateOf = RedisSession.stateOf;
+const unwrap = RedisSession.unwrap;
 
 function dataFields(session: RedisSession): string[] {
   return Object.keys(session);
@@ -328,7 +410,7 @@ export function createManager(config: SessionConfig) {
 
     async reload(session: RedisSession): Promise<void> {
       const s = stateOf(session);
-      cookieMayChange(s);
+      mayChange(s, true);
       if (s.detached || s.destroyed) return;
       const wasStored = !s.isNew;
       const fields = wasStored ? await manager.load(session.id, false) : null;
@@ -351,7 +433,7 @@ export function createManager(config: SessionConfig) {
 
     async regenerate(session: RedisSession, keepData: boolean): Promise<void> {
       const s = stateOf(session);
-      cookieMayChange(s);
+      mayChange(s, true);
       if (!s.isNew && s.id !== undefined) {
         const oldId = s.id;
         await Promise.all([call((c) => c.del(sessionKey(oldId))), updateUserIndex(oldId, s.indexedUser, undefined)]);
@@ -368,7 +450,7 @@ export function createManager(config: SessionConfig) {
 
     async destroy(session: RedisSession): Promise<void> {
       const s = stateOf(session);
-      cookieMayChange(s);
+      mayChange(s, true);
       if (!s.isNew && s.id !== undefined) {
         const id = s.id;
         await Promise.all([call((c) => c.del(sessionKey(id))), updateUserIndex(id, s.indexedUser, undefined)]);

@@ -418,29 +418,126 @@ describe('req.session methods', () => {
     expect((await request(app).get('/peek').set('Cookie', cookiePair(streamed))).body.data).toEqual({ again: 'yes' });
   });
 
-  it('leaves res.writeHead alone on a read-only request, unless a persistent cookie is refreshed', async () => {
-    const wrapped = (maxAge?: string) => {
-      const prefix = `${redis.prefix}:unwrapped-${maxAge ?? 'browser'}`;
+  it('leaves the response alone on a request that only reads plain values, unless a persistent cookie is refreshed', async () => {
+    const hooksOf = (res: object) => ({ end: Object.hasOwn(res, 'end'), writeHead: Object.hasOwn(res, 'writeHead') });
+    const appWith = (maxAge?: string) => {
+      const prefix = `${redis.prefix}:unhooked-${maxAge ?? 'browser'}`;
       const options = { secret, redis: redis.client(), prefix, ...(maxAge ? { cookie: { maxAge } } : {}) };
       return sessionApp(redisSession(options), undefined, (routes) => {
-        routes.get('/own-write-head', (_req, res) => {
-          res.json({ wrapped: Object.hasOwn(res, 'writeHead') });
+        routes.get('/hooks/seed', (req, res) => {
+          Object.assign(req.session, { a: '1', nested: { k: 'v' } });
+          res.send('ok');
+        });
+        routes.get('/hooks/untouched', (_req, res) => {
+          res.json(hooksOf(res));
+        });
+        routes.get('/hooks/read-plain', (req, res) => {
+          const session = req.session as unknown as Record<string, unknown>;
+          res.json({ a: session.a, id: req.session.id, has: 'a' in session, ...hooksOf(res) });
+        });
+        routes.get('/hooks/read-object', (req, res) => {
+          const nested = (req.session as unknown as Record<string, unknown>).nested;
+          res.json({ nested, ...hooksOf(res) });
+        });
+        routes.get('/hooks/write', (req, res) => {
+          (req.session as unknown as Record<string, unknown>).b = 'x';
+          res.json(hooksOf(res));
         });
       });
     };
-    const browserCookie = wrapped();
-    const created = await request(browserCookie).get('/set?a=1');
-    const read = await request(browserCookie).get('/own-write-head').set('Cookie', cookiePair(created));
-    expect(read.body.wrapped).toBe(false);
-    expect(setCookie(read)).toBeUndefined();
-    // Without a session cookie the session may become new and saved mid-stream, so the headers are watched.
-    expect((await request(browserCookie).get('/own-write-head')).body.wrapped).toBe(true);
+    const browserCookie = appWith();
+    const created = await request(browserCookie).get('/hooks/seed');
+    const login = cookiePair(created);
+    const untouched = await request(browserCookie).get('/hooks/untouched').set('Cookie', login);
+    expect(untouched.body).toEqual({ end: false, writeHead: false });
+    const plain = await request(browserCookie).get('/hooks/read-plain').set('Cookie', login);
+    expect(plain.body).toMatchObject({ a: '1', has: true, end: false, writeHead: false });
+    expect(setCookie(plain)).toBeUndefined();
+    // A new session that is not changed owes nothing either.
+    const anonymous = await request(browserCookie).get('/hooks/read-plain');
+    expect(anonymous.body).toMatchObject({ end: false, writeHead: false });
+    expect(setCookie(anonymous)).toBeUndefined();
+    // An object handed out may be changed in place: the end is held from then on.
+    const object = await request(browserCookie).get('/hooks/read-object').set('Cookie', login);
+    expect(object.body).toEqual({ nested: { k: 'v' }, end: true, writeHead: false });
+    // A loaded session owes no cookie when changed; a new one will (it may be saved mid-stream).
+    expect((await request(browserCookie).get('/hooks/write').set('Cookie', login)).body).toEqual({
+      end: true,
+      writeHead: false,
+    });
+    expect((await request(browserCookie).get('/hooks/write')).body).toEqual({ end: true, writeHead: true });
 
-    const persistent = wrapped('1h');
+    const persistent = appWith('1h');
     const createdPersistent = await request(persistent).get('/set?a=1');
-    const refreshed = await request(persistent).get('/own-write-head').set('Cookie', cookiePair(createdPersistent));
-    expect(refreshed.body.wrapped).toBe(true);
+    const refreshed = await request(persistent).get('/hooks/untouched').set('Cookie', cookiePair(createdPersistent));
+    expect(refreshed.body).toEqual({ end: false, writeHead: true });
     expect(setCookie(refreshed)).toMatch(/Max-Age=3600/);
+  });
+
+  it('saves a change made by any route into the session: in place, assigned, defined, deleted or found by listing', async () => {
+    const prefix = `${redis.prefix}:change-paths`;
+    type Cart = { items: string[] };
+    const app = sessionApp(redisSession({ secret, redis: redis.client(), prefix }), undefined, (routes) => {
+      routes.get('/change/seed', (req, res) => {
+        (req.session as unknown as { cart: Cart }).cart = { items: ['first'] };
+        res.send('ok');
+      });
+      routes.get('/change/in-place', (req, res) => {
+        (req.session as unknown as { cart: Cart }).cart.items.push('in-place');
+        res.send('ok');
+      });
+      routes.get('/change/via-values', (req, res) => {
+        for (const value of Object.values(req.session))
+          if (Array.isArray((value as Cart).items)) (value as Cart).items.push('values');
+        res.send('ok');
+      });
+      routes.get('/change/via-descriptor', (req, res) => {
+        const cart = Object.getOwnPropertyDescriptor(req.session, 'cart') as { value: Cart };
+        cart.value.items.push('descriptor');
+        res.send('ok');
+      });
+      routes.get('/change/assign', (req, res) => {
+        Object.assign(req.session, { assigned: 1 });
+        res.send('ok');
+      });
+      routes.get('/change/define', (req, res) => {
+        Object.defineProperty(req.session, 'defined', {
+          value: 2,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+        res.send('ok');
+      });
+      routes.get('/change/delete', (req, res) => {
+        delete (req.session as unknown as Record<string, unknown>).assigned;
+        res.send('ok');
+      });
+      routes.get('/change/methods-through-session', async (req, res) => {
+        const { save } = req.session;
+        (req.session as unknown as Record<string, unknown>).saved = 'explicitly';
+        await save.call(req.session);
+        res.json({ id: req.session.id });
+      });
+    });
+    const created = await request(app).get('/change/seed');
+    const login = cookiePair(created);
+    for (const path of ['in-place', 'via-values', 'via-descriptor', 'assign', 'define']) {
+      await request(app).get(`/change/${path}`).set('Cookie', login).expect(200);
+    }
+    expect((await request(app).get('/peek').set('Cookie', login)).body.data).toEqual({
+      cart: { items: ['first', 'in-place', 'values', 'descriptor'] },
+      assigned: 1,
+      defined: 2,
+    });
+    await request(app).get('/change/delete').set('Cookie', login).expect(200);
+    const saved = await request(app).get('/change/methods-through-session').set('Cookie', login).expect(200);
+    expect(saved.body.id).toBe(idOf(login));
+    expect((await request(app).get('/peek').set('Cookie', login)).body.data).toEqual({
+      cart: { items: ['first', 'in-place', 'values', 'descriptor'] },
+      defined: 2,
+      saved: 'explicitly',
+    });
   });
 
   it('save() writes immediately and reload() reads back what Redis holds; touch() extends the TTL', async () => {
