@@ -30,6 +30,11 @@ export interface ScriptOptions {
   keys?: number;
   /** Bulk replies arrive as Buffers (binary-safe) instead of strings. */
   binary?: boolean;
+  /**
+   * The batched form, written by hand (see {@link forEachBatchedCall}) for a script hot enough that running its
+   * body once per call under `pcall` costs Redis noticeably more; by default it is derived from the source.
+   */
+  batchedSource?: string;
 }
 
 /** A Lua script sent with EVALSHA, falling back to EVAL when the server has not cached it (restart, SCRIPT FLUSH). */
@@ -51,7 +56,8 @@ export class RedisScript {
     this.sha = createHash('sha1').update(source).digest('hex');
     this.binary = options.binary === true;
     if (options.keys !== undefined) {
-      this.batched = new RedisScript(`${name} (batched)`, batchedSource(source, options.keys), { binary: this.binary });
+      const batched = options.batchedSource ?? batchedSource(source, options.keys);
+      this.batched = new RedisScript(`${name} (batched)`, batched, { binary: this.binary });
     }
   }
 
@@ -102,36 +108,53 @@ export class RedisScript {
 const sharedArgsMarker = '*';
 
 /**
- * The batched form of a script: its body becomes a function of (KEYS, ARGV), so it reads its own group's
- * keys and arguments unchanged, and is called once per group under pcall, so one group's error (WRONGTYPE, say)
- * is that group's reply alone. Groups run one after another inside one atomic script, so two groups on the same
- * key see each other's effect exactly as two separate calls would. ARGV holds, per group, its argument count
- * and then its arguments; or, when every group takes the same arguments, the marker and those arguments once.
+ * Lua that sets `replies[i + 1]` to `reply` for each call `i` (from 0) of a batched EVALSHA and returns `replies`.
+ * ARGV holds, per call, its argument count and then its arguments; or, when every call takes the same arguments,
+ * the marker and those arguments once. In `reply`, the call's arguments are `ARGV[base + 1]` onwards, `count` of
+ * them, and its keys `KEYS[i * keys + 1]` onwards.
+ */
+export function forEachBatchedCall(keys: number, reply: string): string {
+  return `local replies, position, shared = {}, 1, ARGV[1] == '${sharedArgsMarker}'
+for i = 0, #KEYS / ${keys} - 1 do
+  local base, count = 1, #ARGV - 1
+  if not shared then
+    base, count = position, tonumber(ARGV[position])
+    position = position + count + 1
+  end
+  replies[i + 1] = ${reply}
+end
+return replies`;
+}
+
+/**
+ * The batched form of a script: its body becomes a function of (KEYS, ARGV), so it reads its own call's keys and
+ * arguments unchanged, and is called once per call under pcall, so one call's error (WRONGTYPE, say) is that
+ * call's reply alone. Calls run one after another inside one atomic script, so two calls on the same key see each
+ * other's effect exactly as two separate scripts would. Arguments shared by every call are copied into a table
+ * once; the body must not change its KEYS or ARGV.
  */
 function batchedSource(source: string, keys: number): string {
-  const groupKeys = Array.from({ length: keys }, (_, j) => `KEYS[i * ${keys} + ${j + 1}]`).join(', ');
+  const callKeys = Array.from({ length: keys }, (_, j) => `KEYS[i * ${keys} + ${j + 1}]`).join(', ');
   return `local function script(KEYS, ARGV)
 ${source}
 end
-local replies, position, shared = {}, 1, ARGV[1] == '${sharedArgsMarker}'
-for i = 0, #KEYS / ${keys} - 1 do
-  local args = {}
-  if shared then
-    for j = 2, #ARGV do args[j - 1] = ARGV[j] end
-  else
-    local count = tonumber(ARGV[position])
-    for j = 1, count do args[j] = ARGV[position + j] end
-    position = position + count + 1
+local sharedArgs = {}
+if ARGV[1] == '${sharedArgsMarker}' then for j = 2, #ARGV do sharedArgs[j - 1] = ARGV[j] end end
+local function run(keys, base, count, shared)
+  local args = sharedArgs
+  if not shared then
+    args = {}
+    for j = 1, count do args[j] = ARGV[base + j] end
   end
-  local ok, reply = pcall(script, {${groupKeys}}, args)
+  local ok, reply = pcall(script, keys, args)
   if not ok then
     if type(reply) ~= 'table' then reply = redis.error_reply(tostring(reply)) end
   elseif reply == nil then
     reply = false
   end
-  replies[i + 1] = reply
+  return reply
 end
-return replies
+${forEachBatchedCall(keys, `run({${callKeys}}, base, count, shared)`)}
 `;
 }
 
