@@ -8,6 +8,7 @@ import {
   createManager,
   dataPrefix,
   hookOnce,
+  mayChange,
   RedisSession,
   resolveConfig,
   type SessionCallback,
@@ -170,8 +171,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
       hook === 'end' ? commitBeforeEnd(req, res, session) : cookieBeforeHeaders(req, res, session),
     ) as unknown as Session;
     if (s.isNew && config.saveUninitialized && !s.detached) {
-      hookOnce(s, 'end');
-      hookOnce(s, 'headers');
+      mayChange(s, true); // saved, and given a cookie, even if nothing changes it
     } else if (!s.isNew && config.cookie.maxAge !== undefined && config.rolling) {
       hookOnce(s, 'headers'); // the persistent cookie is refreshed on every response
     }

@@ -91,22 +91,19 @@ export class RedisSession {
   save(): Promise<void>;
   save(callback: SessionCallback): void;
   save(callback?: SessionCallback): Promise<void> | undefined {
-    const session = unwrap(this);
-    return answer(stateOf(session).manager.commit(session), callback);
+    return act(this, callback, (manager, session) => manager.commit(session));
   }
 
   reload(): Promise<void>;
   reload(callback: SessionCallback): void;
   reload(callback?: SessionCallback): Promise<void> | undefined {
-    const session = unwrap(this);
-    return answer(stateOf(session).manager.reload(session), callback);
+    return act(this, callback, (manager, session) => manager.reload(session));
   }
 
   touch(): Promise<void>;
   touch(callback: SessionCallback): void;
   touch(callback?: SessionCallback): Promise<void> | undefined {
-    const session = unwrap(this);
-    return answer(stateOf(session).manager.touch(session), callback);
+    return act(this, callback, (manager, session) => manager.touch(session));
   }
 
   regenerate(options?: { keepData?: boolean }): Promise<void>;
@@ -114,15 +111,13 @@ export class RedisSession {
   regenerate(options?: { keepData?: boolean } | SessionCallback): Promise<void> | undefined {
     const callback = typeof options === 'function' ? options : undefined;
     const keepData = typeof options === 'object' && options?.keepData === true;
-    const session = unwrap(this);
-    return answer(stateOf(session).manager.regenerate(session, keepData), callback);
+    return act(this, callback, (manager, session) => manager.regenerate(session, keepData));
   }
 
   destroy(): Promise<void>;
   destroy(callback: SessionCallback): void;
   destroy(callback?: SessionCallback): Promise<void> | undefined {
-    const session = unwrap(this);
-    return answer(stateOf(session).manager.destroy(session), callback);
+    return act(this, callback, (manager, session) => manager.destroy(session));
   }
 }
 
@@ -130,10 +125,17 @@ export class RedisSession {
 export type SessionCallback = (error?: Error) => void;
 
 /**
- * `done` as a Promise, or, given a callback, through it: called outside the promise chain, so a callback that
- * throws is an uncaught exception, as with any callback API, rather than an unhandled rejection.
+ * Runs a method's `action` on the session behind `self` (the Proxy user code holds; see `tracked`) and answers as a
+ * Promise, or, given a callback, through it: called outside the promise chain, so a callback that throws is an
+ * uncaught exception, as with any callback API, rather than an unhandled rejection.
  */
-function answer(done: Promise<void>, callback: SessionCallback | undefined): Promise<void> | undefined {
+function act(
+  self: RedisSession,
+  callback: SessionCallback | undefined,
+  action: (manager: SessionManager, session: RedisSession) => Promise<void>,
+): Promise<void> | undefined {
+  const session = unwrap(self);
+  const done = action(stateOf(session).manager, session);
   if (typeof callback !== 'function') return done;
   done.then(
     () => process.nextTick(callback),
@@ -147,7 +149,7 @@ function answer(done: Promise<void>, callback: SessionCallback | undefined): Pro
  * when the session is new (saving it will owe a cookie) or `cookieToo` (regenerate(), destroy() and reload()).
  * Until then the response is left alone: a property added to an Express `res` costs it a new hidden class.
  */
-function mayChange(s: SessionState, cookieToo: boolean): void {
+export function mayChange(s: SessionState, cookieToo: boolean): void {
   if (s.hookResponse === undefined) return;
   hookOnce(s, 'end');
   if (cookieToo || s.isNew) hookOnce(s, 'headers');
