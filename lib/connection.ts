@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { RedisUnavailableError } from './errors.js';
 import { type Logger, resolveLogger } from './logger.js';
 import { durationMs, loggerSchema, parseOptions } from './options.js';
-import type { RedisClient } from './redis-client.js';
+import type { RedisClient } from './redis/client.js';
 
 /** Reconnection schedule: exponential backoff with jitter. */
 export interface RetryOptions {

@@ -16,7 +16,7 @@ export type { Logger } from './logger.js';
 export type { RateLimitInfo, RateLimitMiddleware, RateLimitOptions } from './rate-limit/index.js';
 // Rate limiting: `app.use(rateLimit())`.
 export { rateLimit } from './rate-limit/index.js';
-export type { RedisClient } from './redis-client.js';
+export type { RedisClient } from './redis/client.js';
 export type {
   RedisSessionMiddleware,
   RedisSessionOptions,

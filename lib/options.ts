@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { type Duration, durationExpectation, tryParseDuration } from './duration.js';
 import type { Logger } from './logger.js';
-import type { RedisClient } from './redis-client.js';
+import type { RedisClient } from './redis/client.js';
 
 /** A URL's credentials replaced by `***` (`redis://:***@host`), so an error message never carries a password. */
 function withoutCredentials(text: string): string {
@@ -136,4 +136,9 @@ export const commonMiddlewareOptions = {
   timeout: timerDurationMs.default(250),
   /** Receives warnings (outages, suspicious configuration). */
   logger: loggerSchema.optional(),
+  /**
+   * Send the script calls of one event-loop turn as one command on a standalone client. A server that refuses such
+   * a batch (CROSSSLOT from a proxy in front of a Cluster) turns it off by itself, after one warning. @default true
+   */
+  batch: z.boolean().default(true),
 };

@@ -177,8 +177,8 @@ let defaultCache: Cache | undefined;
  * Takes the response options plus `redis` and `prefix`; without them it uses a default cache on `defaultRedis()`.
  */
 export function cacheResponse(options: CacheResponseOptions & CreateCacheOptions = {}): RequestHandler {
-  const { redis, prefix, logger, timeout, localBytes, ...responseOptions } = options;
-  const cacheOptions = { redis, prefix, logger, timeout, localBytes };
+  const { redis, prefix, logger, timeout, localBytes, batch, ...responseOptions } = options;
+  const cacheOptions = { redis, prefix, logger, timeout, localBytes, batch };
   if (Object.values(cacheOptions).some((value) => value !== undefined)) {
     return createCache(cacheOptions).response(responseOptions);
   }

@@ -14,6 +14,8 @@ export const cacheSchema = z.strictObject({
   timeout: timerDurationMs.default(250),
   /** Receives warnings. @default console */
   logger: loggerSchema.optional(),
+  /** Send a turn's script calls as one command (see the middlewares' `batch`). @default true */
+  batch: z.boolean().default(true),
   /**
    * Bytes of response bodies kept in process memory. A HIT on a body held here still asks Redis (one round trip)
    * whether it is the stored copy, but does not transfer it again. `0` turns it off. @default 32 MB

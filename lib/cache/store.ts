@@ -3,7 +3,9 @@ import type { z } from 'zod';
 import { lazyRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
 import { type Logger, OutageReporter, resolveLogger } from '../logger.js';
-import { boundedCaller, isCluster, RedisScript, runScript } from '../redis-client.js';
+import { boundedCaller } from '../redis/bounded.js';
+import { isCrossSlot, markRefusesCrossSlot, needsOneSlot } from '../redis/client.js';
+import { RedisScript } from '../redis/script.js';
 import { decodeResponse, type StoredResponse } from './entry.js';
 import type { cacheSchema } from './options.js';
 
@@ -95,7 +97,7 @@ export function createCacheStore(config: z.output<typeof cacheSchema>) {
   const outage = new OutageReporter(logger, 'cache could not use Redis (down, slow or refusing), bypassing it');
   const space = keyspace(config.prefix);
   const redis = lazyRedis(config.redis);
-  const call = boundedCaller(redis, config.timeout, outage);
+  const call = boundedCaller({ client: redis, timeoutMs: config.timeout, outage, logger, batch: config.batch });
 
   const entryKey = (cacheKey: string) =>
     space(cacheKey.length > maxKeyLength ? `sha256-${createHash('sha256').update(cacheKey).digest('hex')}` : cacheKey);
@@ -104,16 +106,23 @@ export function createCacheStore(config: z.output<typeof cacheSchema>) {
   const entryLockKey = (cacheKey: string) => `lock:${entryKey(cacheKey)}`;
 
   async function store(storageKey: string, value: Buffer | string, ttlMs: number, tags: readonly string[]) {
-    const c = redis();
     if (tags.length === 0) {
       await call((r) => r.set(storageKey, value, 'PX', ttlMs));
-    } else if (!isCluster(c)) {
-      await call((r) => storeWithTagsScript.run(r, [storageKey, ...tags.map(tagKey)], [value as string, ttlMs]));
-    } else {
-      // Tag sets first: an entry is never stored without being findable by its tags.
-      await Promise.all(tags.map((tag) => call((r) => addToTagScript.run(r, [tagKey(tag)], [storageKey, ttlMs]))));
-      await call((r) => r.set(storageKey, value, 'PX', ttlMs));
+      return;
     }
+    if (!needsOneSlot(redis())) {
+      try {
+        await call.run(storeWithTagsScript, [storageKey, ...tags.map(tagKey)], [value as string, ttlMs]);
+        return;
+      } catch (error) {
+        // A proxy in front of a Cluster refuses keys of several slots: from now on, one slot per command.
+        if (!isCrossSlot(error)) throw error;
+        markRefusesCrossSlot(redis());
+      }
+    }
+    // Tag sets first: an entry is never stored without being findable by its tags.
+    await Promise.all(tags.map((tag) => call.run(addToTagScript, [tagKey(tag)], [storageKey, ttlMs])));
+    await call((r) => r.set(storageKey, value, 'PX', ttlMs));
   }
 
   /** Process-local copies of response entries; always revalidated by version, so never served stale. */
@@ -122,7 +131,7 @@ export function createCacheStore(config: z.output<typeof cacheSchema>) {
   /** The stored response at `storageKey` (one round trip), or `undefined`. */
   async function readEntry(storageKey: string): Promise<StoredResponse | undefined> {
     const local = localCopies.get(storageKey);
-    const reply = await call((r) => runScript(r, readEntryScript, [storageKey], [local?.version ?? '']));
+    const reply = await call.run(readEntryScript, [storageKey], [local?.version ?? '']);
     if (reply === 1 && local) return local;
     if (!Buffer.isBuffer(reply)) {
       localCopies.delete(storageKey);

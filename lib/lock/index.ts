@@ -5,7 +5,9 @@ import { LockTimeoutError } from '../errors.js';
 import { keyspace, nameArgument } from '../keys.js';
 import { maxTimerMs, parseOptions, positiveDurationMs, redisSchema, timerDurationMs } from '../options.js';
 import { pause } from '../pause.js';
-import { boundedCall, type RedisClient, RedisScript } from '../redis-client.js';
+import { boundedCall } from '../redis/bounded.js';
+import type { RedisClient } from '../redis/client.js';
+import { RedisScript } from '../redis/script.js';
 
 const lockSchema = z.strictObject({
   /** An ioredis client; defaults to the shared `defaultRedis()`. */

@@ -4,7 +4,7 @@ import { lazyRedis } from '../connection.js';
 import { keyspace, nameArgument } from '../keys.js';
 import { OutageReporter, resolveLogger } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCaller } from '../redis-client.js';
+import { boundedCaller } from '../redis/bounded.js';
 import { BlockCache } from './block-cache.js';
 import { clientForIp } from './client-ip.js';
 import { defaultClientKey } from './client-key.js';
@@ -69,7 +69,13 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   const windowSeconds = Math.ceil(windowMs / 1000);
   const refundOn = config.skipFailedRequests || config.skipSuccessfulRequests;
   const lastLimits = typeof config.limit === 'function' ? new Map<string, number>() : undefined;
-  const call = boundedCaller(lazyRedis(config.redis), config.timeout, outage);
+  const call = boundedCaller({
+    client: lazyRedis(config.redis),
+    timeoutMs: config.timeout,
+    outage,
+    logger,
+    batch: config.batch,
+  });
 
   /** `reset()` / `get()` accept an address in any notation when clients are keyed by IP. */
   const normaliseClient = (client: unknown, method: string) => {
@@ -145,7 +151,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       if (settled) return;
       settled = true;
       if (failed ? !config.skipFailedRequests : !config.skipSuccessfulRequests) return;
-      call((redis) => scripts.refund.run(redis, [key], [cost, windowMs, limit])).catch(() => {});
+      call.run(scripts.refund, [key], [cost, windowMs, limit]).catch(() => {});
     };
     res.once('finish', () => settle(res.statusCode >= 400));
     res.once('close', () => settle(true));
@@ -250,7 +256,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     const client = normaliseClient(clientKey, 'get()');
     const key = storageKey(client);
     const limit = typeof config.limit === 'number' ? config.limit : (lastLimits?.get(key) ?? Number.NaN);
-    const reply = (await call((redis) => scripts.hit.run(redis, [key], [0, windowMs, limit, 1]))) as HitReply;
+    const reply = (await call.run(scripts.hit, [key], [0, windowMs, limit, 1])) as HitReply;
     if (reply[3] !== 1) return null;
     return toInfo(reply, limit, client, Date.now());
   };

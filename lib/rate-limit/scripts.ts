@@ -1,4 +1,4 @@
-import { RedisScript, type ScriptOptions } from '../redis-client.js';
+import { RedisScript, type ScriptOptions } from '../redis/script.js';
 
 /*
  * Every hit script takes KEYS[1] = the client's key and

@@ -1,4 +1,4 @@
-import { forEachBatchedCall, RedisScript } from '../redis-client.js';
+import { forEachBatchedCall, RedisScript } from '../redis/script.js';
 
 /*
  * A session is one hash, `session:<id>`: `_c` (created, ms), `_s` (last seen, ms) and one field `d:<name>` per

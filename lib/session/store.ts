@@ -3,7 +3,8 @@ import { lazyRedis } from '../connection.js';
 import { keyspace } from '../keys.js';
 import { OutageReporter, resolveLogger } from '../logger.js';
 import { parseOptions } from '../options.js';
-import { boundedCaller, type ScriptCallback } from '../redis-client.js';
+import { boundedCaller } from '../redis/bounded.js';
+import type { ScriptCallback } from '../redis/script.js';
 import { type RedisSessionOptions, sessionSchema } from './options.js';
 import { loadSessionScript, saveSessionScript, userIndexScript } from './scripts.js';
 import { newSessionId } from './signature.js';
@@ -299,10 +300,10 @@ export function createManager(config: SessionConfig) {
     if (from === to) return;
     const updates: Promise<unknown>[] = [];
     if (from !== undefined) {
-      updates.push(call((c) => userIndexScript.run(c, [userKey(from)], [id, config.absoluteTimeout, 0])));
+      updates.push(call.run(userIndexScript, [userKey(from)], [id, config.absoluteTimeout, 0]));
     }
     if (to !== undefined) {
-      updates.push(call((c) => userIndexScript.run(c, [userKey(to)], [id, config.absoluteTimeout, 1])));
+      updates.push(call.run(userIndexScript, [userKey(to)], [id, config.absoluteTimeout, 1]));
     }
     await Promise.all(updates);
   }
@@ -476,7 +477,13 @@ export function resolveConfig(options: RedisSessionOptions) {
     secrets: typeof config.secret === 'string' ? [config.secret] : config.secret,
     logger,
     /** Runs a command within `timeout`, logging each outage once. */
-    call: boundedCaller(lazyRedis(config.redis), config.timeout, outage),
+    call: boundedCaller({
+      client: lazyRedis(config.redis),
+      timeoutMs: config.timeout,
+      outage,
+      logger,
+      batch: config.batch,
+    }),
     sessionKey: (id: string) => sessionKeyOf(id),
     userKey: (userId: string) => sessionKeyOf('user', userId),
   };

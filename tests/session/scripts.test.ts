@@ -1,8 +1,7 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runScript } from '../../lib/redis-client.js';
 import { loadSessionScript } from '../../lib/session/scripts.js';
-import { useTestRedis, watchCommands } from '../support/redis.js';
+import { runScript, useTestRedis, watchCommands } from '../support/redis.js';
 
 const redis = useTestRedis('session-scripts');
 let client: Redis;

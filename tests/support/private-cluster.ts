@@ -19,8 +19,12 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Starts three cluster-enabled redis-servers, assigns the slots, joins them, and waits for `cluster_state:ok`. */
-export async function privateCluster(): Promise<{ nodes: string[] }> {
+/**
+ * Starts `size` (default three) cluster-enabled redis-servers, spreads the 16384 slots over them, joins them, and
+ * waits for `cluster_state:ok`. A one-node cluster holds every slot: addressed as a plain Redis, it answers each
+ * single-slot command and refuses multi-slot ones with CROSSSLOT, exactly as a proxy in front of a Cluster does.
+ */
+export async function privateCluster(size = 3): Promise<{ nodes: string[] }> {
   const servers: EmbeddedRedis[] = [];
   const busPorts: number[] = [];
   const dirs: string[] = [];
@@ -28,7 +32,7 @@ export async function privateCluster(): Promise<{ nodes: string[] }> {
     await Promise.all(servers.map((server) => server.stop()));
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < size; i++) {
     // Each node keeps its cluster state file (nodes.conf) in a directory of its own.
     const dir = mkdtempSync(join(tmpdir(), 'redisware-cluster-'));
     dirs.push(dir);
@@ -51,11 +55,7 @@ export async function privateCluster(): Promise<{ nodes: string[] }> {
   }
   const admins = servers.map((server) => new Redis(server.url));
   try {
-    const ranges = [
-      [0, 5460],
-      [5461, 10922],
-      [10923, 16383],
-    ];
+    const ranges = servers.map((_, i) => [Math.floor((16384 * i) / size), Math.floor((16384 * (i + 1)) / size) - 1]);
     await Promise.all(admins.map((admin, i) => admin.call('CLUSTER', 'ADDSLOTSRANGE', ranges[i][0], ranges[i][1])));
     for (let i = 1; i < servers.length; i++) {
       await admins[0].call('CLUSTER', 'MEET', '127.0.0.1', servers[i].port, busPorts[i]);
@@ -65,7 +65,7 @@ export async function privateCluster(): Promise<{ nodes: string[] }> {
       const known = await Promise.all(admins.map((admin) => admin.call('CLUSTER', 'NODES') as Promise<string>));
       if (
         states.every((s) => s.includes('cluster_state:ok')) &&
-        known.every((n) => n.trim().split('\n').length === 3)
+        known.every((n) => n.trim().split('\n').length === size)
       ) {
         break;
       }

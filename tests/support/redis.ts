@@ -4,7 +4,9 @@ import { Redis } from 'ioredis';
 import { afterAll, inject } from 'vitest';
 import { createRedis } from '../../lib/connection.js';
 import type { Logger } from '../../lib/logger.js';
-import type { RedisClient } from '../../lib/redis-client.js';
+import { boundedCaller, type OutageListener } from '../../lib/redis/bounded.js';
+import type { RedisClient } from '../../lib/redis/client.js';
+import type { RedisScript } from '../../lib/redis/script.js';
 
 /** The suite's Redis: REDIS_URL, or the private server the global setup started. */
 export const redisUrl = (): string => inject('redisUrl');
@@ -27,6 +29,23 @@ export function recordingLogger(): RecordingLogger {
 }
 
 export const silentLogger: Logger = { warn() {}, error() {} };
+
+const ignoreOutages: OutageListener = { failed() {}, recovered() {} };
+
+/** Script calls made the way every middleware makes them (batched per turn), with a budget no test reaches. */
+export function scriptCaller(redis: RedisClient, outage = ignoreOutages, timeoutMs = 10_000, logger = silentLogger) {
+  return boundedCaller({ client: () => redis, timeoutMs, outage, logger });
+}
+
+/** Runs `script` as a middleware would (see {@link scriptCaller}). */
+export function runScript(
+  redis: RedisClient,
+  script: RedisScript,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+): Promise<unknown> {
+  return scriptCaller(redis).run(script, keys, args);
+}
 
 /** A key prefix no other test (or other user of an external REDIS_URL) shares. */
 export function uniquePrefix(label: string): string {
@@ -79,7 +98,10 @@ export function useTestRedis(label: string): {
  * Records the commands one client sends (and the commands its Lua scripts run), seen from the server via MONITOR.
  * `settle()` waits until everything sent so far has been observed, using an ECHO marker as a barrier.
  */
-export async function watchCommands(client: RedisClient & Redis): Promise<{
+export async function watchCommands(
+  client: RedisClient & Redis,
+  serverUrl = redisUrl(),
+): Promise<{
   sent: string[][];
   insideScripts: string[][];
   settle(): Promise<void>;
@@ -88,7 +110,7 @@ export async function watchCommands(client: RedisClient & Redis): Promise<{
 }> {
   const info = (await client.client('INFO')) as string;
   const address = /addr=(\S+)/.exec(info)?.[1];
-  const connection = new Redis(redisUrl());
+  const connection = new Redis(serverUrl);
   const monitor = await connection.monitor();
   connection.disconnect();
   const sent: string[][] = [];

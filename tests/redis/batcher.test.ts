@@ -1,10 +1,10 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixedWindowScript } from '../lib/rate-limit/scripts.js';
-import { boundedCaller, RedisScript, runScript } from '../lib/redis-client.js';
-import { loadSessionScript } from '../lib/session/scripts.js';
-import { privateRedisWithAdmin } from './support/private-redis.js';
-import { redisUrl, useTestRedis, watchCommands } from './support/redis.js';
+import { fixedWindowScript } from '../../lib/rate-limit/scripts.js';
+import { RedisScript } from '../../lib/redis/script.js';
+import { loadSessionScript } from '../../lib/session/scripts.js';
+import { privateRedisWithAdmin } from '../support/private-redis.js';
+import { redisUrl, runScript, scriptCaller, useTestRedis, watchCommands } from '../support/redis.js';
 
 const redis = useTestRedis('redis-client');
 let client: Redis;
@@ -16,6 +16,9 @@ beforeAll(async () => {
   watch = await watchCommands(client);
 });
 afterAll(() => watch.stop());
+
+const ignoreOutages = { failed() {}, recovered() {} };
+const callerFor = scriptCaller;
 
 const names = (commands: string[][]) => commands.map((args) => args[0].toLowerCase());
 const hit = (key: string) => runScript(client, fixedWindowScript, [key], [1, 60_000, 100, 0]) as Promise<number[]>;
@@ -187,10 +190,14 @@ describe('boundedCaller deadlines', () => {
 
   it('fails each slow call at its own deadline, lets fast calls between them succeed, and reports both', async () => {
     const events: string[] = [];
-    const call = boundedCaller(() => client, 100, {
-      failed: (error) => events.push(`failed: ${(error as Error).name}`),
-      recovered: () => events.push('recovered'),
-    });
+    const call = callerFor(
+      client,
+      {
+        failed: (error) => events.push(`failed: ${(error as Error).name}`),
+        recovered: () => events.push('recovered'),
+      },
+      100,
+    );
     const started = Date.now();
     const outcome = (delay: number) => {
       const sent = Date.now();
@@ -221,7 +228,7 @@ describe('boundedCaller script calls (callbacks sharing one batch and one deadli
   type Outcome = { error?: string; reply?: unknown; after: number };
 
   /** Makes `count` calls in this turn and resolves with every callback invocation once `waitMs` has passed. */
-  function callsInOneTurn(call: ReturnType<typeof boundedCaller>, keys: string[], waitMs: number) {
+  function callsInOneTurn(call: ReturnType<typeof scriptCaller>, keys: string[], waitMs: number) {
     const outcomes: Outcome[][] = keys.map(() => []);
     const sent = Date.now();
     keys.forEach((key, i) => {
@@ -233,7 +240,7 @@ describe('boundedCaller script calls (callbacks sharing one batch and one deadli
   }
 
   it('answers each call of a turn through its own callback, from one EVALSHA, in order', async () => {
-    const call = boundedCaller(() => client, 1_000, { failed: () => {}, recovered: () => {} });
+    const call = callerFor(client, ignoreOutages, 1_000);
     const key = `${redis.prefix}:callback`;
     await callsInOneTurn(call, [key, key], 200); // loads the batched script if needed
     await client.del(key);
@@ -252,10 +259,14 @@ describe('boundedCaller script calls (callbacks sharing one batch and one deadli
     const stalled = privateClient();
     await stalled.ping();
     const events: string[] = [];
-    const call = boundedCaller(() => stalled, 100, {
-      failed: (error) => events.push((error as Error).name),
-      recovered: () => events.push('recovered'),
-    });
+    const call = callerFor(
+      stalled,
+      {
+        failed: (error) => events.push((error as Error).name),
+        recovered: () => events.push('recovered'),
+      },
+      100,
+    );
     await admin.call('CLIENT', 'PAUSE', '500', 'WRITE');
     const firstTurn = callsInOneTurn(call, ['a', 'b', 'a'], 800);
     await sleep(50);

@@ -1,0 +1,188 @@
+// Bounded waits: no request waits on Redis longer than its middleware's `timeout`, connected or not.
+import type { Redis } from 'ioredis';
+import { RedisTimeoutError, RedisUnavailableError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { batcherFor } from './batcher.js';
+import { isCluster, type RedisClient } from './client.js';
+import type { RedisScript, ScriptCallback } from './script.js';
+
+const nextReadyByClient = new WeakMap<RedisClient, Promise<void>>();
+
+/** Resolves on the client's next `ready` event; one shared promise (and listener) per client. */
+function nextReady(client: RedisClient): Promise<void> {
+  let ready = nextReadyByClient.get(client);
+  if (!ready) {
+    ready = new Promise<void>((resolve) => {
+      client.once('ready', () => {
+        nextReadyByClient.delete(client);
+        resolve();
+      });
+    });
+    nextReadyByClient.set(client, ready);
+    // A lazyConnect client only connects on its first command, which we withhold until it is ready.
+    if (client.status === 'wait') client.connect().catch(() => {});
+  }
+  return ready;
+}
+
+/**
+ * Settles with `work`, or rejects with `onTimeout()` if `work` has not settled within `timeoutMs`;
+ * `onSettled` sees the outcome first (for outage reporting) without another promise in between.
+ * For calls that are not batched a timer per call is cheaper than it looks: Node keeps one list per duration, and a
+ * cancelled timer dies young, whereas a shared queue that keeps settled calls until their deadline keeps them past
+ * young-generation GC. (The batcher's one timer per flush is cleared as soon as the flush's last call settles.)
+ */
+function withDeadline<T>(
+  work: Promise<T>,
+  timeoutMs: number,
+  onTimeout: () => Error,
+  onSettled?: (error: unknown) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      const error = onTimeout();
+      onSettled?.(error);
+      reject(error);
+    }, timeoutMs);
+    // A reply after the deadline changes nothing: the caller has moved on, and the outage was already reported.
+    work.then(
+      (value) => {
+        if (timedOut) return;
+        clearTimeout(timer);
+        onSettled?.(undefined);
+        resolve(value);
+      },
+      (error) => {
+        if (timedOut) return;
+        clearTimeout(timer);
+        onSettled?.(error);
+        reject(error);
+      },
+    );
+  });
+}
+
+/**
+ * Runs `command` against `client` within `timeoutMs`, or rejects with
+ * {@link RedisUnavailableError} / {@link RedisTimeoutError}.
+ *
+ * The command is only sent once the client is `ready`: while ioredis is (re)connecting we wait for it
+ * within the same budget instead of queueing, so nothing piles up in its offline queue during an
+ * outage and no command whose caller already gave up is sent later.
+ */
+export function boundedCall<T>(
+  client: RedisClient,
+  timeoutMs: number,
+  command: () => Promise<T>,
+  onSettled?: (error: unknown) => void,
+): Promise<T> {
+  const timedOut = () => new RedisTimeoutError(timeoutMs);
+  if (client.status === 'ready') return withDeadline(command(), timeoutMs, timedOut, onSettled);
+  if (client.status === 'end') {
+    const error = new RedisUnavailableError('Redis connection is closed');
+    onSettled?.(error);
+    return Promise.reject(error);
+  }
+  const started = Date.now();
+  const unavailable = () => new RedisUnavailableError(`Redis is ${client.status}`);
+  return withDeadline(nextReady(client), timeoutMs, unavailable).then(
+    () => {
+      const left = timeoutMs - (Date.now() - started);
+      if (left <= 0) {
+        const error = timedOut();
+        onSettled?.(error);
+        throw error;
+      }
+      return withDeadline(command(), left, timedOut, onSettled);
+    },
+    (error) => {
+      onSettled?.(error);
+      throw error;
+    },
+  );
+}
+
+/** Something that is told when Redis fails and when it works again (see `OutageReporter`). */
+export interface OutageListener {
+  failed(error: unknown): void;
+  recovered(): void;
+}
+
+/** How one middleware talks to Redis (see {@link boundedCaller}). */
+export interface CallerOptions {
+  /** The client, resolved on first use (the shared default client is only created when needed). */
+  client: () => RedisClient;
+  /** The longest any call waits, connecting included. */
+  timeoutMs: number;
+  /** Told of failures and recoveries, so each outage is logged once. */
+  outage: OutageListener;
+  /** Receives the one warning a client gives when its server refuses batches (see `ScriptBatcher`). */
+  logger: Logger;
+  /** Send a turn's script calls as one batch on a standalone client. @default true */
+  batch?: boolean;
+}
+
+/**
+ * How a middleware talks to Redis: `call(command)` runs a command within the timeout; `call.script(script, keys,
+ * args, done)` runs a script within it, answering through `done`; `call.run(script, keys, args)` is the same as a
+ * Promise. Every script of every middleware goes this way, and from here to the socket in one of two ways: on a
+ * ready standalone connection it joins this turn's batch and shares its deadline timer (no promise and no timer of
+ * its own); otherwise (`batch: false`, connecting, Cluster) it is sent alone, once the connection is ready, within
+ * the same budget (`RedisScript.send`).
+ */
+export function boundedCaller(options: CallerOptions) {
+  const { client, timeoutMs, outage, logger } = options;
+  const batch = options.batch !== false;
+  const report = (error: unknown) => {
+    if (error === undefined) outage.recovered();
+    else outage.failed(error);
+  };
+
+  function call<T>(command: (redis: RedisClient) => Promise<T>): Promise<T> {
+    const redis = client();
+    return boundedCall(redis, timeoutMs, () => command(redis), report);
+  }
+
+  call.script = function callScript(
+    script: RedisScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+    done: ScriptCallback,
+  ): void {
+    const redis = client();
+    if (batch && redis.status === 'ready' && !isCluster(redis)) {
+      batcherFor(redis as Redis, logger).enqueue(
+        script,
+        keys,
+        args,
+        (error, reply) => {
+          report(error);
+          done(error, reply);
+        },
+        timeoutMs,
+      );
+      return;
+    }
+    call((r) => script.run(r, keys, args)).then(
+      (reply) => done(undefined, reply),
+      (error: Error) => done(error),
+    );
+  };
+
+  call.run = function runScript(
+    script: RedisScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    return new Promise((resolve, reject) =>
+      call.script(script, keys, args, (error, reply) => (error ? reject(error) : resolve(reply))),
+    );
+  };
+
+  return call;
+}
+
+/** What {@link boundedCaller} returns. */
+export type RedisCaller = ReturnType<typeof boundedCaller>;

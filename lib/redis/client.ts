@@ -1,0 +1,93 @@
+// What redisware needs of the ioredis client it is given, whichever copy (ioredis 5 or 6) the client comes from.
+import type { Cluster, Redis } from 'ioredis';
+
+/**
+ * The client every middleware accepts: an ioredis `Redis` or `Cluster`, from ioredis 5 or 6.
+ * Only commands both share are used, and every script passes its keys as KEYS[] so Cluster can route it.
+ */
+export type RedisClient = Redis | Cluster;
+
+/** Whether `client` is an ioredis `Cluster` (which routes each key to its own node). */
+export function isCluster(client: RedisClient): boolean {
+  return (client as { isCluster?: boolean }).isCluster === true;
+}
+
+/** An error Redis answered with (as opposed to a dropped connection or a timeout): the command did not apply. */
+export function isReplyError(error: unknown): boolean {
+  return (error as Error | undefined)?.name === 'ReplyError';
+}
+
+/** A CROSSSLOT reply: the server (a Cluster node, or a proxy in front of one) refuses keys of several slots at once. */
+export function isCrossSlot(error: unknown): boolean {
+  return isReplyError(error) && /^CROSSSLOT\b/.test((error as Error).message);
+}
+
+/** The standalone clients known to refuse multi-slot scripts (a proxy in front of a Cluster, see `isCrossSlot`). */
+const refusingCrossSlot = new WeakSet<RedisClient>();
+
+/** Whether every script sent to `client` must keep its keys in one slot: a Cluster, or a client behind a proxy. */
+export function needsOneSlot(client: RedisClient): boolean {
+  return isCluster(client) || refusingCrossSlot.has(client);
+}
+
+/** Remembers that `client` answered CROSSSLOT to keys of several slots. */
+export function markRefusesCrossSlot(client: RedisClient): void {
+  refusingCrossSlot.add(client);
+}
+
+/** The part of an ioredis `Command` redisware uses. */
+export interface ClientCommand {
+  promise: Promise<unknown>;
+}
+
+/** Builds a command the way the client's own copy of ioredis does. */
+export type CommandFactory = (name: string, args: (string | number | Buffer)[], binary: boolean) => ClientCommand;
+
+type CommandClass = new (
+  name: string,
+  args: (string | number | Buffer)[],
+  options: { keyPrefix?: string; replyEncoding?: BufferEncoding | null },
+) => ClientCommand;
+
+const commandClasses = new WeakMap<object, CommandClass | null>();
+
+/**
+ * The `Command` class of the ioredis copy `client` comes from, or `null` when it cannot be found (a client that is
+ * not ioredis'). The user's client may come from another major than the ioredis redisware imports, and a command
+ * built by one copy breaks in the other (ioredis 6 calls `command.setReplyContext()`, which 5's commands lack), so
+ * it is taken from the client: a pipeline of the client builds one for each command queued on it. That probe is
+ * never sent, and is made once per client class.
+ */
+function commandClassOf(client: Redis): CommandClass | null {
+  const prototype = Object.getPrototypeOf(client) as object;
+  let found = commandClasses.get(prototype);
+  if (found !== undefined) return found;
+  found = null;
+  try {
+    const pipeline = client.pipeline() as unknown as {
+      sendCommand(command: ClientCommand): unknown;
+      echo(message: string): unknown;
+    };
+    pipeline.sendCommand = (command: ClientCommand) => {
+      found = command.constructor as CommandClass;
+      command.promise.catch(() => {});
+      return command.promise;
+    };
+    pipeline.echo('');
+  } catch {
+    found = null;
+  }
+  commandClasses.set(prototype, found);
+  return found;
+}
+
+/**
+ * A factory of commands in the client's own ioredis (with its `keyPrefix` applied, as its own commands have it),
+ * or `undefined` when the client's `Command` class cannot be found (then only its public methods are used).
+ */
+export function commandFactory(client: Redis): CommandFactory | undefined {
+  const Command = commandClassOf(client);
+  if (!Command) return undefined;
+  const keyPrefix = client.options.keyPrefix;
+  return (name, args, binary) => new Command(name, args, { keyPrefix, replyEncoding: binary ? null : 'utf8' });
+}
