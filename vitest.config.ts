@@ -12,6 +12,7 @@ const behaviourTests = [
   'tests/cluster*.test.ts',
   'tests/connection.test.ts',
   'tests/redis/**/*.test.ts',
+  'tests/stack.test.ts',
 ];
 
 export default defineConfig({
@@ -20,16 +21,23 @@ export default defineConfig({
     testTimeout: 20_000,
     hookTimeout: 30_000,
     projects: [
-      { extends: true, test: { name: 'express5-ioredis5', include: ['tests/**/*.test.ts'] } },
+      {
+        extends: true,
+        test: {
+          name: 'express5-ioredis5',
+          include: ['tests/**/*.test.ts'],
+          provide: { stack: { express: 5, ioredis: 5 } },
+        },
+      },
       {
         extends: true,
         resolve: { alias: { express: 'express4' } },
-        test: { name: 'express4', include: behaviourTests },
+        test: { name: 'express4', include: behaviourTests, provide: { stack: { express: 4, ioredis: 5 } } },
       },
       {
         extends: true,
         resolve: { alias: { ioredis: 'ioredis6' } },
-        test: { name: 'ioredis6', include: behaviourTests },
+        test: { name: 'ioredis6', include: behaviourTests, provide: { stack: { express: 5, ioredis: 6 } } },
       },
     ],
   },

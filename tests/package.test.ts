@@ -1,6 +1,6 @@
 // Packs the package as npm would publish it, installs the tarball elsewhere and uses it as ESM, CJS and TypeScript.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,45 +52,78 @@ describe('the packed package', () => {
     expect(JSON.parse(output)).toEqual(expected);
   });
 
-  it('type-checks a TypeScript consumer (with @types/express and @types/node, as an Express app has)', () => {
-    symlinkSync(join(repoRoot, 'node_modules', '@types'), join(consumer, 'node_modules', '@types'), 'dir');
-    writeFileSync(
-      join(consumer, 'consumer.ts'),
-      [
-        "import express from 'express';",
-        "import { createRedis, key, keyspace, rateLimit, redisSession, type RedisClient } from 'redisware';",
-        "declare module 'redisware' { interface SessionData { userId: string } }",
-        'const app = express();',
-        "app.use(rateLimit({ limit: 5 }), redisSession({ secret: 'x'.repeat(32) }));",
-        "app.get('/', (req, res) => { const user: string | undefined = req.session.userId; res.json({ user, rl: req.rateLimit?.remaining }); });",
-        '// @ts-expect-error: SessionData says userId is a string',
-        "app.get('/bad', (req) => { req.session.userId = 42; });",
-        "const client: RedisClient = createRedis({ url: 'redis://127.0.0.1:6379', lazyConnect: true });",
-        "const k: string = key('user', 1);",
-        "const appKey: string = keyspace('app')('x');",
-        'void client; void k; void appKey;',
-        '// @ts-expect-error: unknown options are a type error too',
-        'createRedis({ bogus: true });',
-      ].join('\n'),
-    );
-    writeFileSync(
-      join(consumer, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          module: 'nodenext',
-          moduleResolution: 'nodenext',
-          strict: true,
-          noEmit: true,
-          skipLibCheck: true,
-          types: ['node'],
-        },
-        files: ['consumer.ts'],
-      }),
-    );
-    try {
-      run(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.']);
-    } catch (error) {
-      throw new Error(`tsc failed:\n${(error as { stdout: string }).stdout}`);
-    }
-  });
+  it.each([
+    ['5', 'express'],
+    ['4', 'express4'],
+  ])(
+    'type-checks a TypeScript consumer on @types/express %s (with @types/node and its own ioredis)',
+    (_major, types) => {
+      // The consumer's @types: the repository's, with @types/express of the major under test.
+      const typesDir = join(consumer, 'node_modules', '@types');
+      rmSync(typesDir, { recursive: true, force: true });
+      mkdirSync(typesDir, { recursive: true });
+      for (const entry of readdirSync(join(repoRoot, 'node_modules', '@types'))) {
+        if (entry === 'express' || entry === 'express4') continue;
+        symlinkSync(join(repoRoot, 'node_modules', '@types', entry), join(typesDir, entry), 'dir');
+      }
+      symlinkSync(join(repoRoot, 'node_modules', '@types', types), join(typesDir, 'express'), 'dir');
+      writeFileSync(
+        join(consumer, 'consumer.ts'),
+        [
+          "import express, { type Request, type Response } from 'express';",
+          "import { Redis } from 'ioredis';",
+          'import {',
+          '  cacheResponse,',
+          '  createCache,',
+          '  createRedis,',
+          '  key,',
+          '  keyspace,',
+          '  rateLimit,',
+          '  redisSession,',
+          '  type RedisClient,',
+          '  type Session,',
+          '  withLock,',
+          "} from 'redisware';",
+          "declare module 'redisware' { interface SessionData { userId: string } }",
+          'const app = express();',
+          "const own = new Redis('redis://127.0.0.1:6379', { lazyConnect: true });",
+          "app.use(rateLimit({ limit: 5, redis: own }), redisSession({ secret: 'x'.repeat(32), redis: own }));",
+          "app.get('/', (req, res) => { const user: string | undefined = req.session.userId; res.json({ user, rl: req.rateLimit?.remaining }); });",
+          "app.get('/cached', cacheResponse({ ttl: '1m' }), (_req: Request, res: Response) => { res.send('ok'); });",
+          "app.post('/login', async (req, res) => { await req.session.regenerate(); req.session.userId = 'u1'; res.redirect('/'); });",
+          'const cache = createCache({ redis: own, batch: false });',
+          "app.get('/data', async (_req, res) => { res.json(await cache.wrap('k', () => ({ a: 1 }))); });",
+          'const session: Session = {} as Session; void session.id;',
+          '// @ts-expect-error: SessionData says userId is a string',
+          "app.get('/bad', (req) => { req.session.userId = 42; });",
+          "const client: RedisClient = createRedis({ url: 'redis://127.0.0.1:6379', lazyConnect: true });",
+          "const k: string = key('user', 1);",
+          "const appKey: string = keyspace('app')('x');",
+          "void withLock('job', () => 1, { redis: own });",
+          'void client; void k; void appKey;',
+          '// @ts-expect-error: unknown options are a type error too',
+          'createRedis({ bogus: true });',
+        ].join('\n'),
+      );
+      writeFileSync(
+        join(consumer, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            module: 'nodenext',
+            moduleResolution: 'nodenext',
+            strict: true,
+            noEmit: true,
+            skipLibCheck: true,
+            types: ['node'],
+          },
+          files: ['consumer.ts'],
+        }),
+      );
+      try {
+        run(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.']);
+      } catch (error) {
+        throw new Error(`tsc failed:\n${(error as { stdout: string }).stdout}`);
+      }
+    },
+  );
 });

@@ -8,6 +8,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     redisUrl: string;
     redisIsPrivate: boolean;
+    /** The majors of Express and ioredis this project runs the suite on (see vitest.config.ts). */
+    stack: { express: number; ioredis: number };
   }
 }
 
