@@ -88,12 +88,16 @@ describe('runScript batching (standalone Redis)', () => {
   });
 
   it('runs a batch exactly once after SCRIPT FLUSH (NOSCRIPT → EVAL of the batched script)', async () => {
-    const key = `${redis.prefix}:flushed`;
-    const admin = redis.newClient();
+    // A server of its own: SCRIPT FLUSH on the shared one would change what other files' tests see.
+    const { admin, client: privateClient } = await privateRedisWithAdmin();
+    const flushed = privateClient();
+    await flushed.ping();
+    const hitFlushed = () => runScript(flushed, fixedWindowScript, ['flushed'], [1, 60_000, 100, 0]);
+    await hitFlushed();
     await admin.script('FLUSH');
-    await Promise.all(Array.from({ length: 5 }, () => hit(key)));
-    expect(await client.get(key)).toBe('5');
-    admin.disconnect();
+    await Promise.all(Array.from({ length: 5 }, hitFlushed));
+    expect(await admin.get('flushed')).toBe('6');
+    flushed.disconnect();
   });
 
   it('keeps a nil reply in its place (a missing session loads as null) between non-nil ones', async () => {

@@ -7,6 +7,12 @@ import { Redis } from 'ioredis';
 import { afterAll } from 'vitest';
 import { type EmbeddedRedis, startEmbeddedRedis } from '../../support/embedded-redis.js';
 
+/** What `privateCluster` started, stopped after the file's tests (registered on import: see private-redis.ts). */
+const teardown: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  await Promise.all(teardown.splice(0).map((step) => step()));
+});
+
 /**
  * A port the OS reports free now. A node's cluster bus defaults to its port + 10000, which can land on a port
  * already in use (the ephemeral port of some client socket, say); redis-server then exits at start.
@@ -28,7 +34,7 @@ export async function privateCluster(size = 3): Promise<{ nodes: string[] }> {
   const servers: EmbeddedRedis[] = [];
   const busPorts: number[] = [];
   const dirs: string[] = [];
-  afterAll(async () => {
+  teardown.push(async () => {
     await Promise.all(servers.map((server) => server.stop()));
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });

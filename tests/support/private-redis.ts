@@ -6,6 +6,15 @@ import { createRedis } from '../../lib/connection.js';
 import { type EmbeddedRedis, startEmbeddedRedis } from '../../support/embedded-redis.js';
 import { silentLogger } from './redis.js';
 
+/**
+ * What the helpers below started, stopped after the file's tests. The hook is registered here, when a test file
+ * imports this module: vitest ignores `afterAll` called from inside a hook or a test, where the helpers run.
+ */
+const teardown: (() => Promise<void> | void)[] = [];
+afterAll(async () => {
+  await Promise.all(teardown.splice(0).map((step) => step()));
+});
+
 /** Starts a private redis-server, stopped after the file's tests; `restart()` brings it back on the same port. */
 export async function privateRedis(): Promise<{
   readonly url: string;
@@ -14,7 +23,7 @@ export async function privateRedis(): Promise<{
   restart(): Promise<void>;
 }> {
   const server: EmbeddedRedis = await startEmbeddedRedis();
-  afterAll(() => server.stop());
+  teardown.push(() => server.stop());
   return {
     url: server.url,
     port: server.port,
@@ -58,7 +67,7 @@ export async function privateRedisWithAdmin() {
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1, retryStrategy: () => 50, lazyConnect: true });
   admin.on('error', () => {});
   await admin.connect();
-  afterAll(() => admin.disconnect());
+  teardown.unshift(() => admin.disconnect());
   const client = () =>
     createRedis({ url: server.url, logger: silentLogger, retry: { baseDelay: 10, maxDelay: 50 } }) as Redis;
   return { server, admin, client };
