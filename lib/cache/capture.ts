@@ -37,8 +37,9 @@ function headerPairs(res: Response): [string, string][] {
 
 /**
  * Tees what the handler writes (`res.json`, `res.send`, `res.write`/`res.end`, a piped stream) while it still
- * streams to the client. Resolves with the response once it has been sent completely, or `undefined` when it
- * exceeded `maxBytes`, was aborted, or was replaced by `onHead`.
+ * streams to the client. Resolves with the response as soon as the handler has ended it, before its last bytes are
+ * handed to the socket, so that storing it starts before the client can have it (and ask again); or with
+ * `undefined` when it exceeded `maxBytes`, was aborted before its end, or was replaced by `onHead`.
  *
  * `onHead` runs when the status is known; if it returns a response, that one is sent instead and the handler's
  * own output is discarded (how `staleIfError` swaps a 5xx for the last good entry).
@@ -97,6 +98,11 @@ export function captureResponse(
     return (originalWrite as (...args: unknown[]) => boolean).call(this, chunk, encoding, callback);
   } as typeof res.write;
 
+  let complete: (response: CapturedResponse | undefined) => void = () => {};
+  const completed = new Promise<CapturedResponse | undefined>((resolve) => {
+    complete = resolve;
+  });
+
   res.end = function endCaptured(this: Response, chunk?: unknown, encoding?: unknown, callback?: unknown) {
     if (!res.headersSent) {
       // Let Node compute Content-Length for a single final chunk, as it would without us.
@@ -107,23 +113,16 @@ export function captureResponse(
       res.writeHead(res.statusCode);
     }
     if (replacement) {
+      complete(undefined);
       const done = [chunk, encoding, callback].find((arg) => typeof arg === 'function') as Callback | undefined;
       return (originalEnd as (...args: unknown[]) => Response).call(this, replacement.body, done);
     }
     collect(chunk, encoding);
+    complete(tooBig ? undefined : { status: res.statusCode, headers, body: Buffer.concat(chunks, size) });
     return (originalEnd as (...args: unknown[]) => Response).call(this, chunk, encoding, callback);
   } as typeof res.end;
 
-  return new Promise((resolve) => {
-    let finished = false;
-    res.once('finish', () => {
-      finished = true;
-      resolve(
-        tooBig || replacement ? undefined : { status: res.statusCode, headers, body: Buffer.concat(chunks, size) },
-      );
-    });
-    res.once('close', () => {
-      if (!finished) resolve(undefined);
-    });
-  });
+  // Closed before the handler ended it: nothing complete to store. (A no-op once it has resolved.)
+  res.once('close', () => complete(undefined));
+  return completed;
 }

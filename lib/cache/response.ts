@@ -183,7 +183,9 @@ export function createResponseMiddleware(
     if (running) {
       const shared = await Promise.race([running, pause(lockConfig.wait).then(() => undefined)]);
       if (shared && varyMatches(shared, req)) return serve(req, res, shared, 'HIT');
-      await runAndStore(req, res, next, { label: 'MISS', fallback });
+      // The leader's response is not one for this request (another variant, or not stored): this one is produced,
+      // and stored, on its own.
+      await runAndStore(req, res, next, { label: 'MISS', storeAs: storageKey, fallback });
       return;
     }
     let release: (() => Promise<void>) | undefined;

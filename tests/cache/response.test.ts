@@ -189,6 +189,24 @@ describe('cacheResponse(): misses, hits and keys', () => {
       (await request(app).get('/header/Vary/Accept-Encoding').set('Accept-Encoding', 'br')).headers['x-cache'],
     ).toBe('HIT');
   });
+  it('stores the response of a concurrent miss for another Vary variant than the one being produced', async () => {
+    const app = express();
+    let runs = 0;
+    app.get('/negotiated', newCache().response(), async (req, res) => {
+      runs++;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      res.setHeader('Vary', 'Accept-Language');
+      res.send(`in ${req.headers['accept-language']}`);
+    });
+    const [en, fr] = await Promise.all([
+      request(app).get('/negotiated').set('Accept-Language', 'en'),
+      request(app).get('/negotiated').set('Accept-Language', 'fr'),
+    ]);
+    expect([en.text, fr.text]).toEqual(['in en', 'in fr']);
+    const again = await request(app).get('/negotiated').set('Accept-Language', 'fr');
+    expect([again.headers['x-cache'], again.text]).toEqual(['HIT', 'in fr']);
+    expect(runs).toBe(2);
+  });
 });
 
 describe('cacheResponse(): what is stored', () => {
