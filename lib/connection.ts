@@ -167,7 +167,14 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
   }
 
   if (sentinel) {
-    const client = new Redis({ ...common, ...sentinel, sentinelRetryStrategy: retryStrategy });
+    const client = new Redis({
+      ...common,
+      ...sentinel,
+      sentinelRetryStrategy: retryStrategy,
+      // Reconnect as soon as a Sentinel announces a new master (+switch-master), rather than writing to the demoted
+      // one until it drops the connection: what it accepts in between is lost when it resyncs with the new master.
+      failoverDetector: true,
+    });
     rejectUnansweredOnClose(client);
     reportOutages(client, log, `sentinel master ${sentinel.name}`);
     return client;
