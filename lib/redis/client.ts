@@ -1,5 +1,6 @@
 // What redisware needs of the ioredis client it is given, whichever copy (ioredis 5 or 6) the client comes from.
 import type { Cluster, Redis } from 'ioredis';
+import { RedisUnavailableError } from '../errors.js';
 
 /**
  * The client every middleware accepts: an ioredis `Redis` or `Cluster`, from ioredis 5 or 6.
@@ -38,6 +39,7 @@ export function markRefusesCrossSlot(client: RedisClient): void {
 /** The part of an ioredis `Command` redisware uses. */
 export interface ClientCommand {
   promise: Promise<unknown>;
+  reject(error: Error): void;
 }
 
 /** Builds a command the way the client's own copy of ioredis does. */
@@ -90,4 +92,47 @@ export function commandFactory(client: Redis): CommandFactory | undefined {
   if (!Command) return undefined;
   const keyPrefix = client.options.keyPrefix;
   return (name, args, binary) => new Command(name, args, { keyPrefix, replyEncoding: binary ? null : 'utf8' });
+}
+
+/** The commands redisware handed to a standalone client (see `neverResent`). */
+const sentByUs = new WeakSet<ClientCommand>();
+const guardedClients = new WeakSet<Redis>();
+
+/** An entry of ioredis' queue of commands awaiting their reply. */
+interface QueuedCommand {
+  command: ClientCommand;
+}
+
+/** The part of ioredis' internals that holds the commands a dropped connection left unanswered. */
+interface CommandQueue {
+  length: number;
+  toArray(): QueuedCommand[];
+  clear(): void;
+  push(item: QueuedCommand): void;
+}
+
+/**
+ * Marks `command`, about to be sent on `client`, as one that must never be sent twice. ioredis re-sends the commands
+ * a dropped connection left unanswered once it reconnects (`autoResendUnfulfilledCommands`, on by default), long
+ * after their caller gave up, and a re-sent increment counts twice. So when the connection of a client redisware was
+ * given closes, redisware takes its own unanswered commands out of that queue and fails them; the app's commands
+ * are left as its client's options say. (`createRedis()` clients re-send nothing at all.)
+ */
+export function neverResent(client: Redis, command: ClientCommand): void {
+  sentByUs.add(command); // weakly: an answered command is no longer queued, and is collected as usual
+  if (guardedClients.has(client)) return;
+  guardedClients.add(client);
+  // 'close' is emitted on the tick after ioredis moved the unanswered commands aside for re-sending.
+  client.on('close', () => {
+    const queue = (client as unknown as { commandQueue?: CommandQueue }).commandQueue;
+    if (!queue?.length || typeof queue.toArray !== 'function') return;
+    const items = queue.toArray();
+    if (!items.some((item) => sentByUs.has(item.command))) return;
+    queue.clear();
+    const error = new RedisUnavailableError('the connection closed before Redis replied; the command is not re-sent');
+    for (const item of items) {
+      if (sentByUs.has(item.command)) item.command.reject(error);
+      else queue.push(item);
+    }
+  });
 }

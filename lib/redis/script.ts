@@ -1,7 +1,7 @@
 // A Lua script, and the one way it reaches Redis: EVALSHA, with EVAL when the server has not cached it.
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { type CommandFactory, commandFactory, isCluster, type RedisClient } from './client.js';
+import { type CommandFactory, commandFactory, isCluster, neverResent, type RedisClient } from './client.js';
 
 /** How a script call ends: with `error`, or with `reply`. Callbacks must not throw. */
 export type ScriptCallback = (error: Error | undefined, reply?: unknown) => void;
@@ -78,6 +78,7 @@ export class RedisScript {
     const factory = isCluster(client) ? null : factoryFor(client as Redis);
     if (factory) {
       const command = factory('evalsha', [this.sha, keys.length, ...keys, ...args], this.binary);
+      neverResent(client as Redis, command);
       (client as Redis).sendCommand(command as never);
       reply = command.promise;
     } else {

@@ -10,7 +10,7 @@ import { createCache, rateLimit, redisSession, withLock } from '../../lib/index.
 import { fixedWindowScript } from '../../lib/rate-limit/scripts.js';
 import { appWith } from '../rate-limit/support.js';
 import { cookiePair, secret, sessionApp } from '../session/support.js';
-import { privateRedisWithAdmin } from '../support/private-redis.js';
+import { eventCount, privateRedisWithAdmin } from '../support/private-redis.js';
 import { redisUrl, scriptCaller, silentLogger, uniquePrefix, useTestRedis, watchCommands } from '../support/redis.js';
 
 const redis = useTestRedis('user-client');
@@ -133,6 +133,28 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
     let setup: Awaited<ReturnType<typeof privateRedisWithAdmin>>;
     beforeAll(async () => {
       setup = await privateRedisWithAdmin();
+    });
+
+    it('never re-sends an increment that timed out on a connection that then dropped', async () => {
+      // The app's client keeps ioredis' default of re-sending what a dropped connection left unanswered.
+      const own = userClient(setup.server.url);
+      await own.ping();
+      const id = await own.client('ID');
+      const app = appWith(
+        rateLimit({ redis: own as never, prefix: 'replay', timeout: '100ms', key: () => 'c', logger: silentLogger }),
+      );
+      await setup.admin.call('CLIENT', 'PAUSE', '5000', 'WRITE');
+      try {
+        await request(app).get('/').expect(200); // held by the pause, times out, fails open
+        const ready = eventCount(own, 'ready', 1);
+        await setup.admin.client('KILL', 'ID', String(id));
+        await ready;
+      } finally {
+        await setup.admin.call('CLIENT', 'UNPAUSE');
+      }
+      expect(await own.ping()).toBe('PONG'); // the app's own commands still work
+      expect(await setup.admin.exists('replay:c')).toBe(0);
+      expect((await request(app).get('/').expect(200)).headers.ratelimit).toMatch(/r=99;/);
     });
 
     it('every middleware answers within its timeout, as configured, and works again afterwards', async () => {
