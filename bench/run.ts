@@ -41,7 +41,14 @@ interface Suite {
 const suites: Record<string, Suite> = {
   'rate-limit': {
     title: 'Rate limiting',
-    variants: ['redisware rateLimit()', 'express-rate-limit + rate-limit-redis', 'rate-limiter-flexible', floor],
+    variants: [
+      'redisware rateLimit()',
+      "redisware rateLimit(), the app's own ioredis 6 client",
+      'redisware rateLimit(), batch: false',
+      'express-rate-limit + rate-limit-redis',
+      'rate-limiter-flexible',
+      floor,
+    ],
     cases: [
       { name: 'one client, limit never reached', scenario: { limit: 1e9 } },
       {
@@ -54,7 +61,13 @@ const suites: Record<string, Suite> = {
   },
   session: {
     title: 'Sessions',
-    variants: ['redisware redisSession()', 'express-session + connect-redis 9 (node-redis 5)', floor],
+    variants: [
+      'redisware redisSession()',
+      "redisware redisSession(), the app's own ioredis 6 client",
+      'redisware redisSession(), batch: false',
+      'express-session + connect-redis 9 (node-redis 5)',
+      floor,
+    ],
     cases: [
       { name: 'read-only request with an existing session', scenario: {}, path: '/read', loginPath: '/login' },
       { name: 'write request (counter++) on an existing session', scenario: {}, path: '/write', loginPath: '/login' },
@@ -62,7 +75,12 @@ const suites: Record<string, Suite> = {
   },
   cache: {
     title: 'Response caching',
-    variants: ['redisware cacheResponse()', 'apicache 1.6 (node-redis 3)'],
+    variants: [
+      'redisware cacheResponse()',
+      "redisware cacheResponse(), the app's own ioredis 6 client",
+      'redisware cacheResponse(), batch: false',
+      'apicache 1.6 (node-redis 3)',
+    ],
     cases: [
       { name: 'HIT, ~1 KB JSON (bare Express sends the same bytes from memory)', scenario: {}, path: '/json-1k' },
       { name: 'HIT, ~100 KB JSON (bare Express sends the same bytes from memory)', scenario: {}, path: '/json-100k' },

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import express, { type Express, type RequestHandler } from 'express';
 import { rateLimit as expressRateLimit } from 'express-rate-limit';
 import { Redis } from 'ioredis';
+import { Redis as Redis6 } from 'ioredis6';
 import { RedisStore as RateLimitRedisStore } from 'rate-limit-redis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { createClient } from 'redis';
@@ -92,6 +93,8 @@ function finish(app: Express, clients: Array<{ quit(): Promise<unknown> }> = [],
 }
 
 const ioredis = (url: string) => new Redis(url, { enableAutoPipelining: true });
+/** The client an app on the current ioredis major already has: its own copy, its own (default) options. */
+const appsOwnIoredis6 = (url: string) => new Redis6(url) as unknown as Redis;
 
 export const variants: Record<string, Variant> = {
   'bare Express': {
@@ -105,6 +108,24 @@ export const variants: Record<string, Variant> = {
       const redis = createRedis(url);
       const app = baseApp();
       app.use(rateLimit({ redis, limit, window: windowMs, prefix: 'bench-rw' }));
+      return finish(app, [redis]);
+    },
+  },
+
+  "redisware rateLimit(), the app's own ioredis 6 client": {
+    async build(url, { limit = 1e9 }) {
+      const redis = appsOwnIoredis6(url);
+      const app = baseApp();
+      app.use(rateLimit({ redis, limit, window: windowMs, prefix: 'bench-rw6' }));
+      return finish(app, [redis]);
+    },
+  },
+
+  'redisware rateLimit(), batch: false': {
+    async build(url, { limit = 1e9 }) {
+      const redis = createRedis(url);
+      const app = baseApp();
+      app.use(rateLimit({ redis, limit, window: windowMs, prefix: 'bench-rw-unbatched', batch: false }));
       return finish(app, [redis]);
     },
   },
@@ -182,6 +203,24 @@ variants['redisware redisSession()'] = {
   },
 };
 
+variants["redisware redisSession(), the app's own ioredis 6 client"] = {
+  async build(url) {
+    const redis = appsOwnIoredis6(url);
+    const app = baseApp();
+    app.use(redisSession({ redis, secret: sessionSecret, prefix: 'bench-rw6-session' }));
+    return finish(app, [redis]);
+  },
+};
+
+variants['redisware redisSession(), batch: false'] = {
+  async build(url) {
+    const redis = createRedis(url);
+    const app = baseApp();
+    app.use(redisSession({ redis, secret: sessionSecret, prefix: 'bench-rw-unbatched-session', batch: false }));
+    return finish(app, [redis]);
+  },
+};
+
 variants['express-session + connect-redis 9 (node-redis 5)'] = {
   async build(url) {
     // connect-redis 9 refuses ioredis, so it gets the node-redis client it requires.
@@ -204,6 +243,24 @@ variants['redisware cacheResponse()'] = {
   async build(url) {
     const redis = createRedis(url);
     return finish(baseApp(), [redis], cacheResponse({ redis, ttl: '1h', prefix: 'bench-rw-cache' }));
+  },
+};
+
+variants["redisware cacheResponse(), the app's own ioredis 6 client"] = {
+  async build(url) {
+    const redis = appsOwnIoredis6(url);
+    return finish(baseApp(), [redis], cacheResponse({ redis, ttl: '1h', prefix: 'bench-rw6-cache' }));
+  },
+};
+
+variants['redisware cacheResponse(), batch: false'] = {
+  async build(url) {
+    const redis = createRedis(url);
+    return finish(
+      baseApp(),
+      [redis],
+      cacheResponse({ redis, ttl: '1h', prefix: 'bench-rw-unbatched-cache', batch: false }),
+    );
   },
 };
 
