@@ -189,17 +189,23 @@ export class ScriptBatcher {
   }
 
   /**
-   * The server refused a batch as a whole, so none of it ran: its calls go one by one. If that is what the server
-   * wanted (CROSSSLOT, or a call alone passes where the batch did not), batching stops for this client.
+   * The server refused a batch as a whole, so none of it ran: unless the refusal is about the server's state at the
+   * moment (it is loading, out of memory, …), its calls go one by one. If that is what the server wanted (CROSSSLOT,
+   * or a call alone passes where the batch did not), batching stops for this client.
    */
   private sendEachAfterRefusal(calls: QueuedScript[], refusal: Error): void {
+    if (passingRefusal.test(refusal.message)) {
+      // Each call alone would be refused the same way right now.
+      for (const call of calls) settle(call, refusal);
+      return;
+    }
     if (isCrossSlot(refusal)) {
       markRefusesCrossSlot(this.client);
       this.stopBatching(refusal);
     }
     for (const call of calls) {
       sendAlone(this.client, call, (error, reply) => {
-        if (!error && this.batching && !passingRefusal.test(refusal.message)) this.stopBatching(refusal);
+        if (!error) this.stopBatching(refusal);
         settle(call, error, reply);
       });
     }

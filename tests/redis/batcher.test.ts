@@ -4,7 +4,7 @@ import { fixedWindowScript } from '../../lib/rate-limit/scripts.js';
 import { RedisScript } from '../../lib/redis/script.js';
 import { loadSessionScript } from '../../lib/session/scripts.js';
 import { privateRedisWithAdmin } from '../support/private-redis.js';
-import { redisUrl, runScript, scriptCaller, useTestRedis, watchCommands } from '../support/redis.js';
+import { recordingLogger, redisUrl, runScript, scriptCaller, useTestRedis, watchCommands } from '../support/redis.js';
 
 const redis = useTestRedis('redis-client');
 let client: Redis;
@@ -286,5 +286,47 @@ describe('boundedCaller script calls (callbacks sharing one batch and one deadli
     }
     expect(events).toEqual(Array(5).fill('RedisTimeoutError'));
     stalled.disconnect();
+  });
+});
+
+describe('a batch the server refuses as a whole', () => {
+  it('fails its calls, without re-sending them one by one or giving up batching, when the server is busy', async () => {
+    const { admin, server } = await privateRedisWithAdmin();
+    const busy = new Redis(server.url);
+    const client = new Redis(server.url);
+    const logger = recordingLogger();
+    const call = scriptCaller(client, undefined, 5_000, logger);
+    const hitAll = (keys: string[]) =>
+      Promise.allSettled(keys.map((key) => call.run(fixedWindowScript, [key], [1, 60_000, 100, 0])));
+    await hitAll(['a', 'b']); // loads the batched script
+    const rejectedEvalshas = async () =>
+      Number(/cmdstat_evalsha:.*rejected_calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+    const rejectedBefore = await rejectedEvalshas();
+    const watch = await watchCommands(client, server.url);
+    try {
+      // A script that runs past busy-reply-threshold makes Redis answer everything else BUSY until it is killed.
+      await admin.config('SET', 'busy-reply-threshold', '10');
+      busy.eval('while true do end', 0).catch(() => {});
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const refused = await hitAll(['a', 'b', 'c']);
+      expect(refused.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+      expect(String((refused[0] as PromiseRejectedResult).reason)).toMatch(/^ReplyError: BUSY/);
+      await admin.script('KILL');
+      while ((await admin.ping().catch(() => 'BUSY')) !== 'PONG') await new Promise((r) => setTimeout(r, 5));
+      // Redis refused exactly one EVALSHA (the batch): nothing was re-sent one by one.
+      expect((await rejectedEvalshas()) - rejectedBefore).toBe(1);
+      const counted = await hitAll(['a', 'b', 'c']);
+      expect(counted.map((r) => (r as PromiseFulfilledResult<number[]>).value[1])).toEqual([2, 2, 1]);
+      await watch.settle();
+      // And the next turn is one batch of the three calls again.
+      // (Redis 7.0 drops its script cache when a script is killed: EVAL may follow the EVALSHA.)
+      const scripts = watch.sent.filter((args) => args[0].toLowerCase() === 'evalsha');
+      expect(scripts.map((args) => args[2])).toEqual(['3']);
+      expect(logger.warnings).toEqual([]);
+    } finally {
+      watch.stop();
+      busy.disconnect();
+      client.disconnect();
+    }
   });
 });
