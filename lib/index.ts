@@ -1,5 +1,8 @@
 // redisware — Express middleware backed by Redis. This barrel is the whole public API.
 
+export type { Cache, CacheResponseOptions, CacheValueOptions, CreateCacheOptions } from './cache/index.js';
+// Response caching and cache-aside: `cacheResponse()`, `createCache()`.
+export { cacheResponse, createCache } from './cache/index.js';
 export type { CreateRedisOptions, RetryOptions } from './connection.js';
 // Connection factory and the shared client every middleware falls back to.
 export { closeDefaultRedis, createRedis, defaultRedis } from './connection.js';
@@ -11,32 +14,24 @@ export { LockTimeoutError, RedisTimeoutError, RedisUnavailableError } from './er
 export type { KeyPart, Keyspace } from './keys.js';
 // Key naming: collision-free keys, per-app keyspaces, Cluster hash tags.
 export { hashTag, key, keyspace } from './keys.js';
+export type { LockOptions } from './lock/index.js';
+// Distributed locks: `withLock(resource, fn)`.
+export { withLock } from './lock/index.js';
 // Types shared by every factory's options.
 export type { Logger } from './logger.js';
 export type { RateLimitInfo, RateLimitMiddleware, RateLimitOptions } from './rate-limit/index.js';
 // Rate limiting: `app.use(rateLimit())`.
 export { rateLimit } from './rate-limit/index.js';
 export type { RedisClient } from './redis/client.js';
+export type { SessionData } from './session/data.js';
 export type {
   RedisSessionMiddleware,
   RedisSessionOptions,
   Session,
   SessionCallback,
+  SessionCookie,
   SessionMethods,
   UserSessionInfo,
 } from './session/index.js';
-
-/**
- * The data a session holds. Declared here, in the package root, so that users can augment it to type
- * `req.session`: `declare module 'redisware' { interface SessionData { userId: string } }`.
- */
-// biome-ignore lint/suspicious/noEmptyInterface: meant to be augmented by users
-export interface SessionData {}
-export type { Cache, CacheResponseOptions, CacheValueOptions, CreateCacheOptions } from './cache/index.js';
-// Response caching and cache-aside: `cacheResponse()`, `createCache()`.
-export { cacheResponse, createCache } from './cache/index.js';
-export type { LockOptions } from './lock/index.js';
-// Distributed locks: `withLock(resource, fn)`.
-export { withLock } from './lock/index.js';
 // Sessions: `app.use(redisSession({ secret }))`, then `req.session`.
 export { redisSession } from './session/index.js';

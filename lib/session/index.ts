@@ -1,61 +1,49 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { SessionData } from '../index.js';
 import { nameArgument } from '../keys.js';
 import { sessionCookie } from './cookie.js';
-import type { RedisSessionOptions } from './options.js';
+import type { SessionData } from './data.js';
+import { hookOnce, mayChange, RedisSession, type SessionCookie, stateOf, tracked } from './model.js';
+import { type RedisSessionOptions, resolveConfig } from './options.js';
 import { sessionCookieVerifier } from './signature.js';
-import {
-  createManager,
-  dataPrefix,
-  hookOnce,
-  mayChange,
-  RedisSession,
-  resolveConfig,
-  type SessionCallback,
-  stateOf,
-  tracked,
-} from './store.js';
+import { createSessionStorage, type UserSessionInfo } from './storage.js';
 
+export type { SessionCallback, SessionCookie } from './model.js';
 export type { RedisSessionOptions } from './options.js';
-export type { SessionCallback } from './store.js';
+export type { UserSessionInfo } from './storage.js';
 
 /**
  * The methods every `req.session` has besides its data. Each returns a Promise; given a Node-style callback instead
  * (as code written for express-session, passport included, passes one), it answers through that and returns nothing.
+ * A Promise nobody awaits never becomes an unhandled rejection: a failure is logged.
  */
 export interface SessionMethods {
-  /** The session id (read-only); 43 characters of base64url. */
+  /** The session id (read-only: assigning it changes nothing). */
   readonly id: string;
+  /** The session cookie: `maxAge` / `expires` give this session a lifetime of its own ("remember me"). */
+  readonly cookie: SessionCookie;
   /** Saves changes now (otherwise they are saved before the response is sent). */
-  save(callback: SessionCallback): void;
+  save(callback: (error?: Error) => void): void;
   save(): Promise<void>;
   /** Replaces the data with what Redis holds. */
-  reload(callback: SessionCallback): void;
+  reload(callback: (error?: Error) => void): void;
   reload(): Promise<void>;
   /** Extends the idle timeout without changing anything. */
-  touch(callback: SessionCallback): void;
+  touch(callback: (error?: Error) => void): void;
   touch(): Promise<void>;
   /** Moves the session to a new id (deleting the old key); data is dropped unless `keepData`. Call it on login. */
-  regenerate(callback: SessionCallback): void;
+  regenerate(callback: (error?: Error) => void): void;
   regenerate(options?: { keepData?: boolean }): Promise<void>;
-  /** Deletes the session and clears the cookie. Call it on logout. */
-  destroy(callback: SessionCallback): void;
+  /** Deletes the session and clears the cookie (on this response, even when Redis is down). Call it on logout. */
+  destroy(callback: (error?: Error) => void): void;
   destroy(): Promise<void>;
 }
 
 /** `req.session`: data as properties, typed by {@link SessionData}, plus {@link SessionMethods}. */
 export type Session = SessionMethods & Partial<SessionData>;
 
-/** One entry of `listByUser()`. */
-export interface UserSessionInfo {
-  id: string;
-  createdAt: Date;
-  lastSeenAt: Date;
-}
-
 /** The middleware returned by {@link redisSession}, with "log out everywhere" helpers. */
 export interface RedisSessionMiddleware extends RequestHandler {
-  /** The live sessions whose `userField` is `userId`. */
+  /** The live sessions whose `userField` is `userId` (`42` and `'42'` are the same user). */
   listByUser(userId: string | number): Promise<UserSessionInfo[]>;
   /** Deletes every session of `userId`; resolves to how many were deleted. */
   destroyByUser(userId: string | number): Promise<number>;
@@ -66,8 +54,33 @@ declare global {
     interface Request {
       /** Set by `redisSession()`. */
       session: Session;
+      /** The session id, as express-session has it (set by `redisSession()`). */
+      sessionID: string;
     }
   }
+}
+
+/** The request prototypes that already have the `sessionID` accessor. */
+const withSessionId = new WeakSet<object>();
+
+/**
+ * `req.sessionID`, defined once on the request prototype rather than on every request (each property added to an
+ * Express `req` costs it a new hidden class). An assignment makes it an ordinary property of that request.
+ */
+function defineSessionId(req: Request): void {
+  const prototype = Object.getPrototypeOf(req) as object | null;
+  if (prototype === null || withSessionId.has(prototype)) return;
+  withSessionId.add(prototype);
+  if (Object.hasOwn(prototype, 'sessionID')) return;
+  Object.defineProperty(prototype, 'sessionID', {
+    configurable: true,
+    get(this: Request) {
+      return (this.session as Session | undefined)?.id;
+    },
+    set(this: Request, value: unknown) {
+      Object.defineProperty(this, 'sessionID', { value, writable: true, configurable: true, enumerable: true });
+    },
+  });
 }
 
 /**
@@ -77,23 +90,26 @@ declare global {
  */
 export function redisSession(options: RedisSessionOptions): RedisSessionMiddleware {
   const config = resolveConfig(options);
-  const manager = createManager(config);
+  const storage = createSessionStorage(config);
   const cookies = sessionCookie(config);
   const verifyCookie = sessionCookieVerifier(config.secrets);
+  const lifetimeOf = (s: ReturnType<typeof stateOf>) => (s.lifetime !== undefined ? s.lifetime : config.cookie.maxAge);
 
   /**
    * The cookie this response owes, if any: `'clear'` after destroy(), `'issue'` for a new or regenerated session
-   * that is (or will be) saved, or a persistent cookie to refresh. `willSave`: whether finishing now would write
-   * the session, when the caller already knows it.
+   * that is (or will be) saved, for a new lifetime, or for a persistent cookie to refresh. `willSave`: whether
+   * finishing now would write the session, when the caller already knows it.
    */
   function cookieOwed(req: Request, session: RedisSession, willSave?: boolean): 'clear' | 'issue' | undefined {
     const s = stateOf(session);
     if (s.cookieSent) return undefined;
     if (s.destroyed) {
-      return s.id !== undefined || req.headers.cookie?.includes(`${config.name}=`) ? 'clear' : undefined;
+      return s.id !== undefined || cookies.read(req) !== undefined ? 'clear' : undefined;
     }
-    const refresh = config.cookie.maxAge !== undefined && !s.isNew && !s.detached && (config.rolling || s.cookieOwed);
-    return s.cookieOwed || refresh || (s.isNew && (willSave ?? manager.willSave(session))) ? 'issue' : undefined;
+    if (s.detached) return undefined;
+    const persistent = typeof lifetimeOf(s) === 'number';
+    const refresh = persistent && !s.isNew && (config.rolling || s.cookieOwed);
+    return s.cookieOwed || refresh || (s.isNew && (willSave ?? storage.willSave(session))) ? 'issue' : undefined;
   }
 
   function sendCookie(req: Request, res: Response, session: RedisSession, willSave?: boolean): void {
@@ -101,8 +117,15 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     // misses V8's inline caches), and most requests owe none.
     const owed = cookieOwed(req, session, willSave);
     if (owed === undefined || res.headersSent) return;
-    stateOf(session).cookieSent = true;
-    res.append('Set-Cookie', owed === 'clear' ? cookies.clear(req) : cookies.issue(req, session.id));
+    const s = stateOf(session);
+    s.cookieSent = true;
+    if (owed === 'clear') {
+      res.append('Set-Cookie', cookies.clear(req));
+      return;
+    }
+    const signed = cookies.value(session.id);
+    res.append('Set-Cookie', cookies.issue(req, signed, s.lifetime));
+    if (config.header !== undefined) res.setHeader(config.header, signed);
   }
 
   /** A session field JSON cannot hold is a bug in the app: logged, and the rest of the session is still saved. */
@@ -133,15 +156,23 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
       // A second end() while the first waits for the save: the first one's response goes out, as it would have
       // without the wait (and this one must not overtake the save).
       if (phase === 'saving') return res;
-      const changes = manager.pendingWrite(session, reportUnstorable);
-      if (!changes) {
-        // Nothing to save (the common, read-only request): end now, without a detour through a promise.
+      let changes: ReturnType<typeof storage.pendingWrite>;
+      try {
+        changes = storage.pendingWrite(session, reportUnstorable);
+        if (!changes) {
+          // Nothing to save (the common, read-only request): end now, without a detour through a promise.
+          phase = 'ended';
+          sendCookie(req, res, session, false);
+          return originalEnd.apply(this, args);
+        }
+      } catch (error) {
+        // A bug of the app's (a throwing getter, say) must not keep the response from ending.
         phase = 'ended';
-        sendCookie(req, res, session, false);
+        config.logger.error(`redisware redisSession: the session was not saved: ${(error as Error).message}`);
         return originalEnd.apply(this, args);
       }
       phase = 'saving';
-      manager.write(session, changes, (error) => {
+      storage.write(session, changes, (error) => {
         phase = 'ended';
         if (!error) {
           sendCookie(req, res, session);
@@ -170,9 +201,10 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     req.session = tracked(session, (hook) =>
       hook === 'end' ? commitBeforeEnd(req, res, session) : cookieBeforeHeaders(req, res, session),
     ) as unknown as Session;
+    defineSessionId(req);
     if (s.isNew && config.saveUninitialized && !s.detached) {
       mayChange(s, true); // saved, and given a cookie, even if nothing changes it
-    } else if (!s.isNew && config.cookie.maxAge !== undefined && config.rolling) {
+    } else if (!s.isNew && config.rolling && typeof lifetimeOf(s) === 'number') {
       hookOnce(s, 'headers'); // the persistent cookie is refreshed on every response
     }
     next();
@@ -181,15 +213,26 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   const middleware = function redisSessionMiddleware(req: Request, res: Response, next: NextFunction): void {
     const id = verifyCookie(cookies.read(req));
     if (id === undefined) {
-      attach(req, res, next, new RedisSession(manager, undefined, undefined, false));
+      // With genid the id is made now, where an id a cookie cannot carry is the app's error (next(err)), as
+      // express-session does; the default id is only made once it is needed.
+      let newId: string | undefined;
+      try {
+        if (config.genid) newId = storage.newId(req);
+      } catch (error) {
+        next(error);
+        return;
+      }
+      attach(req, res, next, new RedisSession(storage, req, newId, undefined, false));
       return;
     }
-    manager.loadThen(id, config.rolling, (error, fields) => {
+    storage.loadThen(id, config.rolling, (error, loaded) => {
       try {
         if (!error) {
-          attach(req, res, next, new RedisSession(manager, fields ? id : undefined, fields ?? undefined, false));
+          const found = Array.isArray(loaded) ? loaded : undefined;
+          const freshId = found || !config.genid ? undefined : storage.newId(req);
+          attach(req, res, next, new RedisSession(storage, req, found ? id : freshId, found, false));
         } else if (config.onRedisError === 'continue') {
-          attach(req, res, next, new RedisSession(manager, undefined, undefined, true));
+          attach(req, res, next, new RedisSession(storage, req, undefined, undefined, true));
         } else {
           respondUnavailable(res);
           res.end('Service Unavailable: the session store cannot be reached.');
@@ -201,35 +244,11 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   } as RedisSessionMiddleware;
 
   middleware.listByUser = async function listByUser(userId: string | number): Promise<UserSessionInfo[]> {
-    nameArgument(userId, 'redisSession listByUser(): userId', true);
-    const indexKey = config.userKey(String(userId));
-    const { call } = config;
-    const ids = await call((redis) => redis.zrange(indexKey, 0, -1));
-    const wanted = JSON.stringify(String(userId));
-    const numeric = JSON.stringify(userId);
-    const rows = await Promise.all(
-      ids.map((id) => call((redis) => redis.hmget(config.sessionKey(id), '_c', '_s', dataPrefix + config.userField))),
-    );
-    const live: UserSessionInfo[] = [];
-    const stale: string[] = [];
-    rows.forEach(([created, seen, user], i) => {
-      if (created && seen && (user === wanted || user === numeric)) {
-        live.push({ id: ids[i], createdAt: new Date(Number(created)), lastSeenAt: new Date(Number(seen)) });
-      } else {
-        stale.push(ids[i]);
-      }
-    });
-    if (stale.length) await call((redis) => redis.zrem(indexKey, ...stale));
-    return live;
+    return storage.listByUser(nameArgument(userId, 'redisSession listByUser(): userId', true));
   };
 
   middleware.destroyByUser = async function destroyByUser(userId: string | number): Promise<number> {
-    nameArgument(userId, 'redisSession destroyByUser(): userId', true);
-    const sessions = await middleware.listByUser(userId);
-    // One DEL per key: sessions live in different Cluster slots.
-    await Promise.all(sessions.map((s) => config.call((redis) => redis.del(config.sessionKey(s.id)))));
-    await config.call((redis) => redis.del(config.userKey(String(userId))));
-    return sessions.length;
+    return storage.destroyByUser(nameArgument(userId, 'redisSession destroyByUser(): userId', true));
   };
 
   return middleware;

@@ -1,6 +1,11 @@
 import { serialize } from 'cookie';
+import type { Request } from 'express';
 import { z } from 'zod';
-import { commonMiddlewareOptions, durationMs, positiveDurationMs } from '../options.js';
+import { lazyRedis } from '../connection.js';
+import { keyspace } from '../keys.js';
+import { OutageReporter, resolveLogger } from '../logger.js';
+import { commonMiddlewareOptions, durationMs, fn, parseOptions, positiveDurationMs } from '../options.js';
+import { boundedCaller } from '../redis/bounded.js';
 
 const secretSchema = z.string().min(32, 'each secret must be at least 32 characters');
 
@@ -53,15 +58,52 @@ export const sessionSchema = z.strictObject({
         .refine(validCookieAttribute('path'), 'must be a valid cookie path (no ";" or control characters)')
         .default('/'),
       domain: z.string().min(1).refine(validCookieAttribute('domain'), 'must be a valid cookie domain').optional(),
-      /** Persistent cookie lifetime; unset means a browser-session cookie. */
+      /** Persistent cookie lifetime; unset means a browser-session cookie. `req.session.cookie` can change it. */
       maxAge: durationMs.optional(),
+      /** `Partitioned` (CHIPS): the cookie is kept per top-level site; browsers require `Secure` with it. @default false */
+      partitioned: z.boolean().default(false),
     })
-    .default({ secure: 'auto', httpOnly: true, sameSite: 'lax', path: '/' }),
+    .default({ secure: 'auto', httpOnly: true, sameSite: 'lax', path: '/', partitioned: false }),
+  /** Makes the id of a new session: 8 to 128 characters of A-Z, a-z, 0-9, `_` and `-`. @default 32 random bytes */
+  genid: fn<(req: Request) => string>().optional(),
+  /**
+   * Also carry the signed id in this request and response header (`'x-session-id'`), for API clients that keep no
+   * cookies: read before the cookie, and sent whenever a cookie is issued.
+   */
+  header: z
+    .string()
+    .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a valid header name')
+    .transform((name) => name.toLowerCase())
+    .optional(),
   /** Redis unreachable or slower than `timeout`: `'fail'` answers 503, `'continue'` gives an empty, unsaved session. @default 'fail' */
   onRedisError: z.enum(['fail', 'continue']).default('fail'),
 });
 
 /** Options of `redisSession()`. */
 export type RedisSessionOptions = z.input<typeof sessionSchema>;
-/** The resolved configuration. */
-export type SessionConfig = z.output<typeof sessionSchema>;
+
+/** Validates the options and derives what the storage and the middleware need. */
+export function resolveConfig(options: RedisSessionOptions) {
+  const config = parseOptions('redisSession', sessionSchema, options);
+  const logger = resolveLogger(config.logger);
+  const sessionKeyOf = keyspace(config.prefix);
+  const outage = new OutageReporter(logger, 'redisSession could not use Redis (down, slow or refusing)');
+  return {
+    ...config,
+    secrets: typeof config.secret === 'string' ? [config.secret] : config.secret,
+    logger,
+    /** Runs a command within `timeout`, logging each outage once. */
+    call: boundedCaller({
+      client: lazyRedis(config.redis),
+      timeoutMs: config.timeout,
+      outage,
+      logger,
+      batch: config.batch,
+    }),
+    sessionKey: (id: string) => sessionKeyOf(id),
+    userKey: (userId: string) => sessionKeyOf('user', userId),
+  };
+}
+
+/** The resolved configuration of one middleware. */
+export type SessionConfig = ReturnType<typeof resolveConfig>;

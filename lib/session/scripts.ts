@@ -1,17 +1,19 @@
 import { forEachBatchedCall, RedisScript } from '../redis/script.js';
 
 /*
- * A session is one hash, `session:<id>`: `_c` (created, ms), `_s` (last seen, ms) and one field `d:<name>` per
- * top-level data property (its JSON). Writing only changed fields is what lets concurrent requests that change
- * different properties both keep their change. Times come from Redis (TIME), so app-server clocks do not matter.
- * Every script keeps the key's TTL at min(idle timeout, time left before the absolute timeout).
+ * A session is one hash, `session:<id>`: `_c` (created, ms), `_s` (last seen, ms), `_m` (its own cookie lifetime,
+ * ms, when `req.session.cookie` gave it one; `0`: a browser-session cookie) and one field `d:<name>` per top-level
+ * data property (its JSON). Writing only changed fields is what lets concurrent requests that change different
+ * properties both keep their change. Times come from Redis (TIME), so app-server clocks do not matter.
+ * Every script keeps the key's TTL at min(idle timeout, time left before the absolute timeout); a session with a
+ * lifetime of its own has that lifetime as its idle timeout.
  */
 
 /**
  * Loads a session: KEYS[1]; ARGV = idle ms, absolute ms, '1' to extend the idle timeout (rolling).
- * Returns the data fields as a flat list of name (without its \`d:\` prefix) and JSON, or nil when the session is
- * missing or past either timeout (then deletes it). The bookkeeping fields stay in Redis: every bulk string in the
- * reply costs the app a parse and an allocation.
+ * Returns the session's own lifetime ('' when it has none), then its data fields as name (without its \`d:\`
+ * prefix) and JSON, name and JSON, …; or 0 when the session is missing or past either timeout (then deletes it).
+ * The bookkeeping fields stay in Redis: every bulk string in the reply costs the app a parse and an allocation.
  *
  * Extending the idle timeout is a PEXPIRE, every time. The stored last-seen time `_s` is only rewritten once it is
  * older than its resolution (a tenth of the idle timeout, at most a minute), so a read-only request normally
@@ -22,12 +24,16 @@ const loadFunction = `
 local function load(key, now, idle, absolute, rolling)
   local fields = redis.pcall('HGETALL', key)
   if fields.err then return fields end
-  if #fields == 0 then return false end
-  local created, seen, data = nil, nil, {}
+  if #fields == 0 then return 0 end
+  local created, seen, data = nil, nil, {''}
   for i = 1, #fields, 2 do
     local name = fields[i]
     if name == '_c' then created = tonumber(fields[i + 1])
     elseif name == '_s' then seen = tonumber(fields[i + 1])
+    elseif name == '_m' then
+      data[1] = fields[i + 1]
+      local lifetime = tonumber(fields[i + 1])
+      if lifetime and lifetime > 0 then idle = lifetime end
     elseif string.sub(name, 1, 2) == 'd:' then
       data[#data + 1] = string.sub(name, 3)
       data[#data + 1] = fields[i + 1]
@@ -36,7 +42,7 @@ local function load(key, now, idle, absolute, rolling)
   local resolution = math.min(60000, math.floor(idle / 10))
   if not created or not seen or now - created >= absolute or now - seen >= idle + resolution then
     redis.call('DEL', key)
-    return false
+    return 0
   end
   if rolling == '1' then
     if now - seen >= resolution then redis.call('HSET', key, '_s', now) end
@@ -64,8 +70,8 @@ ${forEachBatchedCall(1, 'load(KEYS[i + 1], now, tonumber(ARGV[base + 1]), tonumb
 );
 
 /**
- * Saves changed fields: KEYS[1]; ARGV = idle ms, absolute ms, '1' if the session is new, n, then n field/value
- * pairs to set, then the fields to delete. An existing session that is gone (destroyed or expired while the
+ * Saves changed fields: KEYS[1]; ARGV = idle ms (the session's own lifetime, if it has one), absolute ms, '1' if the
+ * session is new, n, then n field/value pairs to set, then the fields to delete. An existing session that is gone (destroyed or expired while the
  * request ran) is never brought back: returns 0 and writes nothing. Returns 1 when saved.
  */
 export const saveSessionScript = new RedisScript(
@@ -116,6 +122,25 @@ local absolute = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + absolute, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('PTTL', KEYS[1]) < absolute then redis.call('PEXPIRE', KEYS[1], absolute) end
+return 0
+`,
+);
+
+/**
+ * "Log out everywhere", one session at a time: KEYS[1] = the session; ARGV = its user field, then the stored forms
+ * (JSON) of the user being logged out. Deletes the session only if it still belongs to that user: returns 1, else 0.
+ */
+export const destroyIfUserScript = new RedisScript(
+  'session-destroy-if-user',
+  `
+local user = redis.call('HGET', KEYS[1], ARGV[1])
+if not user then return 0 end
+for i = 2, #ARGV do
+  if user == ARGV[i] then
+    redis.call('DEL', KEYS[1])
+    return 1
+  end
+end
 return 0
 `,
 );

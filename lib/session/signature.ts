@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 
-/** 32 random bytes in base64url: 43 characters from [A-Za-z0-9_-]. */
-const idPattern = /^[A-Za-z0-9_-]{43}$/;
+/** An id as issued: 32 random bytes in base64url (43 characters), or what the `genid` option made (8 to 128). */
+const idPattern = /^[A-Za-z0-9_-]{8,128}$/;
 const signatureLength = 43; // base64url of a 32-byte HMAC-SHA256
 
 /** A new session id: 256 bits from the CSPRNG, base64url. */
@@ -20,13 +20,13 @@ export function signSessionId(id: string, secret: string): string {
 }
 
 /**
- * Whether the signature in cookie `value` (after the id and the dot) is `expected`, compared in constant time:
- * every character is compared, whatever differs, with no branch on the data. Only the canonical encoding matches,
- * which is the only one ever issued.
+ * Whether the signature in cookie `value` (after the id and the dot, at `start`) is `expected`, compared in constant
+ * time: every character is compared, whatever differs, with no branch on the data. Only the canonical encoding
+ * matches, which is the only one ever issued.
  */
-function signatureMatches(value: string, expected: string): boolean {
+function signatureMatches(value: string, start: number, expected: string): boolean {
   let difference = 0;
-  for (let i = 0; i < signatureLength; i++) difference |= value.charCodeAt(43 + 1 + i) ^ expected.charCodeAt(i);
+  for (let i = 0; i < signatureLength; i++) difference |= value.charCodeAt(start + i) ^ expected.charCodeAt(i);
   return difference === 0;
 }
 
@@ -45,15 +45,17 @@ export function sessionCookieVerifier(secrets: readonly string[]): (value: strin
    * of the secrets (compared in constant time). Only values of the exact shape we issue are even considered.
    */
   return function verify(value) {
-    if (value === undefined || value.length !== 43 + 1 + signatureLength || value[43] !== '.') return undefined;
-    const id = value.slice(0, 43);
+    if (value === undefined) return undefined;
+    const dot = value.length - signatureLength - 1;
+    if (dot < 8 || dot > 128 || value[dot] !== '.') return undefined;
+    const id = value.slice(0, dot);
     // A remembered id passed this check when it was first verified.
     const remembered = verified.get(id);
     if (remembered === undefined && !idPattern.test(id)) return undefined;
     const expected = remembered ?? secrets.map((secret) => signatureOf(id, secret));
     let valid = false;
     // Check every secret, so the time taken does not reveal which one matched.
-    for (const signature of expected) if (signatureMatches(value, signature)) valid = true;
+    for (const signature of expected) if (signatureMatches(value, dot + 1, signature)) valid = true;
     if (!valid) return undefined;
     if (!remembered) {
       if (verified.size >= rememberedIds) verified.clear();

@@ -51,11 +51,11 @@ describe('the session load script, batched by hand', () => {
     await watch.settle();
     expect(watch.sent.map((args) => args[0].toLowerCase())).toEqual(['evalsha']);
     expect(replies.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([
-      ['name', '"extended"'],
-      ['name', '"untouched"'],
-      null,
+      ['', 'name', '"extended"'],
+      ['', 'name', '"untouched"'],
+      0,
       expect.stringMatching(/^WRONGTYPE/),
-      null,
+      0,
     ]);
     expect(await client.pttl(extended)).toBeGreaterThan(50_000);
     expect(await client.pttl(untouched)).toBeLessThanOrEqual(5_000);
@@ -72,7 +72,17 @@ describe('the session load script, batched by hand', () => {
     await watch.settle();
     expect(watch.sent.map((args) => args[0].toLowerCase())).toEqual(['evalsha']);
     expect(watch.sent[0].slice(3 + keys.length)).toEqual(['*', ...shared.map(String)]);
-    expect(replies).toEqual(['1', '2', '3'].map((n) => ['name', `"shared-${n}"`]));
+    expect(replies).toEqual(['1', '2', '3'].map((n) => ['', 'name', `"shared-${n}"`]));
     for (const key of keys) expect(await client.pttl(key)).toBeGreaterThan(50_000);
+  });
+
+  it('gives a session with a lifetime of its own (req.session.cookie.maxAge) that lifetime as its idle timeout', async () => {
+    const key = await storeSession('remembered');
+    await client.hset(key, '_m', 30 * 86_400_000);
+    const [loaded] = await Promise.all([runScript(client, loadSessionScript, [key], [idle, absolute, 1])]);
+    expect(loaded).toEqual([String(30 * 86_400_000), 'name', '"remembered"']);
+    // Capped by the time left before the absolute timeout (an hour here), not by the configured idle minute.
+    expect(await client.pttl(key)).toBeGreaterThan(idle);
+    expect(await client.pttl(key)).toBeLessThanOrEqual(absolute);
   });
 });

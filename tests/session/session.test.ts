@@ -656,18 +656,20 @@ describe('req.session methods', () => {
     expect(await redis.client().hget(key, 'd:written')).toBe('"yes"');
   });
 
-  it('has a read-only id', async () => {
-    const app = sessionApp(middleware(), undefined, (a) =>
+  it('has a read-only id: assigning it, directly or with Object.assign, changes nothing and fails nothing', async () => {
+    const app = sessionApp(middleware(), undefined, (a) => {
       a.get('/assign-id', (req, res) => {
-        try {
-          (req.session as unknown as { id: string }).id = 'mine';
-          res.send('assigned');
-        } catch {
-          res.send('refused');
-        }
-      }),
-    );
-    expect((await request(app).get('/assign-id')).text).toBe('refused');
+        const before = req.session.id;
+        (req.session as unknown as { id: string }).id = 'mine';
+        Object.assign(req.session, { id: 'also-mine', cart: 2 });
+        res.json({ kept: req.session.id === before, cart: (req.session as unknown as { cart?: number }).cart });
+      });
+    });
+    const response = await request(app).get('/assign-id').expect(200);
+    expect(response.body).toEqual({ kept: true, cart: 2 });
+    const read = await request(app).get('/').set('Cookie', cookiePair(response)).expect(200);
+    expect(read.body.id).toBe(idOf(cookiePair(response)));
+    expect(read.body.data).toEqual({ cart: 2 });
   });
 });
 

@@ -1,0 +1,310 @@
+// The Redis side of sessions: loading, saving, regenerating and destroying them, and the per-user index.
+import type { Request } from 'express';
+import type { ScriptCallback } from '../redis/script.js';
+import {
+  type Changes,
+  canonicalUser,
+  changesOf,
+  dataFields,
+  isReservedField,
+  mayChange,
+  noChanges,
+  type RedisSession,
+  stateOf,
+  unstorableMessage,
+  userOf,
+} from './model.js';
+import type { SessionConfig } from './options.js';
+import { destroyIfUserScript, loadSessionScript, saveSessionScript, userIndexScript } from './scripts.js';
+import { newSessionId } from './signature.js';
+
+/** Prefix of the hash fields that hold session data (the others: `_c` created, `_s` last seen, `_m` lifetime). */
+export const dataPrefix = 'd:';
+
+/** The hash field holding a session's own cookie lifetime (ms; `0`: a browser-session cookie). */
+const lifetimeField = '_m';
+
+/** One entry of `listByUser()`. */
+export interface UserSessionInfo {
+  id: string;
+  createdAt: Date;
+  lastSeenAt: Date;
+}
+
+/** What {@link createSessionStorage} returns. */
+export type SessionStorage = ReturnType<typeof createSessionStorage>;
+
+/** Ids `genid` may return: what a cookie and a Redis key carry without escaping. */
+const genidPattern = /^[A-Za-z0-9_-]{8,128}$/;
+
+/** Loads, diffs and saves the sessions of one `redisSession()` middleware, and keeps its per-user index. */
+export function createSessionStorage(config: SessionConfig) {
+  const { call, sessionKey, userKey } = config;
+  /** The load script's arguments, built once: it runs on every request that has a session. */
+  const loadArgs = {
+    rolling: [config.ttl, config.absoluteTimeout, 1],
+    still: [config.ttl, config.absoluteTimeout, 0],
+  } as const;
+
+  /** The idle timeout of a session: its own cookie lifetime when it has one, else `ttl`. */
+  const idleOf = (session: RedisSession) => {
+    const lifetime = stateOf(session).lifetime;
+    return typeof lifetime === 'number' ? lifetime : config.ttl;
+  };
+
+  async function updateUserIndex(id: string, from: string | undefined, to: string | undefined): Promise<void> {
+    if (from === to) return;
+    const updates: Promise<unknown>[] = [];
+    if (from !== undefined) updates.push(call.run(userIndexScript, [userKey(from)], [id, config.absoluteTimeout, 0]));
+    if (to !== undefined) updates.push(call.run(userIndexScript, [userKey(to)], [id, config.absoluteTimeout, 1]));
+    await Promise.all(updates);
+  }
+
+  function clearData(session: RedisSession): void {
+    for (const field of dataFields(session)) delete (session as unknown as Record<string, unknown>)[field];
+  }
+
+  const storage = {
+    config,
+
+    /** A new session id: 32 random bytes, or what `genid(req)` returns. */
+    newId(req: Request): string {
+      if (!config.genid) return newSessionId();
+      const id = config.genid(req);
+      if (typeof id !== 'string' || !genidPattern.test(id)) {
+        throw new TypeError(
+          `redisSession: the 'genid' function returned ${typeof id === 'string' ? JSON.stringify(id) : String(id)} (expected 8 to 128 characters of A-Z, a-z, 0-9, _ and -)`,
+        );
+      }
+      return id;
+    },
+
+    /** Fills `session` from a load reply: its lifetime, then field, JSON, field, JSON, … */
+    fill(session: RedisSession, loaded: string[]): void {
+      const s = stateOf(session);
+      const target = session as unknown as Record<string, unknown>;
+      clearData(session);
+      s.saved.clear();
+      const lifetime = loaded[0] === '' ? undefined : Number(loaded[0]);
+      s.lifetime = lifetime === undefined || !Number.isFinite(lifetime) ? undefined : lifetime > 0 ? lifetime : null;
+      s.lifetimeChanged = false;
+      for (let i = 1; i < loaded.length; i += 2) {
+        const field = loaded[i];
+        if (isReservedField(field)) continue;
+        try {
+          target[field] = JSON.parse(loaded[i + 1]);
+          s.saved.set(field, loaded[i + 1]);
+        } catch {
+          // A field we cannot read is dropped rather than failing the request.
+        }
+      }
+      s.indexedUser = userOf(session, config.userField);
+    },
+
+    /**
+     * What finishing the request now would write, or `undefined` when it would write nothing. Fields JSON cannot
+     * hold are left out, and reported through `unstorable`.
+     */
+    pendingWrite(session: RedisSession, unstorable?: (message: string) => void): Changes | undefined {
+      const s = stateOf(session);
+      if (s.destroyed || s.detached) return undefined;
+      let changes = changesOf(session);
+      if (changes?.unstorable.length) unstorable?.(unstorableMessage(changes));
+      if (s.lifetimeChanged) {
+        changes ??= noChanges();
+        changes.count++;
+      }
+      if (changes && changes.count > 0) return changes;
+      if (s.isNew && config.saveUninitialized) return changes ?? noChanges();
+      return undefined;
+    },
+
+    /** Whether finishing the request now would write the session (so a cookie is owed for a new one). */
+    willSave(session: RedisSession): boolean {
+      return storage.pendingWrite(session) !== undefined;
+    },
+
+    async commit(session: RedisSession): Promise<void> {
+      let problem: string | undefined;
+      const changes = storage.pendingWrite(session, (message) => {
+        problem = message;
+      });
+      if (problem) throw new TypeError(problem);
+      if (!changes) return;
+      await new Promise<void>((resolve, reject) =>
+        storage.write(session, changes, (error) => (error ? reject(error) : resolve())),
+      );
+    },
+
+    /**
+     * Writes `changes` (from {@link pendingWrite}) in one script, plus the user index if the user changed;
+     * `done` is called once both are finished (through a callback: this runs on every changing request).
+     */
+    write(session: RedisSession, changes: Changes, done: (error: Error | undefined) => void): void {
+      const s = stateOf(session);
+      const id = session.id;
+      const lifetime = s.lifetime;
+      const lifetimeChanged = s.lifetimeChanged;
+      const pairs = changes.set.length / 2 + (lifetimeChanged ? 1 : 0);
+      const args: (string | number)[] = [idleOf(session), config.absoluteTimeout, s.isNew ? 1 : 0, pairs];
+      for (let i = 0; i < changes.set.length; i += 2) args.push(dataPrefix + changes.set[i], changes.set[i + 1]);
+      if (lifetimeChanged) args.push(lifetimeField, typeof lifetime === 'number' ? lifetime : 0);
+      for (const field of changes.remove) args.push(dataPrefix + field);
+      const user = userOf(session, config.userField);
+      // Settles with the index update's error, if any (handled at once, so a failure is never unhandled).
+      const indexUpdated =
+        s.indexedUser === user
+          ? undefined
+          : updateUserIndex(id, s.indexedUser, user).then(
+              () => undefined,
+              (error: Error) => error,
+            );
+      call.script(saveSessionScript, [sessionKey(id)], args, (saveError, saved) => {
+        const finish = (indexError: Error | undefined) => {
+          const error = saveError ?? indexError;
+          if (error) return done(error);
+          s.indexedUser = user;
+          // saved !== 1: destroyed or expired while this request ran; its changes must not bring it back.
+          if (saved === 1) {
+            if (s.isNew) s.cookieOwed = true;
+            s.isNew = false;
+            if (lifetimeChanged && s.lifetime === lifetime) s.lifetimeChanged = false;
+            for (let i = 0; i < changes.set.length; i += 2) s.saved.set(changes.set[i], changes.set[i + 1]);
+            for (const field of changes.remove) s.saved.delete(field);
+          }
+          done(undefined);
+        };
+        if (indexUpdated) indexUpdated.then(finish);
+        else finish(undefined);
+      });
+    },
+
+    /**
+     * Reads a session (and refreshes its idle timeout when `rolling`): its lifetime and data fields (see `fill`),
+     * or null when it is gone.
+     */
+    loadThen(id: string, rolling: boolean, done: (error: Error | undefined, loaded?: string[] | null) => void): void {
+      call.script(
+        loadSessionScript,
+        [sessionKey(id)],
+        rolling ? loadArgs.rolling : loadArgs.still,
+        done as ScriptCallback,
+      );
+    },
+
+    load(id: string, rolling: boolean): Promise<string[] | null> {
+      return new Promise((resolve, reject) =>
+        storage.loadThen(id, rolling, (error, loaded) => (error ? reject(error) : resolve(loaded ?? null))),
+      );
+    },
+
+    async reload(session: RedisSession): Promise<void> {
+      const s = stateOf(session);
+      mayChange(s, true);
+      if (s.detached || s.destroyed) return;
+      const wasStored = !s.isNew;
+      const loaded = wasStored ? await storage.load(session.id, false) : null;
+      if (loaded) {
+        storage.fill(session, loaded);
+      } else {
+        storage.fill(session, ['']);
+        s.isNew = true;
+        // Gone (expired or destroyed elsewhere): like a request whose cookie names a gone session, it starts over
+        // under a new id, never the old one.
+        if (wasStored) s.id = undefined;
+      }
+    },
+
+    async touch(session: RedisSession): Promise<void> {
+      const s = stateOf(session);
+      if (s.isNew || s.detached || s.destroyed) return;
+      await storage.load(session.id, true);
+    },
+
+    async regenerate(session: RedisSession, keepData: boolean): Promise<void> {
+      const s = stateOf(session);
+      mayChange(s, true);
+      if (!s.isNew && s.id !== undefined) {
+        const oldId = s.id;
+        await Promise.all([call((c) => c.del(sessionKey(oldId))), updateUserIndex(oldId, s.indexedUser, undefined)]);
+      }
+      if (!keepData) clearData(session);
+      s.id = storage.newId(s.req);
+      s.isNew = true;
+      s.destroyed = false;
+      s.saved.clear();
+      s.indexedUser = undefined;
+      s.lifetimeChanged = s.lifetime !== undefined;
+      s.cookieSent = false;
+    },
+
+    /**
+     * Destroys the session. It counts as destroyed at once — its data is gone, and this response clears the cookie
+     * even if Redis cannot be reached — and its key is then deleted.
+     */
+    async destroy(session: RedisSession): Promise<void> {
+      const s = stateOf(session);
+      mayChange(s, true);
+      const stored = !s.isNew && s.id !== undefined && !s.destroyed ? s.id : undefined;
+      const indexed = s.indexedUser;
+      s.destroyed = true;
+      s.indexedUser = undefined;
+      clearData(session);
+      if (stored === undefined) return;
+      await Promise.all([call((c) => c.del(sessionKey(stored))), updateUserIndex(stored, indexed, undefined)]);
+    },
+
+    /** The live sessions of `userId` (canonical: `42` and `'42'` are one user). Gone ones leave the index. */
+    async listByUser(userId: string): Promise<UserSessionInfo[]> {
+      const indexKey = userKey(userId);
+      const ids = await call((redis) => redis.zrange(indexKey, 0, -1));
+      const rows = await Promise.all(
+        ids.map((id) => call((redis) => redis.hmget(sessionKey(id), '_c', '_s', dataPrefix + config.userField))),
+      );
+      const live: UserSessionInfo[] = [];
+      const gone: string[] = [];
+      rows.forEach(([created, seen, user], i) => {
+        if (!created || !seen) {
+          gone.push(ids[i]);
+          return;
+        }
+        // A session that now belongs to someone else stays indexed until its own save moves it.
+        if (canonicalUser(parseJson(user)) !== userId) return;
+        live.push({ id: ids[i], createdAt: new Date(Number(created)), lastSeenAt: new Date(Number(seen)) });
+      });
+      // Only sessions that are gone leave the index.
+      if (gone.length) await call((redis) => redis.zrem(indexKey, ...gone));
+      return live;
+    },
+
+    /**
+     * Deletes every session of `userId` that is still that user's, and exactly those from the index: a session
+     * logged in meanwhile keeps its entry. Resolves to how many were deleted.
+     */
+    async destroyByUser(userId: string): Promise<number> {
+      const sessions = await storage.listByUser(userId);
+      // The stored forms of this user: the string, and the number whose decimal string it is.
+      const userJson = [JSON.stringify(userId)];
+      if (String(Number(userId)) === userId) userJson.push(userId);
+      // One script per session (sessions live in different Cluster slots), then one ZREM of those it deleted.
+      const deleted = await Promise.all(
+        sessions.map(({ id }) =>
+          call.run(destroyIfUserScript, [sessionKey(id)], [dataPrefix + config.userField, ...userJson]),
+        ),
+      );
+      const destroyed = sessions.filter((_, i) => deleted[i] === 1).map(({ id }) => id);
+      if (destroyed.length) await call((redis) => redis.zrem(userKey(userId), ...destroyed));
+      return destroyed.length;
+    },
+  };
+  return storage;
+}
+
+function parseJson(text: string | null): unknown {
+  if (text === null) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
