@@ -25,6 +25,10 @@ export function setRateLimitHeaders(
   now: number,
 ): void {
   if (style === false) return;
+  if (info.rules) {
+    setRulesHeaders(res, style, info, now);
+    return;
+  }
   const resetMs = info.resetAt.getTime();
   // Headers already sent (by an earlier middleware that still called next()) are left alone. Caught rather than
   // checked first: every property read on an Express `res` misses V8's inline caches, and this runs per request.
@@ -46,4 +50,33 @@ export function setRateLimitHeaders(
 /** `Retry-After` in whole seconds, at least 1. */
 export function retryAfterSeconds(info: RateLimitInfo, now: number): number {
   return Math.max(1, Math.ceil((info.resetAt.getTime() - now) / 1000));
+}
+
+const secondsUntil = (date: Date, now: number) => Math.max(0, Math.ceil((date.getTime() - now) / 1000));
+
+/**
+ * Several rules: draft-11 lists one policy per rule (`"1s";q=10;w=1, "1d";q=1000;w=86400`) and the state of each
+ * (`"1s";r=9;t=1, "1d";r=999;t=86400`); the legacy headers show the rule that binds (see `RateLimitInfo`).
+ */
+function setRulesHeaders(res: Response, style: RateLimitConfig['headers'], info: RateLimitInfo, now: number): void {
+  const rules = info.rules ?? [];
+  try {
+    if (style !== 'legacy') {
+      res.setHeader(
+        'RateLimit-Policy',
+        rules.map((rule) => `"${rule.name}";q=${rule.limit};w=${Math.ceil(rule.window / 1000)}`).join(', '),
+      );
+      res.setHeader(
+        'RateLimit',
+        rules.map((rule) => `"${rule.name}";r=${rule.remaining};t=${secondsUntil(rule.resetAt, now)}`).join(', '),
+      );
+    }
+    if (style !== 'draft-11') {
+      res.setHeader('X-RateLimit-Limit', String(info.limit));
+      res.setHeader('X-RateLimit-Remaining', String(info.remaining));
+      res.setHeader('X-RateLimit-Reset', String(Math.ceil(info.resetAt.getTime() / 1000)));
+    }
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ERR_HTTP_HEADERS_SENT') throw error;
+  }
 }

@@ -1,18 +1,26 @@
 import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { lazyRedis } from '../connection.js';
-import { keyspace, nameArgument } from '../keys.js';
+import { hashTag, keyspace, nameArgument } from '../keys.js';
 import { OutageReporter, resolveLogger } from '../logger.js';
 import { parseOptions } from '../options.js';
 import { boundedCaller } from '../redis/bounded.js';
+import { RedisScript } from '../redis/script.js';
+import { subscribe } from '../redis/subscriber.js';
 import { BlockCache } from './block-cache.js';
 import { clientForIp } from './client-ip.js';
 import { defaultClientKey } from './client-key.js';
 import { retryAfterSeconds, setRateLimitHeaders } from './headers.js';
-import { type RateLimitInfo, type RateLimitOptions, rateLimitSchema } from './options.js';
-import { algorithms } from './scripts.js';
+import {
+  type RateLimitInfo,
+  type RateLimitOptions,
+  type RateLimitRule,
+  type RateLimitRuleInfo,
+  rateLimitSchema,
+} from './options.js';
+import { algorithms, resetScript } from './scripts.js';
 
-export type { RateLimitInfo, RateLimitOptions } from './options.js';
+export type { RateLimitInfo, RateLimitOptions, RateLimitRuleInfo } from './options.js';
 
 declare global {
   namespace Express {
@@ -25,10 +33,13 @@ declare global {
 
 /** The middleware returned by {@link rateLimit}, with helpers to inspect and clear a client's count. */
 export interface RateLimitMiddleware extends RequestHandler {
-  /** Forgets `client`'s count (and this instance's memory of blocking it). */
+  /** Forgets `client`'s count, and every instance's memory of blocking it (told through Redis pub/sub). */
   reset(client: string | number): Promise<void>;
-  /** `client`'s current state, shaped like `req.rateLimit`, or `null` when it has no count. */
-  get(client: string | number): Promise<RateLimitInfo | null>;
+  /**
+   * `client`'s current state, shaped like `req.rateLimit`, or `null` when it has no count. With a function `limit`,
+   * pass a request of that client for its exact limit (without one: the limit this instance last resolved for it).
+   */
+  get(client: string | number, req?: Request): Promise<RateLimitInfo | null>;
 }
 
 /** Clients longer than this are stored under a hash, so an absurd key cannot bloat Redis. */
@@ -36,10 +47,10 @@ const maxClientLength = 200;
 
 type HitReply = [allowed: number, used: number, resetMs: number, exists: number];
 
-/** One counted request: its client, that client's Redis key, and the limit and cost that apply. */
+/** One counted request: its client, that client's Redis keys (one per rule), and the limit and cost that apply. */
 interface Hit {
   clientKey: string;
-  key: string;
+  keys: string[];
   limit: number;
   cost: number;
 }
@@ -62,20 +73,25 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     'rateLimit could not use Redis (down, slow or refusing), applying onRedisError',
   );
   const scripts = algorithms[config.algorithm];
+  const rules: RateLimitRule[] | undefined = Array.isArray(config.limit) ? config.limit : undefined;
+  const rulesScript = rules
+    ? new RedisScript(`${config.algorithm} (${rules.length} rules)`, scripts.rules, { keys: rules.length })
+    : undefined;
   const storageKeyOf = keyspace(config.prefix);
   const clientKeyOf = config.key ?? defaultClientKey(config.ipv6Subnet, logger);
   const blocks = config.blockCache ? new BlockCache() : undefined;
   const windowMs = config.window;
   const windowSeconds = Math.ceil(windowMs / 1000);
   const refundOn = config.skipFailedRequests || config.skipSuccessfulRequests;
-  const lastLimits = typeof config.limit === 'function' ? new Map<string, number>() : undefined;
-  const call = boundedCaller({
-    client: lazyRedis(config.redis),
-    timeoutMs: config.timeout,
-    outage,
-    logger,
-    batch: config.batch,
-  });
+  const limitFunction = typeof config.limit === 'function' ? config.limit : undefined;
+  /** With a function `limit`: the limit last resolved per client key (for `get()`), and for any client. */
+  const lastLimits = limitFunction ? new Map<string, number>() : undefined;
+  let lastLimit: number | undefined;
+  const redis = lazyRedis(config.redis);
+  const call = boundedCaller({ client: redis, timeoutMs: config.timeout, outage, logger, batch: config.batch });
+  /** Where `reset()` tells every instance to drop its memory of blocking a client (its first key). */
+  const resetChannel = `${config.prefix}:reset`;
+  let listeningForResets = false;
 
   /** `reset()` / `get()` accept an address in any notation when clients are keyed by IP. */
   const normaliseClient = (client: unknown, method: string) => {
@@ -83,10 +99,13 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     return config.key ? name : clientForIp(name, config.ipv6Subnet);
   };
 
-  function storageKey(clientKey: string): string {
-    return storageKeyOf(
-      clientKey.length > maxClientLength ? `sha256-${createHash('sha256').update(clientKey).digest('hex')}` : clientKey,
-    );
+  /** A client's Redis keys: `rate:<client>`, or with several rules `rate:{<client>}:<window ms>`, one Cluster slot. */
+  function keysOf(clientKey: string): string[] {
+    const stored =
+      clientKey.length > maxClientLength ? `sha256-${createHash('sha256').update(clientKey).digest('hex')}` : clientKey;
+    if (!rules) return [storageKeyOf(stored)];
+    const tagged = hashTag(stored);
+    return rules.map((rule) => storageKeyOf(tagged, rule.window));
   }
 
   function toInfo(reply: HitReply, limit: number, clientKey: string, now: number): RateLimitInfo {
@@ -98,6 +117,38 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       resetAt: new Date(now + Number(reply[2])),
       key: clientKey,
     };
+  }
+
+  /**
+   * The state of every rule, from a rules script's reply, with the binding rule's in the top-level fields: when the
+   * request was blocked, of the rules it does not fit (`cost` more would exceed them), the one that admits it last;
+   * otherwise the one with the fewest requests left (then the one that resets last).
+   */
+  function toRulesInfo(reply: number[], clientKey: string, now: number, cost: number): RateLimitInfo {
+    const allowed = Number(reply[0]) === 1;
+    const states = (rules as RateLimitRule[]).map((rule, i): RateLimitRuleInfo => {
+      const used = Number(reply[3 * i + 1]);
+      return {
+        name: rule.name,
+        limit: rule.limit,
+        window: rule.window,
+        used,
+        remaining: Math.max(0, rule.limit - used),
+        resetAt: new Date(now + Number(reply[3 * i + 2])),
+      };
+    });
+    const blocking = allowed ? [] : states.filter((state) => state.used + cost > state.limit);
+    const candidates = blocking.length ? blocking : states;
+    let binding = candidates[0];
+    for (const state of candidates) {
+      const tighter = allowed
+        ? state.remaining < binding.remaining ||
+          (state.remaining === binding.remaining && state.resetAt > binding.resetAt)
+        : state.resetAt > binding.resetAt;
+      if (tighter) binding = state;
+    }
+    const { limit, used, remaining, resetAt } = binding;
+    return { limit, used, remaining, resetAt, key: clientKey, rules: states };
   }
 
   /** A fixed `message`, serialised once: a flood of limited requests should cost as little as possible. */
@@ -145,13 +196,37 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     else res.json(body);
   }
 
-  function refundWhenDone(res: Response, key: string, cost: number, limit: number) {
+  /** From the first block on, this instance listens for `reset()` of any instance (until then it has none to drop). */
+  function remember(key: string, info: RateLimitInfo, cost: number): void {
+    if (!blocks) return;
+    blocks.set(key, info, cost);
+    if (listeningForResets) return;
+    listeningForResets = true;
+    try {
+      subscribe(redis(), resetChannel, (blocked) => blocks.delete(blocked), logger);
+    } catch (error) {
+      logger.warn(`redisware rateLimit: cannot listen for reset(): ${(error as Error).message}`);
+    }
+  }
+
+  /**
+   * Refunds the request (skipFailedRequests / skipSuccessfulRequests) once it is known how it ended, in the windows
+   * that counted it only: each rule's time left at the count, less the time since, bounds the window it may touch.
+   */
+  function refundWhenDone(res: Response, hit: Hit, reply: number[], answeredAt: number) {
     let settled = false;
     const settle = (failed: boolean) => {
       if (settled) return;
       settled = true;
       if (failed ? !config.skipFailedRequests : !config.skipSuccessfulRequests) return;
-      call.run(scripts.refund, [key], [cost, windowMs, limit]).catch(() => {});
+      const elapsed = Date.now() - answeredAt;
+      const args: number[] = [hit.cost];
+      if (rules) {
+        rules.forEach((rule, i) => void args.push(rule.window, rule.limit, Number(reply[3 * i + 2]) - elapsed + 1));
+      } else {
+        args.push(windowMs, hit.limit, Number(reply[2]) - elapsed + 1);
+      }
+      call.run(scripts.refund, hit.keys, args).catch(() => {});
     };
     res.once('finish', () => settle(res.statusCode >= 400));
     res.once('close', () => settle(true));
@@ -160,6 +235,13 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   function resolveNumber(value: unknown, option: 'limit' | 'cost'): number {
     if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
     throw new TypeError(`rateLimit: the '${option}' function returned ${String(value)} (expected an integer ≥ 0)`);
+  }
+
+  /** The limit for `req` (0 for several rules: each has its own). */
+  async function limitFor(req: Request): Promise<number> {
+    if (typeof config.limit === 'number') return config.limit;
+    if (limitFunction) return resolveNumber(await limitFunction(req), 'limit');
+    return 0;
   }
 
   /** Resolves `skip`, `key`, `limit` and `cost` (any of which may be async); `undefined` when skipped. */
@@ -172,14 +254,15 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       );
     }
     const clientKey = String(rawKey);
-    const key = storageKey(clientKey);
-    const limit = typeof config.limit === 'number' ? config.limit : resolveNumber(await config.limit(req), 'limit');
+    const keys = keysOf(clientKey);
+    const limit = await limitFor(req);
     const cost = typeof config.cost === 'number' ? config.cost : resolveNumber(await config.cost(req), 'cost');
     if (lastLimits) {
       if (lastLimits.size >= 10_000) lastLimits.clear();
-      lastLimits.set(key, limit);
+      lastLimits.set(keys[0], limit);
+      lastLimit = limit;
     }
-    return { clientKey, key, limit, cost };
+    return { clientKey, keys, limit, cost };
   }
 
   /**
@@ -187,16 +270,17 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
    * callback: a counted request costs no promise (with a fixed `message`), and a blocked client no Redis call.
    */
   function count(req: Request, res: Response, next: NextFunction, hit: Hit): void | Promise<void> {
-    const { clientKey, key, limit, cost } = hit;
+    const { clientKey, keys, limit, cost } = hit;
     const now = Date.now();
-    const blocked = blocks?.get(key, now);
+    const blocked = blocks?.get(keys[0], now, limit, cost);
     if (blocked) {
       req.rateLimit = blocked;
       setRateLimitHeaders(res, config.headers, blocked, windowSeconds, now);
       return respondLimited(req, res, next, blocked, now);
     }
-    const args = cost === fixedCost && limit === fixedLimit ? fixedHitArgs : [cost, windowMs, limit, 0];
-    call.script(scripts.hit, [key], args, (error, reply) => {
+    const script = rulesScript ?? scripts.hit;
+    const args = cost === fixedCost && limit === fixedLimit ? fixedHitArgs : hitArgs(cost, limit);
+    call.script(script, keys, args, (error, reply) => {
       try {
         if (error) {
           if (config.onRedisError === 'allow') return next();
@@ -205,15 +289,17 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
           return;
         }
         const answeredAt = Date.now();
-        const info = toInfo(reply as HitReply, limit, clientKey, answeredAt);
+        const info = rules
+          ? toRulesInfo(reply as number[], clientKey, answeredAt, cost)
+          : toInfo(reply as HitReply, limit, clientKey, answeredAt);
         req.rateLimit = info;
         setRateLimitHeaders(res, config.headers, info, windowSeconds, answeredAt);
-        if ((reply as HitReply)[0] !== 1) {
-          blocks?.set(key, info);
+        if ((reply as number[])[0] !== 1) {
+          remember(keys[0], info, cost);
           respondLimited(req, res, next, info, answeredAt)?.catch(next);
           return;
         }
-        if (refundOn && cost > 0) refundWhenDone(res, key, cost, limit);
+        if (refundOn && cost > 0) refundWhenDone(res, hit, reply as number[], answeredAt);
         next();
       } catch (thrown) {
         next(thrown);
@@ -221,21 +307,26 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     });
   }
 
+  /** The hit script's arguments: one rule's (cost, window, limit, count), or the rules' (cost, count, windows and limits). */
+  function hitArgs(cost: number, limit: number, look = false): (string | number)[] {
+    if (!rules) return [cost, windowMs, limit, look ? 1 : 0];
+    const args: number[] = [cost, look ? 1 : 0];
+    for (const rule of rules) args.push(rule.window, rule.limit);
+    return args;
+  }
+
   /** With the default key, limit and cost there is nothing to await before the Redis call. */
-  const inputsAreFixed =
-    !config.skip && !config.key && typeof config.limit === 'number' && typeof config.cost === 'number';
-  const fixedLimit = config.limit as number;
-  const fixedCost = config.cost as number;
+  const inputsAreFixed = !config.skip && !config.key && !limitFunction && typeof config.cost === 'number';
+  const fixedLimit = typeof config.limit === 'number' ? config.limit : 0;
+  const fixedCost = typeof config.cost === 'number' ? config.cost : 1;
   /** The hit script's arguments with the configured cost and limit, built once (see the batcher's shared arguments). */
-  const fixedHitArgs = [fixedCost, windowMs, fixedLimit, 0] as const;
+  const fixedHitArgs = hitArgs(fixedCost, fixedLimit);
 
   const middleware = function rateLimitMiddleware(req: Request, res: Response, next: NextFunction): void {
     try {
       if (inputsAreFixed) {
         const clientKey = clientKeyOf(req) as string;
-        count(req, res, next, { clientKey, key: storageKey(clientKey), limit: fixedLimit, cost: fixedCost })?.catch(
-          next,
-        );
+        count(req, res, next, { clientKey, keys: keysOf(clientKey), limit: fixedLimit, cost: fixedCost })?.catch(next);
         return;
       }
       resolveHit(req, res)
@@ -246,19 +337,27 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     }
   } as RateLimitMiddleware;
 
-  middleware.reset = async function reset(clientKey: string | number): Promise<void> {
-    const key = storageKey(normaliseClient(clientKey, 'reset()'));
-    blocks?.delete(key);
-    await call((redis) => redis.del(key));
+  middleware.reset = async function reset(client: string | number): Promise<void> {
+    const keys = keysOf(normaliseClient(client, 'reset()'));
+    blocks?.delete(keys[0]);
+    await call.run(resetScript, keys, [resetChannel]);
   };
 
-  middleware.get = async function get(clientKey: string | number): Promise<RateLimitInfo | null> {
-    const client = normaliseClient(clientKey, 'get()');
-    const key = storageKey(client);
-    const limit = typeof config.limit === 'number' ? config.limit : (lastLimits?.get(key) ?? Number.NaN);
-    const reply = (await call.run(scripts.hit, [key], [0, windowMs, limit, 1])) as HitReply;
+  middleware.get = async function get(client: string | number, req?: Request): Promise<RateLimitInfo | null> {
+    const clientKey = normaliseClient(client, 'get()');
+    const keys = keysOf(clientKey);
+    let limit = fixedLimit;
+    if (limitFunction) {
+      limit = req ? await limitFor(req) : (lastLimits?.get(keys[0]) ?? lastLimit ?? 0);
+    }
+    const reply = (await call.run(rulesScript ?? scripts.hit, keys, hitArgs(0, limit, true))) as number[];
+    const now = Date.now();
+    if (rules) {
+      const exists = rules.some((_, i) => Number(reply[3 * i + 3]) === 1);
+      return exists ? toRulesInfo(reply, clientKey, now, 0) : null;
+    }
     if (reply[3] !== 1) return null;
-    return toInfo(reply, limit, client, Date.now());
+    return toInfo(reply as HitReply, limit, clientKey, now);
   };
 
   return middleware;

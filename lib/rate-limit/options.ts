@@ -2,6 +2,19 @@ import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
 import { commonMiddlewareOptions, fn, positiveDurationMs } from '../options.js';
 
+/** One rule of a limiter with several (`limit: [{ limit, window }, …]`), as it stands for a client. */
+export interface RateLimitRuleInfo {
+  /** The rule's name in the `RateLimit` headers (`'1s'`, `'1d'`, or the `name` it was given). */
+  name: string;
+  limit: number;
+  /** The rule's window in milliseconds. */
+  window: number;
+  used: number;
+  remaining: number;
+  /** When the rule's window resets, or, for a rule that blocks the request, when it would be admitted again. */
+  resetAt: Date;
+}
+
 /** What `req.rateLimit`, `get()` and the `handler` option see. */
 export interface RateLimitInfo {
   /** Requests allowed in the window. */
@@ -14,6 +27,11 @@ export interface RateLimitInfo {
   resetAt: Date;
   /** The client key (an IP address, an IPv6 /56 network, or what the `key` option returned). */
   key: string;
+  /**
+   * With several rules: each of them; the fields above are then the rule that binds (the one that blocked the
+   * request and is the last to reset, or, when none blocks it, the one with the fewest requests left).
+   */
+  rules?: RateLimitRuleInfo[];
 }
 
 type MaybePromise<T> = T | Promise<T>;
@@ -27,11 +45,53 @@ function serialisesToJson(value: object): boolean {
   }
 }
 
+/** A policy name in the `RateLimit` headers: a token, so it needs no escaping there. */
+const ruleName = z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/, 'must be 1 to 32 characters of A-Z, a-z, 0-9, _ . : -');
+
+/** One of several rules: `{ limit: 10, window: '1s' }`. */
+const ruleSchema = z.strictObject({
+  limit: z.number().int().min(0),
+  window: positiveDurationMs,
+  /** @default the window, as `'1s'`, `'15m'`, `'1d'` */
+  name: ruleName.optional(),
+});
+
+/** `1000` → `'1s'`, `86400000` → `'1d'`: a rule's default name. */
+function windowName(ms: number): string {
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1_000],
+  ] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** Several rules, each named, no two sharing a name. */
+const rulesSchema = z
+  .array(ruleSchema)
+  .min(1)
+  .max(16)
+  .transform((rules) =>
+    rules.map((rule) => ({ limit: rule.limit, window: rule.window, name: rule.name ?? windowName(rule.window) })),
+  )
+  .refine((rules) => new Set(rules.map((rule) => rule.name)).size === rules.length, {
+    message: 'two rules have the same name (give rules with the same window a name each)',
+  });
+
+/** A resolved rule. */
+export type RateLimitRule = z.output<typeof rulesSchema>[number];
+
 /** Options of `rateLimit()`. */
 export const rateLimitSchema = z.strictObject({
   ...commonMiddlewareOptions,
-  /** Requests allowed per window and client; a number or `(req) => number`. @default 100 */
-  limit: z.union([z.number().int().min(0), fn<(req: Request) => MaybePromise<number>>()]).default(100),
+  /**
+   * Requests allowed per window and client: a number, `(req) => number`, or several rules counted together,
+   * `[{ limit: 10, window: '1s' }, { limit: 1000, window: '1d' }]` (then `window` is not used). @default 100
+   */
+  limit: z.union([z.number().int().min(0), rulesSchema, fn<(req: Request) => MaybePromise<number>>()]).default(100),
   /** Window length. @default '15m' */
   window: positiveDurationMs.default(15 * 60_000),
   /** @default 'fixed-window' */

@@ -118,15 +118,24 @@ return {0, used, wait, exists}
 );
 
 /*
- * Refund scripts (skipFailedRequests / skipSuccessfulRequests): KEYS[1], ARGV[1] = cost, ARGV[2] = window, ARGV[3] = limit.
- * They only ever change an existing key (so never create one without a TTL) and never go below zero.
+ * Refund scripts (skipFailedRequests / skipSuccessfulRequests): KEYS = the request's counters (one per rule);
+ * ARGV[1] = cost, then per key: window, limit, and the most time its window can have left if it is still the window
+ * that counted the request (the time to reset it was counted with, less the time since, plus 1 ms of rounding): a
+ * window with more left than that began after the request, and is not refunded. They only ever change an existing
+ * key (so never create one without a TTL) and never go below zero.
  */
 
 export const fixedWindowRefundScript = new RedisScript(
   'fixed-window-refund',
   `
-local used = tonumber(redis.call('GET', KEYS[1]))
-if used and used > 0 then redis.call('DECRBY', KEYS[1], math.min(used, tonumber(ARGV[1]))) end
+local cost = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local left = redis.call('PTTL', KEYS[i])
+  if left >= 0 and left <= tonumber(ARGV[3 * i + 1]) then
+    local used = tonumber(redis.call('GET', KEYS[i]))
+    if used and used > 0 then redis.call('DECRBY', KEYS[i], math.min(used, cost)) end
+  end
+end
 return 0
 `,
 );
@@ -134,12 +143,17 @@ return 0
 export const slidingWindowRefundScript = new RedisScript(
   'sliding-window-refund',
   `
-local window = tonumber(ARGV[2])
+local cost = tonumber(ARGV[1])
 local time = redis.call('TIME')
-local current = math.floor((tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)) / window)
-local state = redis.call('HMGET', KEYS[1], 'w', 'c')
-if tonumber(state[1]) == current and tonumber(state[2]) then
-  redis.call('HSET', KEYS[1], 'c', math.max(0, tonumber(state[2]) - tonumber(ARGV[1])))
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+for i = 1, #KEYS do
+  local window = tonumber(ARGV[3 * i - 1])
+  local current = math.floor(now / window)
+  local left = window - (now - current * window)
+  local state = redis.call('HMGET', KEYS[i], 'w', 'c')
+  if left <= tonumber(ARGV[3 * i + 1]) and tonumber(state[1]) == current and tonumber(state[2]) then
+    redis.call('HSET', KEYS[i], 'c', math.max(0, tonumber(state[2]) - cost))
+  end
 end
 return 0
 `,
@@ -148,15 +162,162 @@ return 0
 export const tokenBucketRefundScript = new RedisScript(
   'token-bucket-refund',
   `
-local tokens = tonumber(redis.call('HGET', KEYS[1], 't'))
-if tokens then redis.call('HSET', KEYS[1], 't', math.min(tonumber(ARGV[3]), tokens + tonumber(ARGV[1]))) end
+local cost = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local tokens = tonumber(redis.call('HGET', KEYS[i], 't'))
+  if tokens then redis.call('HSET', KEYS[i], 't', math.min(tonumber(ARGV[3 * i]), tokens + cost)) end
+end
 return 0
 `,
 );
 
-/** The hit and refund scripts of each algorithm. */
+/*
+ * Several rules in one limiter (10 a second and 1,000 a day): KEYS = one key per rule, all in one Cluster slot;
+ * ARGV = cost, '1' to only look, then window (ms) and limit of each rule. Every rule is checked before any is
+ * counted, and a request is counted against all of them or, blocked by any, against none. Returns
+ * { allowed (1/0), then per rule: used, ms until reset (until the request would be admitted, for a rule that
+ * blocks it), exists (1/0) }. Each key gets its expiry in the same step that creates it.
+ */
+
+/** Fixed windows: a counter per rule, each window starting at the client's first request under it. */
+export const fixedWindowRulesSource = `
+local cost, look = tonumber(ARGV[1]), ARGV[2] == '1'
+local reply, allowed = {1}, true
+for i = 1, #KEYS do
+  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  local used = tonumber(redis.call('GET', KEYS[i]))
+  local left = window
+  if used then
+    left = redis.call('PTTL', KEYS[i])
+    if left < 0 then
+      redis.call('PEXPIRE', KEYS[i], window)
+      left = window
+    end
+  end
+  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = used or 0, left, used and 1 or 0
+  if (used or 0) + cost > limit then allowed = false end
+end
+if not allowed then
+  reply[1] = 0
+  return reply
+end
+if look then return reply end
+for i = 1, #KEYS do
+  local window = tonumber(ARGV[1 + 2 * i])
+  local used = redis.call('INCRBY', KEYS[i], cost)
+  local left = redis.call('PTTL', KEYS[i])
+  if left < 0 then
+    redis.call('PEXPIRE', KEYS[i], window)
+    left = window
+  end
+  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = used, left, 1
+end
+return reply
+`;
+
+/** Sliding windows: the weighted two-window estimate of each rule, as `slidingWindowScript` computes it. */
+export const slidingWindowRulesSource = `
+local cost, look = tonumber(ARGV[1]), ARGV[2] == '1'
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local reply, allowed, states = {1}, true, {}
+for i = 1, #KEYS do
+  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  local current = math.floor(now / window)
+  local elapsed = now - current * window
+  local state = redis.call('HMGET', KEYS[i], 'w', 'c', 'p')
+  local w, c, p = tonumber(state[1]), tonumber(state[2]) or 0, tonumber(state[3]) or 0
+  local exists = w and 1 or 0
+  if w ~= current then
+    if w == current - 1 then p = c else p = 0 end
+    c = 0
+  end
+  local estimate = p * (window - elapsed) / window + c
+  local wait = window - elapsed
+  if estimate + cost > limit then
+    allowed = false
+    if c + cost <= limit and p > 0 then
+      wait = math.ceil(window * (1 - (limit - cost - c) / p)) - elapsed
+    elseif limit - cost >= 0 and c > 0 then
+      wait = window - elapsed + math.ceil(window * (1 - (limit - cost) / c))
+    else
+      wait = 2 * window - elapsed
+    end
+    if wait < 1 then wait = 1 end
+  end
+  states[i] = {current, c, p, elapsed, window, estimate}
+  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = math.ceil(estimate), wait, exists
+end
+if not allowed then
+  reply[1] = 0
+  return reply
+end
+if look then return reply end
+for i = 1, #KEYS do
+  local current, c, p, elapsed, window, estimate = unpack(states[i])
+  redis.call('HSET', KEYS[i], 'w', current, 'c', c + cost, 'p', p)
+  redis.call('PEXPIRE', KEYS[i], 2 * window - elapsed)
+  reply[3 * i - 1], reply[3 * i + 1] = math.ceil(estimate + cost), 1
+end
+return reply
+`;
+
+/** Token buckets: one bucket per rule, as `tokenBucketScript` keeps it. */
+export const tokenBucketRulesSource = `
+local cost, look = tonumber(ARGV[1]), ARGV[2] == '1'
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local reply, allowed, buckets = {1}, true, {}
+for i = 1, #KEYS do
+  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  local state = redis.call('HMGET', KEYS[i], 't', 'ts')
+  local tokens, ts = tonumber(state[1]), tonumber(state[2])
+  local exists = 1
+  if not tokens then tokens, ts, exists = limit, now, 0 end
+  if limit > 0 then tokens = math.min(limit, tokens + (now - ts) * limit / window) end
+  local wait = 0
+  if limit > 0 then wait = math.ceil((limit - tokens) * window / limit) end
+  if tokens < cost then
+    allowed = false
+    wait = window
+    if limit > 0 and cost <= limit then wait = math.max(1, math.ceil((cost - tokens) * window / limit)) end
+  end
+  buckets[i] = tokens
+  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = math.ceil(limit - tokens), wait, exists
+end
+if not allowed then
+  reply[1] = 0
+  return reply
+end
+if look then return reply end
+for i = 1, #KEYS do
+  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  local tokens = buckets[i] - cost
+  local full = 0
+  if limit > 0 then full = math.ceil((limit - tokens) * window / limit) end
+  redis.call('HSET', KEYS[i], 't', tokens, 'ts', now)
+  redis.call('PEXPIRE', KEYS[i], math.max(1, full))
+  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = math.ceil(limit - tokens), full, 1
+end
+return reply
+`;
+
+/**
+ * Forgets a client: KEYS = its counters; ARGV[1] = the channel every rateLimit() instance listens on, to which the
+ * first key is published so that each drops its memory of blocking that client.
+ */
+export const resetScript = new RedisScript(
+  'rate-limit-reset',
+  `
+redis.call('DEL', unpack(KEYS))
+redis.call('PUBLISH', ARGV[1], KEYS[1])
+return 0
+`,
+);
+
+/** The hit and refund scripts of each algorithm, and the source of its several-rules form. */
 export const algorithms = {
-  'fixed-window': { hit: fixedWindowScript, refund: fixedWindowRefundScript },
-  'sliding-window': { hit: slidingWindowScript, refund: slidingWindowRefundScript },
-  'token-bucket': { hit: tokenBucketScript, refund: tokenBucketRefundScript },
+  'fixed-window': { hit: fixedWindowScript, refund: fixedWindowRefundScript, rules: fixedWindowRulesSource },
+  'sliding-window': { hit: slidingWindowScript, refund: slidingWindowRefundScript, rules: slidingWindowRulesSource },
+  'token-bucket': { hit: tokenBucketScript, refund: tokenBucketRefundScript, rules: tokenBucketRulesSource },
 } as const;
