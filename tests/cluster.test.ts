@@ -48,6 +48,42 @@ describe('on Redis Cluster', () => {
     }
   });
 
+  it('rateLimit() with several rules counts them in one script (one slot per client) and reset() reaches every instance', async () => {
+    const options = {
+      limit: [
+        { limit: 5, window: '1m' },
+        { limit: 50, window: '1d' },
+      ],
+      key: () => 'cluster-rules',
+      logger: silentLogger,
+    };
+    const limiters = [
+      rateLimit({ ...options, redis: await clusterClient() }),
+      rateLimit({ ...options, redis: await clusterClient() }),
+    ];
+    const apps = limiters.map((limiter) => {
+      const app = express();
+      app.get('/', limiter, (_req, res) => void res.send('ok'));
+      return app;
+    });
+    const statuses = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        request(apps[i % 2])
+          .get('/')
+          .then((r) => r.status),
+      ),
+    );
+    expect(statuses.filter((s) => s === 200)).toHaveLength(5);
+    await request(apps[1]).get('/').expect(429);
+    await limiters[0].reset('cluster-rules');
+    let status = 429;
+    for (let waited = 0; status === 429 && waited < 2_000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      status = (await request(apps[1]).get('/')).status;
+    }
+    expect(status).toBe(200);
+  });
+
   it('redisSession() stores, lists and destroys sessions by user', async () => {
     const redis = await clusterClient();
     const sessions = redisSession({ redis, secret: 'cluster-secret-cluster-secret-cluster-secret' });
