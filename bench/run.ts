@@ -44,6 +44,7 @@ const suites: Record<string, Suite> = {
     variants: [
       'redisware rateLimit()',
       "redisware rateLimit(), the app's own ioredis 6 client",
+      'redisware rateLimit(), two rules (the limit per 15 minutes and per day)',
       'redisware rateLimit(), batch: false',
       'express-rate-limit + rate-limit-redis',
       'rate-limiter-flexible',

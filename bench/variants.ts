@@ -121,6 +121,19 @@ export const variants: Record<string, Variant> = {
     },
   },
 
+  'redisware rateLimit(), two rules (the limit per 15 minutes and per day)': {
+    async build(url, { limit = 1e9 }) {
+      const redis = createRedis(url);
+      const app = baseApp();
+      const rules = [
+        { limit, window: windowMs },
+        { limit: Math.max(limit, 1_000), window: '1d' },
+      ];
+      app.use(rateLimit({ redis, limit: rules, prefix: 'bench-rw-rules' }));
+      return finish(app, [redis]);
+    },
+  },
+
   'redisware rateLimit(), batch: false': {
     async build(url, { limit = 1e9 }) {
       const redis = createRedis(url);
