@@ -1,10 +1,11 @@
 // Every middleware against a real three-node Redis Cluster: scripts touch one key each, cross-slot work is split.
 import express from 'express';
+import { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCache, createRedis, type RedisClient, rateLimit, redisSession, withLock } from '../lib/index.js';
 import { privateCluster } from './support/private-cluster.js';
-import { silentLogger } from './support/redis.js';
+import { silentLogger, subscribers } from './support/redis.js';
 
 let clients: RedisClient[] = [];
 let nodes: string[];
@@ -75,6 +76,12 @@ describe('on Redis Cluster', () => {
     );
     expect(statuses.filter((s) => s === 200)).toHaveLength(5);
     await request(apps[1]).get('/').expect(429);
+    const admins = nodes.map((node) => new Redis(node));
+    try {
+      await subscribers(admins, 'rate:reset', 2);
+    } finally {
+      for (const admin of admins) admin.disconnect();
+    }
     await limiters[0].reset('cluster-rules');
     let status = 429;
     for (let waited = 0; status === 429 && waited < 2_000; waited += 20) {

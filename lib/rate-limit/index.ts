@@ -196,14 +196,15 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     else res.json(body);
   }
 
-  /** From the first block on, this instance listens for `reset()` of any instance (until then it has none to drop). */
-  function remember(key: string, info: RateLimitInfo, cost: number): void {
-    if (!blocks) return;
-    blocks.set(key, info, cost);
-    if (listeningForResets) return;
+  /**
+   * From its first counted request on, an instance with a block cache listens for `reset()` of any instance, so that
+   * it is subscribed well before it first blocks someone (a message sent before is missed; see `subscribe`).
+   */
+  function listenForResets(): void {
     listeningForResets = true;
+    const cache = blocks as BlockCache;
     try {
-      subscribe(redis(), resetChannel, (blocked) => blocks.delete(blocked), logger);
+      subscribe(redis(), resetChannel, (blocked) => cache.delete(blocked), logger);
     } catch (error) {
       logger.warn(`redisware rateLimit: cannot listen for reset(): ${(error as Error).message}`);
     }
@@ -278,6 +279,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       setRateLimitHeaders(res, config.headers, blocked, windowSeconds, now);
       return respondLimited(req, res, next, blocked, now);
     }
+    if (blocks && !listeningForResets) listenForResets();
     const script = rulesScript ?? scripts.hit;
     const args = cost === fixedCost && limit === fixedLimit ? fixedHitArgs : hitArgs(cost, limit);
     call.script(script, keys, args, (error, reply) => {
@@ -295,7 +297,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
         req.rateLimit = info;
         setRateLimitHeaders(res, config.headers, info, windowSeconds, answeredAt);
         if ((reply as number[])[0] !== 1) {
-          remember(keys[0], info, cost);
+          blocks?.set(keys[0], info, cost);
           respondLimited(req, res, next, info, answeredAt)?.catch(next);
           return;
         }

@@ -3,7 +3,7 @@ import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { rateLimit } from '../../lib/index.js';
-import { silentLogger, uniquePrefix, useTestRedis } from '../support/redis.js';
+import { silentLogger, subscribers, uniquePrefix, useTestRedis } from '../support/redis.js';
 import { appWith } from './support.js';
 
 const redis = useTestRedis('rate-limit-instances');
@@ -28,6 +28,7 @@ describe('rateLimit() across instances', () => {
     await request(a).get('/').expect(200);
     await request(a).get('/').expect(429);
     await request(b).get('/').expect(429); // both instances now answer this client from memory
+    await subscribers([redis.client()], `${prefix}:reset`, 2);
     await first.reset('c');
     await request(a).get('/').expect(200);
     // The other instance hears of the reset and asks Redis again: the client has one request left there.

@@ -146,3 +146,18 @@ export async function watchCommands(
     },
   };
 }
+
+/**
+ * Resolves once `channel` has at least `count` subscribers, summed over `servers` (every node of a Cluster), so a
+ * test publishes only once its subscribers can hear it; rejects after two seconds.
+ */
+export async function subscribers(servers: Redis[], channel: string, count: number): Promise<void> {
+  for (let waited = 0; waited < 2_000; waited += 10) {
+    const counts = await Promise.all(
+      servers.map(async (server) => Number(((await server.call('PUBSUB', 'NUMSUB', channel)) as unknown[])[1])),
+    );
+    if (counts.reduce((sum, n) => sum + n, 0) >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`fewer than ${count} subscribers on ${channel}`);
+}
