@@ -204,7 +204,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     listeningForResets = true;
     const cache = blocks as BlockCache;
     try {
-      subscribe(redis(), resetChannel, (blocked) => cache.delete(blocked), logger);
+      subscribe(redis(), resetChannel, (blocked) => cache.delete(blocked));
     } catch (error) {
       logger.warn(`redisware rateLimit: cannot listen for reset(): ${(error as Error).message}`);
     }

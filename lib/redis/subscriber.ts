@@ -1,6 +1,5 @@
 // Pub/sub on a connection of its own: a subscribed connection can run nothing else, so it is never the one that
 // runs a middleware's commands.
-import { type Logger, OutageReporter } from '../logger.js';
 import type { RedisClient } from './client.js';
 
 type Listener = (message: string) => void;
@@ -18,16 +17,13 @@ const subscribers = new WeakMap<RedisClient, Subscriber>();
  * client ends. A message published while that connection is down is missed: subscribers must treat messages as a
  * speed-up, never as the only way something becomes true.
  */
-export function subscribe(client: RedisClient, channel: string, listener: Listener, logger: Logger): void {
+export function subscribe(client: RedisClient, channel: string, listener: Listener): void {
   let subscriber = subscribers.get(client);
   if (!subscriber) {
     const connection = client.duplicate() as RedisClient;
-    const outage = new OutageReporter(
-      logger,
-      'a redisware subscriber connection failed (messages are missed meanwhile)',
-    );
-    connection.on('error', (error: Error) => outage.failed(error));
-    connection.on('ready', () => outage.recovered());
+    // Its errors are those of the client's own connection, which the middleware already reports once per outage;
+    // a listener is still needed, or ioredis would print each one.
+    connection.on('error', () => {});
     const created: Subscriber = { connection, listeners: new Map() };
     connection.on('message', (name: string, message: string) => {
       const listeners = created.listeners.get(name);
