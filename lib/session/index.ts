@@ -1,4 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { beforeHeaders, holdEnd } from '../http/response.js';
 import { nameArgument } from '../keys.js';
 import { sessionCookie } from './cookie.js';
 import type { SessionData } from './data.js';
@@ -140,55 +141,39 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
 
   /** Adds the session's Set-Cookie, if one is owed, to headers sent before the end (`res.write`, `res.writeHead`). */
   function cookieBeforeHeaders(req: Request, res: Response, session: RedisSession): void {
-    const originalWriteHead = res.writeHead as (...args: unknown[]) => Response;
-    res.writeHead = function writeHeadWithCookie(this: Response, ...args: unknown[]) {
-      sendCookie(req, res, session);
-      return originalWriteHead.apply(this, args);
-    } as typeof res.writeHead;
+    beforeHeaders(res, () => sendCookie(req, res, session));
   }
 
   /** Holds `res.end` until the session is saved, so no response (a redirect included) can beat the write. */
   function commitBeforeEnd(req: Request, res: Response, session: RedisSession): void {
-    const originalEnd = res.end as (...args: unknown[]) => Response;
-    let phase: 'open' | 'saving' | 'ended' = 'open';
-    res.end = function endAfterCommit(this: Response, ...args: unknown[]) {
-      if (phase === 'ended') return originalEnd.apply(this, args);
-      // A second end() while the first waits for the save: the first one's response goes out, as it would have
-      // without the wait (and this one must not overtake the save).
-      if (phase === 'saving') return res;
+    holdEnd(res, (proceed) => {
       let changes: ReturnType<typeof storage.pendingWrite>;
       try {
         changes = storage.pendingWrite(session, reportUnstorable);
-        if (!changes) {
-          // Nothing to save (the common, read-only request): end now, without a detour through a promise.
-          phase = 'ended';
-          sendCookie(req, res, session, false);
-          return originalEnd.apply(this, args);
-        }
       } catch (error) {
         // A bug of the app's (a throwing getter, say) must not keep the response from ending.
-        phase = 'ended';
         config.logger.error(`redisware redisSession: the session was not saved: ${(error as Error).message}`);
-        return originalEnd.apply(this, args);
+        return proceed();
       }
-      phase = 'saving';
+      if (!changes) {
+        // Nothing to save (the common, read-only request): end now, without a detour through a promise.
+        sendCookie(req, res, session, false);
+        return proceed();
+      }
       storage.write(session, changes, (error) => {
-        phase = 'ended';
         if (!error) {
           sendCookie(req, res, session);
-          originalEnd.apply(res, args);
-          return;
+          return proceed();
         }
         config.logger.error(`redisware redisSession: saving the session failed: ${error.message}`);
         if (config.onRedisError === 'fail' && !res.headersSent) {
           respondUnavailable(res);
-          originalEnd.call(res, 'Service Unavailable: the session could not be saved.');
+          proceed('Service Unavailable: the session could not be saved.');
         } else {
-          originalEnd.apply(res, args);
+          proceed();
         }
       });
-      return res;
-    } as typeof res.end;
+    });
   }
 
   /**

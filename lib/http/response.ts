@@ -1,0 +1,50 @@
+// Response interception, written once for every middleware that needs it: a listener for the moment the headers
+// are written (jshttp's on-headers, which compression and express-session use too), and a hold on `res.end` until
+// some work is done.
+import type { ServerResponse } from 'node:http';
+import onHeaders from 'on-headers';
+
+/**
+ * Calls `listener` once, right before the headers are written (`res.writeHead`, explicit or implicit), with the
+ * headers still changeable. Listeners run in reverse order of registration: a middleware mounted after compression
+ * sees the handler's headers before compression adds `Content-Encoding`.
+ */
+export function beforeHeaders(res: ServerResponse, listener: () => void): void {
+  onHeaders(res, listener);
+}
+
+type End = (...args: unknown[]) => ServerResponse;
+
+/** Ends a held response: with the arguments of the held `end()` call, or with others given here. */
+export type Proceed = (...replacement: unknown[]) => void;
+
+/**
+ * Holds `res.end` until `hold(proceed)` calls `proceed()` (at once or later), so that work such as saving a session
+ * or deleting a cache entry is finished before the last byte goes out — a client that acts on the response (a
+ * redirect, a read after its own write) never beats it. A second `end()` while the first is held changes nothing
+ * (the first one's response goes out); `hold` runs for the first `end()` only.
+ */
+export function holdEnd(res: ServerResponse, hold: (proceed: Proceed) => void): void {
+  const originalEnd = res.end as End;
+  let phase: 'open' | 'holding' | 'ended' = 'open';
+  res.end = function heldEnd(this: ServerResponse, ...args: unknown[]) {
+    if (phase === 'ended') return originalEnd.apply(this, args);
+    if (phase === 'holding') return this;
+    phase = 'holding';
+    let proceeded = false;
+    const proceed: Proceed = (...replacement) => {
+      if (proceeded) return;
+      proceeded = true;
+      phase = 'ended';
+      originalEnd.apply(res, replacement.length ? replacement : args);
+    };
+    try {
+      hold(proceed);
+    } catch (error) {
+      // A bug in the hold must not keep the response from ending.
+      proceed();
+      throw error;
+    }
+    return this;
+  } as typeof res.end;
+}
