@@ -1,15 +1,33 @@
+// What the handler behind the cache produced, teed while it streams to the client.
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { Response } from 'express';
-import { isStoredHeader } from './http.js';
+import { beforeHeaders } from '../http/response.js';
+import { droppedBy304, hasNoBody, storedHeaderFilter } from './http.js';
 
 /** What a handler sent, as far as it can be stored. */
 export interface CapturedResponse {
   status: number;
+  /** The headers the handler set (not those outer middleware set before the cache), original casing, in order. */
   headers: [string, string][];
   body: Buffer;
 }
 
-/** Decides, when the handler starts its response, whether to let it through or send something else. */
-export type HeadHook = (status: number) => { status: number; headers: [string, string][]; body: Buffer } | undefined;
+/** The response at the moment its headers are written, for the caller to decide on. */
+export interface Head {
+  status: number;
+  /** The headers the handler set, as they will be stored. */
+  handlerHeaders: [string, string][];
+  /** Every header on the response at that moment (outer middleware's included), lower-case names. */
+  all: OutgoingHttpHeaders;
+}
+
+/** What to do with a response whose headers are about to go out. */
+export type HeadDecision =
+  | { kind: 'pass' }
+  /** Answer the client 304 Not Modified (its validator matches), still capturing the full response for storage. */
+  | { kind: 'not-modified' }
+  /** Send this instead, discarding the handler's output (how `staleIfError` swaps a 5xx for the last good entry). */
+  | { kind: 'replace'; status: number; headers: [string, string][]; body: Buffer };
 
 type Callback = (error?: Error | null) => void;
 
@@ -20,15 +38,34 @@ function toBuffer(chunk: unknown, encoding: unknown): Buffer | undefined {
   return Buffer.from(String(chunk), typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
 }
 
-/** The response headers as `[name, value]` pairs with their original casing, repeated headers kept apart. */
-function headerPairs(res: Response): [string, string][] {
+/** A header value as it is compared with the one outer middleware set (`'a, b'` for a list). */
+function comparable(value: OutgoingHttpHeaders[string]): string {
+  return Array.isArray(value) ? value.join('\n') : String(value);
+}
+
+/**
+ * The headers on `res` now (lower-case names), to tell apart later which ones the handler set: called when the
+ * cache is entered, before the handler runs.
+ */
+export function headerSnapshot(res: Response): Map<string, string> {
+  const snapshot = new Map<string, string>();
+  const headers = res.getHeaders();
+  for (const name of Object.keys(headers)) snapshot.set(name, comparable(headers[name]));
+  return snapshot;
+}
+
+/**
+ * The headers the handler set or changed since `snapshot`, as `[name, value]` pairs with their original casing,
+ * repeated headers kept apart, without those that are never stored (hop-by-hop, Connection-listed).
+ */
+function handlerHeaders(res: Response, snapshot: Map<string, string>): [string, string][] {
+  const stored = storedHeaderFilter(res.getHeader('connection'));
   const pairs: [string, string][] = [];
   // Node has had getRawHeaderNames() since 15.13; @types/node does not declare it on ServerResponse.
-  const rawNames = (res as unknown as { getRawHeaderNames(): string[] }).getRawHeaderNames();
-  for (const name of rawNames) {
-    if (!isStoredHeader(name)) continue;
+  for (const name of (res as unknown as { getRawHeaderNames(): string[] }).getRawHeaderNames()) {
     const value = res.getHeader(name);
-    if (value === undefined) continue;
+    if (value === undefined || !stored(name)) continue;
+    if (snapshot.get(name.toLowerCase()) === comparable(value)) continue; // set by outer middleware, untouched
     if (Array.isArray(value)) for (const item of value) pairs.push([name, String(item)]);
     else pairs.push([name, String(value)]);
   }
@@ -36,26 +73,29 @@ function headerPairs(res: Response): [string, string][] {
 }
 
 /**
- * Tees what the handler writes (`res.json`, `res.send`, `res.write`/`res.end`, a piped stream) while it still
- * streams to the client. Resolves with the response as soon as the handler has ended it, before its last bytes are
- * handed to the socket, so that storing it starts before the client can have it (and ask again); or with
- * `undefined` when it exceeded `maxBytes`, was aborted before its end, or was replaced by `onHead`.
+ * Tees what the handler writes (`res.json`, `res.send`, `res.write`/`res.end`, a piped stream) while it streams to
+ * the client. `decide` runs right before the headers go out — before any outer middleware's own header listeners
+ * (compression's, say), so it sees the handler's headers and the body bytes before they are encoded — and may have
+ * the client answered 304, or sent something else.
  *
- * `onHead` runs when the status is known; if it returns a response, that one is sent instead and the handler's
- * own output is discarded (how `staleIfError` swaps a 5xx for the last good entry).
+ * Resolves as soon as the handler has ended the response, before its last bytes are handed to the socket, so that
+ * storing it starts before the client can have it (and ask again): with the response, or `undefined` when it
+ * exceeded `maxBytes`, was aborted before its end, or was replaced.
  */
 export function captureResponse(
   res: Response,
+  snapshot: Map<string, string>,
   maxBytes: number,
-  onHead?: HeadHook,
+  decide: (head: Head) => HeadDecision,
 ): Promise<CapturedResponse | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
   let tooBig = false;
-  let replacement: ReturnType<HeadHook>;
+  let decision: HeadDecision = { kind: 'pass' };
+  let status = 200;
   let headers: [string, string][] = [];
   const collect = (chunk: unknown, encoding: unknown) => {
-    if (tooBig || replacement) return;
+    if (tooBig || decision.kind === 'replace') return;
     const buffer = toBuffer(chunk, encoding);
     if (!buffer || buffer.length === 0) return;
     size += buffer.length;
@@ -66,36 +106,35 @@ export function captureResponse(
     }
     chunks.push(buffer);
   };
+  /** Whether the handler's bytes go to the client (not for a 304 answer, nor a replaced response). */
+  const passesBody = () => decision.kind === 'pass';
 
-  const originalWriteHead = res.writeHead;
-  const originalWrite = res.write;
-  const originalEnd = res.end;
-
-  res.writeHead = function writeHeadCaptured(this: Response, statusCode: number, ...rest: unknown[]) {
-    replacement = onHead?.(statusCode);
-    if (replacement) {
+  beforeHeaders(res, () => {
+    status = res.statusCode;
+    headers = handlerHeaders(res, snapshot);
+    decision = decide({ status, handlerHeaders: headers, all: res.getHeaders() });
+    if (decision.kind === 'not-modified') {
+      res.statusCode = 304;
+      for (const name of droppedBy304) res.removeHeader(name);
+    } else if (decision.kind === 'replace') {
       for (const name of res.getHeaderNames()) res.removeHeader(name);
-      for (const [name, value] of replacement.headers) res.appendHeader(name, value);
-      return (originalWriteHead as (status: number) => Response).call(this, replacement.status);
+      for (const [name, value] of decision.headers) res.appendHeader(name, value);
+      res.statusCode = decision.status;
     }
-    const result = (originalWriteHead as (status: number, ...args: unknown[]) => Response).call(
-      this,
-      statusCode,
-      ...rest,
-    );
-    headers = headerPairs(res);
-    return result;
-  } as typeof res.writeHead;
+  });
+
+  const originalWrite = res.write as (...args: unknown[]) => boolean;
+  const originalEnd = res.end as (...args: unknown[]) => Response;
 
   res.write = function writeCaptured(this: Response, chunk: unknown, encoding?: unknown, callback?: unknown) {
     if (!res.headersSent) res.writeHead(res.statusCode);
-    if (replacement) {
+    collect(chunk, encoding);
+    if (!passesBody()) {
       const done = (typeof encoding === 'function' ? encoding : callback) as Callback | undefined;
       if (done) process.nextTick(done);
       return true;
     }
-    collect(chunk, encoding);
-    return (originalWrite as (...args: unknown[]) => boolean).call(this, chunk, encoding, callback);
+    return originalWrite.call(this, chunk, encoding, callback);
   } as typeof res.write;
 
   let complete: (response: CapturedResponse | undefined) => void = () => {};
@@ -105,21 +144,28 @@ export function captureResponse(
 
   res.end = function endCaptured(this: Response, chunk?: unknown, encoding?: unknown, callback?: unknown) {
     if (!res.headersSent) {
-      // Let Node compute Content-Length for a single final chunk, as it would without us.
+      // Let the client get the Content-Length Node would have computed for a single final chunk, as without us;
+      // never on a response that has no body (a 204 or 304 with `Content-Length: 0` is wrong, RFC 9110 §8.6).
       const buffer = toBuffer(chunk, encoding);
-      if (buffer && !res.hasHeader('Content-Length') && !res.hasHeader('Transfer-Encoding')) {
+      if (
+        buffer &&
+        !hasNoBody(res.statusCode) &&
+        !res.hasHeader('Content-Length') &&
+        !res.hasHeader('Transfer-Encoding')
+      ) {
         res.setHeader('Content-Length', buffer.length);
       }
       res.writeHead(res.statusCode);
     }
-    if (replacement) {
-      complete(undefined);
-      const done = [chunk, encoding, callback].find((arg) => typeof arg === 'function') as Callback | undefined;
-      return (originalEnd as (...args: unknown[]) => Response).call(this, replacement.body, done);
-    }
     collect(chunk, encoding);
-    complete(tooBig ? undefined : { status: res.statusCode, headers, body: Buffer.concat(chunks, size) });
-    return (originalEnd as (...args: unknown[]) => Response).call(this, chunk, encoding, callback);
+    const done = [chunk, encoding, callback].find((arg) => typeof arg === 'function') as Callback | undefined;
+    if (decision.kind === 'replace') {
+      complete(undefined);
+      return originalEnd.call(this, decision.body, done);
+    }
+    complete(tooBig ? undefined : { status, headers, body: Buffer.concat(chunks, size) });
+    if (!passesBody()) return originalEnd.call(this, done);
+    return originalEnd.call(this, chunk, encoding, callback);
   } as typeof res.end;
 
   // Closed before the handler ended it: nothing complete to store. (A no-op once it has resolved.)

@@ -28,6 +28,11 @@ interface Meta {
 
 /** Marks a stored response (values stored by `cache.set` are JSON and never start with it). */
 const magic = Buffer.from([0x00, 0x52, 0x57, 0x32]); // \0RW2
+/**
+ * Marks the record kept at a URL's key when its responses vary (`Vary`): `\0RWV`, the request header names
+ * (comma-separated), a newline, and the ids of the variants kept, newest first (written by the store script).
+ */
+export const varyMarkerMagic = '\u0000RWV';
 /** Layout: magic (4 bytes), version (16 ASCII characters), metadata length (4 bytes), metadata JSON, body. */
 const versionEnd = 4 + 16;
 const headerEnd = versionEnd + 4;
@@ -73,6 +78,14 @@ export function decodeResponse(stored: Buffer): StoredResponse | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The request header names of a vary marker (see {@link varyMarkerMagic}), or `undefined` for anything else. */
+export function decodeVaryMarker(stored: Buffer): string[] | undefined {
+  if (stored.length < 4 || stored.toString('latin1', 0, 4) !== varyMarkerMagic) return undefined;
+  const end = stored.indexOf(0x0a, 4);
+  const names = stored.toString('latin1', 4, end === -1 ? stored.length : end);
+  return names === '' ? [] : names.split(',');
 }
 
 /** A weak ETag from the body's SHA-1, for responses that carry none. */

@@ -1,7 +1,11 @@
-import type { IncomingHttpHeaders } from 'node:http';
+// The parts of HTTP caching (RFC 9110, RFC 9111) the response cache needs: what is stored, validators, Vary.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) and headers that describe this hop's delivery: never stored. */
-const notStored = new Set([
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1), headers that describe this delivery rather than the response, and ours:
+ * never stored. Headers named in the response's `Connection` header are hop-by-hop too (see `storedHeaderFilter`).
+ */
+const neverStored = new Set([
   'connection',
   'keep-alive',
   'proxy-authenticate',
@@ -11,27 +15,52 @@ const notStored = new Set([
   'trailer',
   'transfer-encoding',
   'upgrade',
-  'date',
   'x-cache',
 ]);
 
-export function isStoredHeader(name: string): boolean {
-  return !notStored.has(name.toLowerCase());
+/** The tokens of a `Connection` header value (lower case). */
+function connectionTokens(value: OutgoingHttpHeaders[string]): string[] {
+  if (value === undefined) return [];
+  const text = Array.isArray(value) ? value.join(',') : String(value);
+  return text
+    .split(',')
+    .map((token) => token.trim().toLowerCase())
+    .filter((token) => token !== '');
 }
 
-/** Cache-Control directives that forbid storing a response in a shared cache. */
+/** Whether a header of this response may be stored: not hop-by-hop, and not named in its `Connection` header. */
+export function storedHeaderFilter(connection: OutgoingHttpHeaders[string]): (name: string) => boolean {
+  const listed = connectionTokens(connection);
+  return (name) => {
+    const lower = name.toLowerCase();
+    return !neverStored.has(lower) && !listed.includes(lower);
+  };
+}
+
+/** The directives of a `Cache-Control` value (lower case names, without their arguments). */
+function directives(cacheControl: string): string[] {
+  return cacheControl
+    .split(',')
+    .map((part) => part.split('=')[0].trim().toLowerCase())
+    .filter((name) => name !== '');
+}
+
+/** Cache-Control directives that forbid storing a response in a shared cache (RFC 9111 §3, §5.2.2). */
 export function forbidsStoring(cacheControl: string | undefined): boolean {
   if (!cacheControl) return false;
-  return /(?:^|,)\s*(?:no-store|no-cache|private)\s*(?:=|,|$)/i.test(cacheControl);
+  return directives(cacheControl).some((name) => name === 'no-store' || name === 'no-cache' || name === 'private');
 }
 
-/** The request header names listed by a response `Vary` header (lower case); `['*']` for `Vary: *`. */
+/** The request header names listed by a response `Vary` header (lower case, sorted, unique); `['*']` for `*`. */
 export function varyNames(vary: string | undefined): string[] {
   if (!vary) return [];
-  return vary
-    .split(',')
-    .map((name) => name.trim().toLowerCase())
-    .filter((name) => name !== '');
+  const names = new Set(
+    vary
+      .split(',')
+      .map((name) => name.trim().toLowerCase())
+      .filter((name) => name !== ''),
+  );
+  return names.has('*') ? ['*'] : [...names].sort();
 }
 
 /** The value of a request header as one string (repeats joined), or '' when absent. */
@@ -41,13 +70,71 @@ export function requestHeader(headers: IncomingHttpHeaders, name: string): strin
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
-/** Weak comparison (RFC 9110 §13.1.2): `If-None-Match` lists ETags, or is `*`. */
-export function ifNoneMatchMatches(ifNoneMatch: string | undefined, etag: string): boolean {
-  if (!ifNoneMatch) return false;
-  if (ifNoneMatch.trim() === '*') return true;
-  const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
-  const target = opaque(etag);
-  return ifNoneMatch.split(',').some((candidate) => opaque(candidate) === target);
+/**
+ * The entity-tags of an `If-None-Match` value (RFC 9110 §8.8.3 and §13.1.2): `*`, or a list of entity-tags, each
+ * `"opaque"` or `W/"opaque"`, whose opaque part may itself hold commas. Returns `'*'`, or the tags as written.
+ * Anything that is not an entity-tag ends the list (a malformed header matches nothing after it).
+ */
+export function entityTags(header: string): '*' | string[] {
+  if (header.trim() === '*') return '*';
+  const tags: string[] = [];
+  const tag = /\s*(W\/)?"([^"]*)"\s*(?:,|$)/y;
+  tag.lastIndex = 0;
+  while (tag.lastIndex < header.length) {
+    const start = tag.lastIndex;
+    const match = tag.exec(header);
+    if (!match) {
+      // Skip empty list elements (`, ,`), stop at anything else.
+      const comma = /\s*,/y;
+      comma.lastIndex = start;
+      if (!comma.exec(header)) break;
+      tag.lastIndex = comma.lastIndex;
+      continue;
+    }
+    tags.push(`${match[1] ?? ''}"${match[2]}"`);
+  }
+  return tags;
+}
+
+/** The opaque part of an entity-tag, for weak comparison (RFC 9110 §8.8.3.2). */
+const opaque = (tag: string) => (tag.startsWith('W/') ? tag.slice(2) : tag);
+
+/** Whether `If-None-Match` matches `etag` by weak comparison (RFC 9110 §13.1.2); `*` matches any. */
+export function ifNoneMatchMatches(ifNoneMatch: string | undefined, etag: string | undefined): boolean {
+  if (!ifNoneMatch || !etag) return false;
+  const tags = entityTags(ifNoneMatch);
+  if (tags === '*') return true;
+  const target = opaque(etag.trim());
+  return tags.some((tag) => opaque(tag) === target);
+}
+
+/**
+ * Whether a GET for a response with these validators is answered 304 (RFC 9110 §13.1.2, §13.1.3, §13.2.2):
+ * `If-None-Match` when present, else `If-Modified-Since` against `Last-Modified`.
+ */
+export function notModified(
+  headers: IncomingHttpHeaders,
+  etag: string | undefined,
+  lastModified: string | undefined,
+): boolean {
+  const ifNoneMatch = headers['if-none-match'];
+  if (ifNoneMatch !== undefined) return ifNoneMatchMatches(ifNoneMatch, etag);
+  const ifModifiedSince = headers['if-modified-since'];
+  if (ifModifiedSince === undefined || lastModified === undefined) return false;
+  const since = Date.parse(ifModifiedSince);
+  const modified = Date.parse(lastModified);
+  return !Number.isNaN(since) && !Number.isNaN(modified) && modified <= since;
+}
+
+/** Request headers that would let the handler answer 304 instead of producing the full response. */
+export const conditionalRequestHeaders = ['if-none-match', 'if-modified-since'] as const;
+
+/** What a 304 keeps of the full response's headers (RFC 9110 §15.4.5): validators and metadata, no content headers. */
+export const droppedBy304 = new Set(['content-length', 'content-type', 'content-encoding', 'content-range']);
+
+/** Statuses whose responses never have a body, nor a `Content-Length` that would claim one (RFC 9110 §6.4.1). */
+export function hasNoBody(status: number): boolean {
+  return status === 204 || status === 304 || (status >= 100 && status < 200);
 }
 
 /** Methods RFC 9111 §4.4 says invalidate the stored response for their URL when they succeed. */

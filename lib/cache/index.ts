@@ -1,8 +1,8 @@
 import type { RequestHandler } from 'express';
 import { nameArgument } from '../keys.js';
-import { tryLock } from '../lock/index.js';
 import { parseOptions } from '../options.js';
-import { pause } from '../pause.js';
+import { createCoalescer } from './coalesce.js';
+import type { StoredResponse } from './entry.js';
 import {
   type CacheResponseOptions,
   type CacheValueOptions,
@@ -11,8 +11,7 @@ import {
   responseSchema,
   valueSchema,
 } from './options.js';
-
-import { canonicalUrlKey } from './request-key.js';
+import { deletedPath, urlTag } from './request-key.js';
 import { createResponseMiddleware } from './response.js';
 import { createCacheStore } from './store.js';
 
@@ -20,7 +19,7 @@ export type { CacheResponseOptions, CacheValueOptions, CreateCacheOptions } from
 
 /** A Redis-backed cache: the response middleware, cache-aside for JSON values, and invalidation. */
 export interface Cache {
-  /** Middleware caching the responses of a route. */
+  /** Middleware caching the responses of a route, or (mounted with `app.use`) of everything behind it. */
   response(options?: CacheResponseOptions): RequestHandler;
   /** Cache-aside: the cached value of `key`, or `loader()`'s result stored with `ttl` and `tags`. */
   wrap<T>(key: string, loader: () => T | Promise<T>, options?: CacheValueOptions): Promise<T>;
@@ -28,7 +27,10 @@ export interface Cache {
   get<T = unknown>(key: string): Promise<T | undefined>;
   /** Stores a JSON value. */
   set(key: string, value: unknown, options?: CacheValueOptions): Promise<void>;
-  /** Deletes the entry at `key` (a value, or a response under that cache key). */
+  /**
+   * Deletes the value at `key`, or the responses under that cache key; a URL path (`'/users/1?b=2'`) deletes every
+   * response stored for it, whatever its origin and variant.
+   */
   delete(key: string): Promise<void>;
   /** Deletes every entry stored with any of `tags`. Resolves to how many entries were deleted. */
   invalidateTags(...tags: string[]): Promise<number>;
@@ -46,108 +48,54 @@ function storableJson(value: unknown, what: string): string {
   return json;
 }
 
+/** A value read from Redis: found (with the value), or not. */
+type Read<T> = { found: true; value: T } | { found: false };
+
 /** Creates a cache on `redis` (default: the shared client) under `prefix` (default `cache`). */
 export function createCache(options?: CreateCacheOptions): Cache {
   const config = parseOptions('createCache', cacheSchema, options);
-  const storage = createCacheStore(config);
-  const { call, entryKey, tagKey, entryLockKey, store, redis } = storage;
-  const cache: Cache = {
-    response(responseOptions?: CacheResponseOptions): RequestHandler {
-      return createResponseMiddleware(storage, cache, parseOptions('cache.response', responseSchema, responseOptions));
-    },
+  const store = createCacheStore(config);
+  const { call, valueKey } = store;
+  const filled = `${config.prefix}:filled`;
+  const responses = createCoalescer<StoredResponse>(store, filled);
+  const values = createCoalescer<Read<unknown>>(store, filled);
 
-    async get<T>(key: string): Promise<T | undefined> {
-      nameArgument(key, 'cache.get: key');
-      const stored = await call((r) => r.get(entryKey(key)));
-      if (stored === null) return undefined;
-      try {
-        return JSON.parse(stored) as T;
-      } catch {
-        return undefined;
-      }
-    },
-
-    async set(key: string, value: unknown, valueOptions?: CacheValueOptions): Promise<void> {
-      nameArgument(key, 'cache.set: key');
-      const { ttl, tags } = parseOptions('cache.set', valueSchema, valueOptions);
-      const json = storableJson(value, `cache.set: the value for "${key}"`);
-      await store(entryKey(key), json, ttl ?? config.ttl, tags);
-    },
-
-    async delete(key: string): Promise<void> {
-      nameArgument(key, 'cache.delete: key');
-      await call((r) => r.del(entryKey(key)));
-      // A URL path (`/users/1?b=2&a=1`) also names the response stored for it under the default key.
-      if (key.startsWith('/')) await call((r) => r.del(entryKey(canonicalUrlKey(key))));
-    },
-
-    async invalidateTags(...tags: string[]): Promise<number> {
-      for (const tag of tags) nameArgument(tag, 'cache.invalidateTags: tag');
-      let deleted = 0;
-      for (const tag of tags) {
-        const members = await call((r) => r.smembers(tagKey(tag)));
-        // One DEL per entry: on Redis Cluster the entries live in different slots.
-        const counts = await Promise.all(members.map((member) => call((r) => r.del(member))));
-        deleted += counts.reduce((sum, n) => sum + n, 0);
-        await call((r) => r.del(tagKey(tag)));
-      }
-      return deleted;
-    },
-
-    wrap: async function wrap<T>(
-      key: string,
-      loader: () => T | Promise<T>,
-      valueOptions?: CacheValueOptions,
-    ): Promise<T> {
-      nameArgument(key, 'cache.wrap: key');
-      if (typeof loader !== 'function') throw new TypeError('cache.wrap: loader is invalid (expected a function)');
-      const { ttl, tags } = parseOptions('cache.wrap', valueSchema, valueOptions);
-      const running = valueFlights.get(key);
-      if (running) return running as Promise<T>;
-      const flight = loadValue(key, loader, ttl ?? config.ttl, tags);
-      valueFlights.set(key, flight);
-      try {
-        return await flight;
-      } finally {
-        valueFlights.delete(key);
-      }
-    },
-  };
-
-  /** In-process single flight for `wrap`: concurrent calls for one key share one load. */
-  const valueFlights = new Map<string, Promise<unknown>>();
-
-  async function loadValue<T>(key: string, loader: () => T | Promise<T>, ttlMs: number, tags: string[]): Promise<T> {
-    const readCached = async (): Promise<{ hit: boolean; value?: T }> => {
-      const stored = await call((r) => r.get(entryKey(key)));
-      if (stored === null) return { hit: false };
-      try {
-        return { hit: true, value: JSON.parse(stored) as T };
-      } catch {
-        return { hit: false };
-      }
-    };
-    let cached: { hit: boolean; value?: T };
+  async function readValue<T>(key: string): Promise<Read<T>> {
+    const stored = await call((r) => r.get(valueKey(key)));
+    if (stored === null) return { found: false };
     try {
-      cached = await readCached();
+      return { found: true, value: JSON.parse(stored) as T };
+    } catch {
+      return { found: false };
+    }
+  }
+
+  async function invalidateTags(...tags: string[]): Promise<number> {
+    let deleted = 0;
+    for (const tag of tags) deleted += await store.invalidateTag(tag);
+    return deleted;
+  }
+
+  /**
+   * Loads `key` once across concurrent calls: in this process they share one load; across processes the first
+   * takes the lock and the others wait for it to announce the value (at most three seconds), then read it.
+   */
+  async function loadValue<T>(key: string, loader: () => T | Promise<T>, ttlMs: number, tags: string[]): Promise<T> {
+    let cached: Read<T>;
+    try {
+      cached = await readValue<T>(key);
     } catch {
       return loader(); // Redis unreachable: load without the cache
     }
-    if (cached.hit) return cached.value as T;
-
-    let lock: Awaited<ReturnType<typeof tryLock>>;
-    try {
-      lock = await tryLock(redis(), entryLockKey(key), 10_000, config.timeout);
-    } catch {
-      return loader();
-    }
-    if (!lock) {
-      // Another process is loading it: wait (bounded) for its value, then load ourselves without storing.
-      const deadline = Date.now() + 3_000;
-      while (Date.now() < deadline) {
-        await pause(25);
-        const again = await readCached().catch(() => ({ hit: false }) as { hit: boolean; value?: T });
-        if (again.hit) return again.value as T;
+    if (cached.found) return cached.value;
+    const lockKey = `lock:${valueKey(key)}`;
+    const lock = await values.lock(lockKey, 10_000);
+    if (lock === null) return loader();
+    if (lock === undefined) {
+      // Another process is loading it: wait until it says it finished, then read its value or load ourselves.
+      if (await values.waitForHolder(valueKey(key), lockKey, 3_000)) {
+        const again = await readValue<T>(key).catch((): Read<T> => ({ found: false }));
+        if (again.found) return again.value;
       }
       return loader();
     }
@@ -158,14 +106,74 @@ export function createCache(options?: CreateCacheOptions): Cache {
         json = value === undefined ? undefined : storableJson(value, `cache.wrap: the value loaded for "${key}"`);
       } catch (error) {
         // The caller still gets its value; the bug (a cycle, a BigInt) is reported, and nothing is stored.
-        storage.logger.error(`redisware ${(error as Error).message}`);
+        store.logger.error(`redisware ${(error as Error).message}`);
       }
-      if (json !== undefined) await store(entryKey(key), json, ttlMs, tags).catch(() => {});
+      if (json !== undefined) {
+        await store.store(valueKey(key), valueKey(key), json, ttlMs, tags).catch(() => {});
+      }
       return value;
     } finally {
-      await lock.release().catch(() => {});
+      await values.finish(lock, valueKey(key));
     }
   }
+
+  const cache: Cache = {
+    response(responseOptions?: CacheResponseOptions): RequestHandler {
+      return createResponseMiddleware(
+        { store, coalescer: responses, invalidateTags },
+        parseOptions('cache.response', responseSchema, responseOptions),
+      );
+    },
+
+    async get<T>(key: string): Promise<T | undefined> {
+      nameArgument(key, 'cache.get: key');
+      const read = await readValue<T>(key);
+      return read.found ? read.value : undefined;
+    },
+
+    async set(key: string, value: unknown, valueOptions?: CacheValueOptions): Promise<void> {
+      nameArgument(key, 'cache.set: key');
+      const { ttl, tags } = parseOptions('cache.set', valueSchema, valueOptions);
+      const json = storableJson(value, `cache.set: the value for "${key}"`);
+      await store.store(valueKey(key), valueKey(key), json, ttl ?? config.ttl, tags);
+    },
+
+    async delete(key: string): Promise<void> {
+      nameArgument(key, 'cache.delete: key');
+      await store.deleteKey(key);
+      const path = deletedPath(key);
+      if (path !== undefined) await store.invalidateTag(urlTag(path));
+    },
+
+    async invalidateTags(...tags: string[]): Promise<number> {
+      for (const tag of tags) nameArgument(tag, 'cache.invalidateTags: tag');
+      return invalidateTags(...tags);
+    },
+
+    wrap: async function wrap<T>(
+      key: string,
+      loader: () => T | Promise<T>,
+      valueOptions?: CacheValueOptions,
+    ): Promise<T> {
+      nameArgument(key, 'cache.wrap: key');
+      if (typeof loader !== 'function') throw new TypeError('cache.wrap: loader is invalid (expected a function)');
+      const { ttl, tags } = parseOptions('cache.wrap', valueSchema, valueOptions);
+      const running = values.flight(key);
+      if (running) {
+        const shared = await running.outcome;
+        if (shared?.found) return shared.value as T;
+      }
+      const flight = values.begin(key);
+      try {
+        const value = await loadValue(key, loader, ttl ?? config.ttl, tags);
+        flight.settle({ found: true, value });
+        return value;
+      } catch (error) {
+        flight.settle(undefined);
+        throw error;
+      }
+    },
+  };
 
   return cache;
 }

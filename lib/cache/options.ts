@@ -65,6 +65,11 @@ export const responseSchema = z.strictObject({
   staleIfError: durationMs.default(0),
   /** Cache requests that carry `Authorization` (only if responses do not depend on who asks). @default false */
   allowAuthorized: z.boolean().default(false),
+  /**
+   * Keep one entry per session (`req.sessionID`), so that responses made from session data are cached too — each
+   * for its own session only. Without it, a response that read the session is never stored. @default false
+   */
+  perSession: z.boolean().default(false),
 });
 
 export type CacheResponseOptions = z.input<typeof responseSchema>;

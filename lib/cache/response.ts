@@ -1,28 +1,59 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { tryLock } from '../lock/index.js';
-import { pause } from '../pause.js';
-import { type CapturedResponse, captureResponse } from './capture.js';
+import { isPersonal } from '../http/personal.js';
+import { holdEnd } from '../http/response.js';
+import { type CapturedResponse, captureResponse, type Head, type HeadDecision, headerSnapshot } from './capture.js';
+import type { Coalescer } from './coalesce.js';
 import { computeEtag, encodeResponse, newVersion, type StoredResponse } from './entry.js';
-import { forbidsStoring, ifNoneMatchMatches, requestHeader, unsafeMethods, varyNames } from './http.js';
-import type { Cache } from './index.js';
+import {
+  conditionalRequestHeaders,
+  droppedBy304,
+  forbidsStoring,
+  notModified,
+  requestHeader,
+  unsafeMethods,
+  varyNames,
+} from './http.js';
 import type { ResponseConfig } from './options.js';
-import { canonicalRequestKey, urlTag } from './request-key.js';
-import type { CacheStore } from './store.js';
+import { originOf, pathKey, requestKey, requestPath, urlTag } from './request-key.js';
+import { type CacheStore, variantId } from './store.js';
 
-/** The response-caching middleware of one route (`cache.response(options)`). */
-export function createResponseMiddleware(
-  storage: CacheStore,
-  invalidation: Pick<Cache, 'delete' | 'invalidateTags'>,
-  responseConfig: ResponseConfig,
-): RequestHandler {
-  const ttlMs = responseConfig.ttl ?? storage.ttl;
+/** What the response middleware needs of its cache besides the store. */
+export interface ResponseCacheParts {
+  store: CacheStore;
+  coalescer: Coalescer<StoredResponse>;
+  /** Deletes every entry with one of `tags`. */
+  invalidateTags(...tags: string[]): Promise<number>;
+}
+
+/** One request's way through the cache: its key, where its entry lives, and what the handler set off with. */
+interface Lookup {
+  cacheKey: string;
+  base: string;
+  /** The headers on the response when the cache was entered (outer middleware's): never stored. */
+  snapshot: Map<string, string>;
+}
+
+/** The header value of `name` among stored pairs (the first, case-insensitively). */
+function headerOf(headers: readonly [string, string][], name: string): string | undefined {
+  for (const [key, value] of headers) if (key.toLowerCase() === name) return value;
+  return undefined;
+}
+
+/** The response-caching middleware of one route, or of a whole app or router (`app.use(cache.response())`). */
+export function createResponseMiddleware(parts: ResponseCacheParts, responseConfig: ResponseConfig): RequestHandler {
+  const { store, coalescer } = parts;
+  const ttlMs = responseConfig.ttl ?? store.ttl;
   const keepMs = ttlMs + Math.max(responseConfig.staleWhileRevalidate, responseConfig.staleIfError);
   const statuses = new Set(responseConfig.statuses);
-  /** In-process single flight: the first miss for a key runs the handler, concurrent ones await its result. */
-  const flights = new Map<string, Promise<StoredResponse | undefined>>();
+  const lockConfig = responseConfig.lock;
 
   const cacheKeyOf = (req: Request) => {
-    const key = responseConfig.key ? responseConfig.key(req) : canonicalRequestKey(req, responseConfig.vary);
+    if (responseConfig.perSession) {
+      // One entry per session (or for every client without one), for routes that opted in.
+      const sessionId = (req as Request & { sessionID?: string }).sessionID ?? '';
+      return `${requestKey(req, responseConfig.vary)}\nsession: ${sessionId}`;
+    }
+    const key = responseConfig.key ? responseConfig.key(req) : requestKey(req, responseConfig.vary);
     if (typeof key !== 'string' || key === '') {
       throw new TypeError(`cache.response: the 'key' function returned ${String(key)} (expected a non-empty string)`);
     }
@@ -37,11 +68,9 @@ export function createResponseMiddleware(
         `cache.response: the 'tags' function returned ${JSON.stringify(tags) ?? String(tags)} (expected an array of non-empty strings)`,
       );
     }
-    if (!responseConfig.key && responseConfig.vary.length > 0) {
-      // With `vary`, one URL has several entries: a URL tag lets an unsafe method invalidate them all.
-      return [...tags, urlTag(canonicalRequestKey(req))];
-    }
-    return tags;
+    // Every response stored under the default key is findable by its path, whatever its origin and variant, so
+    // `cache.delete('/path')` and an unsafe method can invalidate them all.
+    return responseConfig.key ? tags : [...tags, urlTag(requestPath(req))];
   }
 
   function varyMatches(entry: StoredResponse, req: Request): boolean {
@@ -52,18 +81,33 @@ export function createResponseMiddleware(
     return true;
   }
 
+  /**
+   * Answers from a stored entry: its status and headers (replacing what outer middleware set under the same names,
+   * as the handler's own would have), `Age`, the stored `Date`, and 304 for a matching validator. Everything outer
+   * middleware adds as the headers go out (compression, a session's cookie) happens as on any response.
+   */
   function serve(req: Request, res: Response, entry: StoredResponse, label: 'HIT' | 'STALE'): void {
     res.statusCode = entry.status;
     let storedAge = 0;
+    const grouped = new Map<string, string[]>();
     for (const [name, value] of entry.headers) {
-      if (name.toLowerCase() === 'age') storedAge = Number(value) || 0;
-      else res.appendHeader(name, value);
+      if (name.toLowerCase() === 'age') {
+        storedAge = Number(value) || 0;
+        continue;
+      }
+      const values = grouped.get(name);
+      if (values) values.push(value);
+      else grouped.set(name, [value]);
     }
+    for (const [name, values] of grouped) res.setHeader(name, values.length === 1 ? values[0] : values);
     res.setHeader('X-Cache', label);
     res.setHeader('Age', String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000)) + storedAge));
-    if (ifNoneMatchMatches(req.headers['if-none-match'], entry.etag) && entry.status === 200) {
+    if (
+      (entry.status === 200 || entry.status === 203) &&
+      notModified(req.headers, entry.etag, headerOf(entry.headers, 'last-modified'))
+    ) {
       res.statusCode = 304;
-      for (const name of ['content-length', 'content-type', 'transfer-encoding']) res.removeHeader(name);
+      for (const name of droppedBy304) res.removeHeader(name);
       res.end();
       return;
     }
@@ -71,28 +115,35 @@ export function createResponseMiddleware(
     else res.end(entry.body);
   }
 
-  /** Turns a finished response into an entry, or `undefined` when it must not be stored. */
-  function toEntry(req: Request, captured: CapturedResponse): StoredResponse | undefined {
-    if (req.method !== 'GET' || !statuses.has(captured.status)) return undefined;
-    let etag: string | undefined;
-    let cacheControl: string | undefined;
-    let vary: string | undefined;
-    for (const [name, value] of captured.headers) {
-      const lower = name.toLowerCase();
-      if (lower === 'set-cookie') return undefined;
-      if (lower === 'etag') etag = value;
-      else if (lower === 'cache-control') cacheControl = cacheControl ? `${cacheControl}, ${value}` : value;
-      else if (lower === 'vary') vary = vary ? `${vary}, ${value}` : value;
-    }
-    if (forbidsStoring(cacheControl)) return undefined;
-    const names = varyNames(vary);
-    if (names.includes('*')) return undefined;
+  /**
+   * Whether a response whose headers are going out may be stored: known at once, so that followers waiting for it
+   * learn that it will not be, without waiting for its end.
+   */
+  function storableHead(req: Request, head: Head): boolean {
+    if (req.method !== 'GET' || !statuses.has(head.status)) return false;
+    if (head.all['set-cookie'] !== undefined) return false;
+    const cacheControl = head.all['cache-control'];
+    if (forbidsStoring(cacheControl === undefined ? undefined : String(cacheControl))) return false;
+    if (varyNames(head.all.vary === undefined ? undefined : String(head.all.vary)).includes('*')) return false;
+    if (String(head.all['content-type'] ?? '').startsWith('text/event-stream')) return false;
+    const length = Number(head.all['content-length']);
+    if (Number.isFinite(length) && length > responseConfig.maxBytes) return false;
+    return !isPersonal(req) || responseConfig.perSession;
+  }
+
+  /** Turns a finished, storable response into an entry, or `undefined` when it must not be stored after all. */
+  function toEntry(req: Request, captured: CapturedResponse, varyOn: string[]): StoredResponse | undefined {
+    if (isPersonal(req) && !responseConfig.perSession) return undefined; // it read the session after its head
     const headers = captured.headers;
+    let etag = headerOf(headers, 'etag');
     if (!etag) {
       etag = computeEtag(captured.body);
       headers.push(['ETag', etag]);
     }
     const now = Date.now();
+    // The stored Date is the response's own, replayed on every HIT (RFC 9111 §5): the handler's, or when it
+    // generated it.
+    if (headerOf(headers, 'date') === undefined) headers.push(['Date', new Date(now).toUTCString()]);
     const entry: StoredResponse = {
       status: captured.status,
       headers,
@@ -102,120 +153,206 @@ export function createResponseMiddleware(
       etag,
       version: newVersion(),
     };
-    if (names.length) entry.vary = Object.fromEntries(names.map((name) => [name, requestHeader(req.headers, name)]));
+    if (varyOn.length) entry.vary = Object.fromEntries(varyOn.map((name) => [name, requestHeader(req.headers, name)]));
     return entry;
   }
 
-  /** Runs the handler, tees its response, and stores it if allowed. Resolves to the stored entry, if any. */
+  /**
+   * Runs the handler as the producer of this request's entry: without the client's conditional headers (a MISS is
+   * produced in full, stored, and then answered 304 if the client's validator matches), teeing its response and
+   * storing it when allowed. `onHead` learns at once whether it will be stored. Resolves to the stored entry.
+   */
   function runAndStore(
     req: Request,
     res: Response,
     next: NextFunction,
-    options: { label: 'MISS' | 'BYPASS'; storeAs?: string; fallback?: StoredResponse },
+    lookup: Lookup,
+    options: {
+      label: 'MISS' | 'BYPASS';
+      store: boolean;
+      fallback?: StoredResponse;
+      onHead?: (storable: boolean) => void;
+    },
   ): Promise<StoredResponse | undefined> {
     const { fallback } = options;
-    const captured = captureResponse(res, responseConfig.maxBytes, (status) => {
-      if (fallback && status >= 500) {
+    const conditional: Record<string, string | undefined> = {};
+    for (const name of conditionalRequestHeaders) {
+      conditional[name] = req.headers[name] as string | undefined;
+      delete req.headers[name];
+    }
+    let varyOn: string[] = [];
+    let storable = false;
+    const captured = captureResponse(res, lookup.snapshot, responseConfig.maxBytes, (head): HeadDecision => {
+      if (fallback && head.status >= 500) {
+        options.onHead?.(false);
         const headers: [string, string][] = [
           ...fallback.headers.filter(([name]) => name.toLowerCase() !== 'age'),
           ['X-Cache', 'STALE'],
           ['Age', String(Math.floor((Date.now() - fallback.storedAt) / 1000))],
         ];
-        return { status: fallback.status, headers, body: req.method === 'HEAD' ? Buffer.alloc(0) : fallback.body };
+        return {
+          kind: 'replace',
+          status: fallback.status,
+          headers,
+          body: req.method === 'HEAD' ? Buffer.alloc(0) : fallback.body,
+        };
       }
-      if (!res.hasHeader('X-Cache')) res.setHeader('X-Cache', options.label);
-      return undefined;
+      // The handler's own Vary: one set by outer middleware is about what they add, which is not stored and is
+      // added again on every HIT (per-origin CORS sets Vary: Origin, and its header is this request's on a HIT).
+      varyOn = varyNames(headerOf(head.handlerHeaders, 'vary'));
+      storable = options.store && storableHead(req, head);
+      options.onHead?.(storable);
+      for (const [name, value] of Object.entries(conditional)) if (value !== undefined) req.headers[name] = value;
+      const etag = head.all.etag === undefined ? undefined : String(head.all.etag);
+      const lastModified = head.all['last-modified'] === undefined ? undefined : String(head.all['last-modified']);
+      if ((head.status === 200 || head.status === 203) && notModified(req.headers, etag, lastModified)) {
+        return { kind: 'not-modified' };
+      }
+      return { kind: 'pass' };
     });
     res.setHeader('X-Cache', options.label);
     next();
     return captured.then(async (response) => {
-      if (!response || !options.storeAs) return undefined;
-      const entry = toEntry(req, response);
+      for (const [name, value] of Object.entries(conditional)) if (value !== undefined) req.headers[name] = value;
+      if (!response || !storable) return undefined;
+      const entry = toEntry(req, response, varyOn);
       if (!entry) return undefined;
       let tags: string[];
       try {
         tags = tagsOf(req, res);
       } catch (error) {
         // A bug in the app's `tags` function: the client has its response, but it is not cached untagged.
-        storage.logger.error(`redisware cache: not stored: ${(error as Error).message}`);
-        return entry;
+        store.logger.error(`redisware cache: not stored: ${(error as Error).message}`);
+        return undefined;
       }
+      const target = varyOn.length ? store.variantKey(lookup.base, variantId(req, varyOn)) : lookup.base;
+      if (varyOn.length) store.rememberVary(lookup.base, varyOn);
       try {
-        await storage.store(options.storeAs, encodeResponse(entry), keepMs, tags);
+        await store.store(lookup.base, target, encodeResponse(entry), keepMs, tags, {
+          names: varyOn,
+          id: varyOn.length ? variantId(req, varyOn) : '',
+        });
       } catch {
         // Stored or not, the client already has its response; the next request simply misses.
+        return undefined;
       }
       return entry;
     });
   }
 
-  /** Another request (here or in another process) is producing this entry: wait for it, bounded. */
-  async function awaitOtherProcess(
-    storageKey: string,
-    waitMs: number,
-    req: Request,
-  ): Promise<StoredResponse | undefined> {
-    const deadline = Date.now() + waitMs;
-    let delay = 10;
-    while (Date.now() < deadline) {
-      await pause(Math.min(delay, Math.max(1, deadline - Date.now())));
-      delay = Math.min(delay * 2, 100);
-      const entry = await storage.readEntry(storageKey).catch(() => undefined);
-      if (entry && entry.freshUntil > Date.now() && varyMatches(entry, req)) return entry;
-    }
-    return undefined;
-  }
-
+  /**
+   * A MISS: concurrent misses for one key run the handler once. In this process they share its flight; across
+   * processes the first takes `lock:<key>` and the others wait until it announces that it finished (at most
+   * `lock.wait`). A leader whose response will not be stored says so as its headers go out, so nobody waits for a
+   * response that will never be there.
+   */
   async function missPath(
     req: Request,
     res: Response,
     next: NextFunction,
-    cacheKey: string,
-    storageKey: string,
+    lookup: Lookup,
     fallback: StoredResponse | undefined,
   ): Promise<void> {
-    const lockConfig = responseConfig.lock;
     if (!lockConfig) {
-      await runAndStore(req, res, next, { label: 'MISS', storeAs: storageKey, fallback });
+      await runAndStore(req, res, next, lookup, { label: 'MISS', store: true, fallback });
       return;
     }
-    const running = flights.get(cacheKey);
+    const running = coalescer.flight(lookup.base);
     if (running) {
-      const shared = await Promise.race([running, pause(lockConfig.wait).then(() => undefined)]);
+      let timer: NodeJS.Timeout | undefined;
+      const shared = await Promise.race([
+        running.outcome,
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), lockConfig.wait);
+        }),
+      ]);
+      clearTimeout(timer);
       if (shared && varyMatches(shared, req)) return serve(req, res, shared, 'HIT');
-      // The leader's response is not one for this request (another variant, or not stored): this one is produced,
-      // and stored, on its own.
-      await runAndStore(req, res, next, { label: 'MISS', storeAs: storageKey, fallback });
+      // Not a response for this request (not stored, another variant, or too slow): produce and store its own.
+      await runAndStore(req, res, next, lookup, { label: 'MISS', store: true, fallback });
       return;
     }
-    let release: (() => Promise<void>) | undefined;
-    const flight = (async (): Promise<StoredResponse | undefined> => {
-      const lock = await tryLock(
-        storage.redis(),
-        storage.entryLockKey(cacheKey),
-        lockConfig.ttl,
-        storage.timeout,
-      ).catch(() => null);
-      if (lock === undefined) {
-        // Another process holds the lock: its response will be stored shortly.
-        const entry = await awaitOtherProcess(storageKey, lockConfig.wait, req);
-        if (entry) {
-          serve(req, res, entry, 'HIT');
-          return entry;
-        }
-        await runAndStore(req, res, next, { label: 'MISS', fallback });
-        return undefined;
+    const flight = coalescer.begin(lookup.base);
+    const lockKey = store.lockKey(lookup.base);
+    const lock = await coalescer.lock(lockKey, lockConfig.ttl);
+    if (lock === undefined) {
+      // Another process is producing it: wait until it says it finished, then use its entry, or produce ours.
+      const finished = await coalescer.waitForHolder(lookup.base, lockKey, lockConfig.wait);
+      const found = finished ? await store.readResponse(lookup.cacheKey, req).catch(() => undefined) : undefined;
+      if (found && found.entry.freshUntil > Date.now() && varyMatches(found.entry, req)) {
+        flight.settle(found.entry);
+        return serve(req, res, found.entry, 'HIT');
       }
-      release = lock ? () => lock.release() : undefined;
-      return runAndStore(req, res, next, { label: 'MISS', storeAs: storageKey, fallback });
-    })();
-    flights.set(cacheKey, flight);
-    try {
-      await flight;
-    } finally {
-      flights.delete(cacheKey);
-      await release?.().catch(() => {});
+      // Finished without an entry for us: produce and store our own. Timed out: produce it, and leave the storing
+      // to the process that holds the lock.
+      const entry = await runAndStore(req, res, next, lookup, {
+        label: 'MISS',
+        store: finished,
+        fallback,
+        onHead: (storable) => {
+          if (!storable) flight.settle(undefined);
+        },
+      });
+      flight.settle(entry);
+      return;
     }
+    let announced = false;
+    const announce = () => {
+      if (announced || !lock) return;
+      announced = true;
+      void coalescer.finish(lock, lookup.base);
+    };
+    try {
+      const entry = await runAndStore(req, res, next, lookup, {
+        label: 'MISS',
+        store: true,
+        fallback,
+        onHead: (storable) => {
+          if (storable) return;
+          flight.settle(undefined);
+          announce();
+        },
+      });
+      flight.settle(entry);
+    } finally {
+      flight.settle(undefined);
+      announce();
+    }
+  }
+
+  /**
+   * A successful unsafe request invalidates what is stored for its URL (every origin and variant) and for the
+   * same-origin `Location` and `Content-Location` of its response (RFC 9111 §4.4), before the response is sent:
+   * a client that reads right after its own write never gets the old copy.
+   */
+  function invalidateOnSuccess(req: Request, res: Response): void {
+    holdEnd(res, (proceed) => {
+      if (res.statusCode >= 400) return proceed();
+      const paths = new Set<string>();
+      const invalidations: Promise<unknown>[] = [];
+      try {
+        if (responseConfig.key) {
+          invalidations.push(store.deleteKey(responseConfig.key(req)));
+        } else {
+          paths.add(requestPath(req));
+          const origin = originOf(req);
+          for (const name of ['location', 'content-location']) {
+            const value = res.getHeader(name);
+            if (value === undefined) continue;
+            try {
+              const target = new URL(String(value), `${origin}${req.originalUrl ?? req.url}`);
+              if (target.origin === origin) paths.add(pathKey(`${target.pathname}${target.search}`));
+            } catch {
+              // Not a URL: nothing to invalidate.
+            }
+          }
+          if (paths.size) invalidations.push(parts.invalidateTags(...[...paths].map(urlTag)));
+        }
+      } catch (error) {
+        invalidations.push(Promise.reject(error));
+      }
+      Promise.allSettled(invalidations).then(() => proceed());
+    });
   }
 
   return async function cacheResponseMiddleware(req: Request, res: Response, next: NextFunction) {
@@ -231,65 +368,36 @@ export function createResponseMiddleware(
         return next();
       }
       const cacheKey = cacheKeyOf(req);
-      const storageKey = storage.entryKey(cacheKey);
-      let entry: StoredResponse | undefined;
+      const lookup: Lookup = { cacheKey, base: store.responseKey(cacheKey), snapshot: headerSnapshot(res) };
+      let found: Awaited<ReturnType<typeof store.readResponse>>;
       try {
-        entry = await storage.readEntry(storageKey);
+        found = await store.readResponse(cacheKey, req);
       } catch {
-        await runAndStore(req, res, next, { label: 'BYPASS' });
+        await runAndStore(req, res, next, lookup, { label: 'BYPASS', store: false });
         return;
       }
+      const entry = found?.entry;
       if (entry && varyMatches(entry, req)) {
         const now = Date.now();
         if (entry.freshUntil > now) return serve(req, res, entry, 'HIT');
         const staleFor = now - entry.freshUntil;
         if (staleFor < responseConfig.staleWhileRevalidate) {
           // One request refreshes it (whoever gets the lock); everyone else gets the stale entry meanwhile.
-          const lock = await tryLock(
-            storage.redis(),
-            storage.entryLockKey(cacheKey),
-            responseConfig.lock?.ttl ?? 10_000,
-            storage.timeout,
-          ).catch(() => undefined);
+          const lock = await coalescer.lock(store.lockKey(lookup.base), lockConfig?.ttl ?? 10_000);
           if (!lock) return serve(req, res, entry, 'STALE');
           try {
-            await runAndStore(req, res, next, { label: 'MISS', storeAs: storageKey, fallback: entry });
+            await runAndStore(req, res, next, lookup, { label: 'MISS', store: true, fallback: entry });
           } finally {
-            await lock.release().catch(() => {});
+            await coalescer.finish(lock, lookup.base);
           }
           return;
         }
         const fallback = staleFor < responseConfig.staleIfError ? entry : undefined;
-        return await missPath(req, res, next, cacheKey, storageKey, fallback);
+        return await missPath(req, res, next, lookup, fallback);
       }
-      await missPath(req, res, next, cacheKey, storageKey, undefined);
+      await missPath(req, res, next, lookup, undefined);
     } catch (error) {
       next(error);
     }
   };
-
-  /**
-   * A successful unsafe request invalidates its URL's entry before its response is sent (`res.end` waits for
-   * the delete, bounded by `timeout`), so a client that reads right after its own write never gets the old copy.
-   */
-  function invalidateOnSuccess(req: Request, res: Response): void {
-    const originalEnd = res.end as (...args: unknown[]) => Response;
-    let ending = false;
-    res.end = function endAfterInvalidation(this: Response, ...args: unknown[]) {
-      if (ending || res.statusCode >= 400) return originalEnd.apply(this, args);
-      ending = true;
-      const invalidations: Promise<unknown>[] = [];
-      try {
-        const key = responseConfig.key ? responseConfig.key(req) : canonicalRequestKey(req);
-        invalidations.push(invalidation.delete(key));
-        if (!responseConfig.key && responseConfig.vary.length > 0) {
-          invalidations.push(invalidation.invalidateTags(urlTag(canonicalRequestKey(req))));
-        }
-      } catch (error) {
-        invalidations.push(Promise.reject(error));
-      }
-      Promise.allSettled(invalidations).then(() => originalEnd.apply(res, args));
-      return res;
-    } as typeof res.end;
-  }
 }

@@ -23,11 +23,17 @@ const lockSchema = z.strictObject({
 /** Options of {@link withLock}. */
 export type LockOptions = z.input<typeof lockSchema>;
 
-/** Deletes the lock only if it still holds our token: never releases a lock someone else now holds. */
+/**
+ * Deletes the lock only if it still holds our token: never releases a lock someone else now holds. With ARGV[2]
+ * (a channel) and ARGV[3] (a message), also publishes that message, in the same step: whoever waits for the lock's
+ * holder to finish hears of it at once.
+ */
 const releaseScript = new RedisScript(
   'lock-release',
-  `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`,
+  `local released = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then released = redis.call('DEL', KEYS[1]) end
+if ARGV[2] then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return released`,
 );
 
 /** Extends the lease only if the lock still holds our token. */
@@ -37,10 +43,10 @@ const extendScript = new RedisScript(
 return 0`,
 );
 
-/** A held lock: extend it, or release it (both token-checked). */
+/** A held lock: released token-checked, optionally announcing it (`message` on `channel`) in the same step. */
 export interface HeldLock {
   readonly key: string;
-  release(): Promise<void>;
+  release(announce?: { channel: string; message: string }): Promise<void>;
 }
 
 /** The Redis key of the lock on `resource`: `lock:<resource>`. */
@@ -69,11 +75,12 @@ export async function tryLock(
   let released = false;
   return {
     key,
-    async release() {
+    async release(announce) {
       if (released) return;
       released = true;
       clearInterval(renew);
-      await boundedCall(redis, timeoutMs, () => releaseScript.run(redis, [key], [token]));
+      const args = announce ? [token, announce.channel, announce.message] : [token];
+      await boundedCall(redis, timeoutMs, () => releaseScript.run(redis, [key], args));
     },
   };
 }

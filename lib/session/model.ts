@@ -1,6 +1,7 @@
 // The object behind `req.session`: data as own properties, methods and `cookie` on its prototype, the bookkeeping
 // in a private field, and what differs from what Redis holds.
 import type { Request } from 'express';
+import { markPersonal } from '../http/personal.js';
 import type { Logger } from '../logger.js';
 import type { SessionStorage } from './storage.js';
 
@@ -337,37 +338,72 @@ const isObject = (value: unknown): value is object => typeof value === 'object' 
  * What user code gets as `req.session`: the session behind a Proxy that calls {@link mayChange} on the first
  * operation that can change it: a write, a delete, a definition, or a read that hands out an object (which
  * could then be changed in place). A request that only reads strings, numbers and booleans never hooks its
- * response. Writes, definitions and deletions of a reserved name (see {@link reserved}) are ignored. Everything
- * else behaves as on the session itself.
+ * response. Writes, definitions and deletions of a reserved name (see {@link reserved}) are ignored. Reading
+ * anything of the session's (see `readsData`) marks the request personal (see `markPersonal`), so the response
+ * cache never shares what it responds with. Everything else behaves as on the session itself.
  */
 const trackChanges: ProxyHandler<RedisSession> = {
   get(target, key) {
     if (key === trackedSession) return target;
     const value: unknown = Reflect.get(target, key, target);
+    if (readsData(target, key)) markPersonal(stateOf(target).req);
     if (isObject(value)) mayChange(stateOf(target), false);
     return value;
   },
   getOwnPropertyDescriptor(target, key) {
     const descriptor = Reflect.getOwnPropertyDescriptor(target, key);
+    if (descriptor) markPersonal(stateOf(target).req);
     if (isObject(descriptor?.value)) mayChange(stateOf(target), false);
     return descriptor;
   },
+  has(target, key) {
+    markPersonal(stateOf(target).req);
+    return Reflect.has(target, key);
+  },
+  ownKeys(target) {
+    markPersonal(stateOf(target).req);
+    return Reflect.ownKeys(target);
+  },
   set(target, key, value) {
     if (typeof key === 'string' && reserved.has(key)) return true;
+    markPersonal(stateOf(target).req);
     mayChange(stateOf(target), false);
     return Reflect.set(target, key, value, target);
   },
   deleteProperty(target, key) {
     if (typeof key === 'string' && reserved.has(key)) return true;
+    markPersonal(stateOf(target).req);
     mayChange(stateOf(target), false);
     return Reflect.deleteProperty(target, key);
   },
   defineProperty(target, key, descriptor) {
     if (typeof key === 'string' && reserved.has(key)) return true;
+    markPersonal(stateOf(target).req);
     mayChange(stateOf(target), false);
     return Reflect.defineProperty(target, key, descriptor);
   },
 };
+
+/**
+ * Whether reading `key` hands out something of this session's: a data field, its id or its cookie (the methods do
+ * not; a read of a missing field does too, since its absence is this session's as well).
+ */
+function readsData(target: RedisSession, key: PropertyKey): boolean {
+  if (typeof key !== 'string') return false;
+  switch (key) {
+    case 'save':
+    case 'reload':
+    case 'touch':
+    case 'regenerate':
+    case 'destroy':
+    case 'then':
+    case 'toJSON':
+    case 'constructor':
+      return Object.hasOwn(target, key);
+    default:
+      return true;
+  }
+}
 
 /**
  * `session` as user code should hold it (see {@link trackChanges}); `hookResponse` puts the middleware's hooks

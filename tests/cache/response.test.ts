@@ -370,11 +370,17 @@ describe('cacheResponse(): stampedes and stale entries', () => {
     const prefix = `${redis.prefix}:held`;
     const cache = createCache({ redis: redis.client(), prefix });
     const { app, calls } = cachedApp(cache, { lock: { wait: '150ms', ttl: '10s' } });
-    await redis.client().set(`lock:${prefix}:GET /items`, 'someone-else', 'PX', 5_000);
+    // The key of /items on this app: `<prefix>:{GET http://127.0.0.1/items}`, with `:` escaped.
+    const entryKey = `${prefix}:{GET http%3A//127.0.0.1/items}`;
+    await redis.client().set(`lock:${entryKey}`, 'someone-else', 'PX', 5_000);
     const response = await request(app).get('/items').expect(200);
     expect(response.headers['x-cache']).toBe('MISS');
     expect(calls.count).toBe(1);
-    expect(await redis.client().exists(`${prefix}:GET /items`)).toBe(0);
+    expect(await redis.client().exists(entryKey)).toBe(0);
+    // Once the lock is gone, the next MISS stores it as usual.
+    await redis.client().del(`lock:${entryKey}`);
+    await request(app).get('/items').expect(200);
+    expect(await redis.client().exists(entryKey)).toBe(1);
   });
 
   it('staleWhileRevalidate: serves STALE to everyone while one request refreshes', async () => {

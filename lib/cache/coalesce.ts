@@ -1,0 +1,115 @@
+// Concurrent misses for one key run their producer once: in one process they share its flight; across processes
+// the first takes a lock, and the others wait for it to finish, told at once through pub/sub.
+import { type HeldLock, tryLock } from '../lock/index.js';
+import { subscribe } from '../redis/subscriber.js';
+import type { CacheStore } from './store.js';
+
+/** One production of a key in this process, whose outcome its followers await. */
+export interface Flight<T> {
+  /** Settles once the outcome is known: the produced value, or `undefined` when nothing usable was produced. */
+  readonly outcome: Promise<T | undefined>;
+  /** Gives the outcome to the followers (the first call counts) and ends the flight. */
+  settle(value: T | undefined): void;
+}
+
+/** How long a follower may poll the lock between notifications, should one be missed. */
+const lockPollMs = 100;
+
+/**
+ * The coalescing of one cache: `flight(key)` / `begin(key)` within this process; `lock()`, `waitForHolder()` and
+ * `finish()` across processes, where `finish()` releases the lock and announces it on `<prefix>:filled` (a
+ * dedicated subscriber connection listens), so a follower waits as long as the holder's producer takes, plus a
+ * round trip — never a polling interval, unless the announcement is missed.
+ */
+export function createCoalescer<T>(store: CacheStore, channel: string) {
+  const flights = new Map<string, Flight<T>>();
+  const waiting = new Map<string, Set<() => void>>();
+  let listening = false;
+
+  function listen(): void {
+    if (listening) return;
+    listening = true;
+    subscribe(store.redis(), channel, (key) => {
+      const wakes = waiting.get(key);
+      if (wakes) for (const wake of [...wakes]) wake();
+    });
+  }
+
+  return {
+    /** The flight producing `key` in this process, if any. */
+    flight(key: string): Flight<T> | undefined {
+      return flights.get(key);
+    },
+
+    /** Starts the flight of `key` in this process. */
+    begin(key: string): Flight<T> {
+      let resolve: (value: T | undefined) => void = () => {};
+      const outcome = new Promise<T | undefined>((done) => {
+        resolve = done;
+      });
+      let settled = false;
+      const flight: Flight<T> = {
+        outcome,
+        settle(value) {
+          if (settled) return;
+          settled = true;
+          if (flights.get(key) === flight) flights.delete(key);
+          resolve(value);
+        },
+      };
+      flights.set(key, flight);
+      return flight;
+    },
+
+    /** Takes the lock on `lockKey`: the held lock, `undefined` when another process holds it, `null` if Redis failed. */
+    lock(lockKey: string, ttlMs: number): Promise<HeldLock | undefined | null> {
+      listen(); // from the first miss on, so this process hears other processes finish
+      return tryLock(store.redis(), lockKey, ttlMs, store.timeout).catch(() => null);
+    },
+
+    /**
+     * Waits, at most `waitMs`, for the process holding `lockKey` to finish `key`: its announcement, or the lock
+     * found gone (an announcement sent before this process listened, or missed). Resolves `true` when it finished.
+     */
+    waitForHolder(key: string, lockKey: string, waitMs: number): Promise<boolean> {
+      listen();
+      return new Promise<boolean>((resolve) => {
+        let wakes = waiting.get(key);
+        if (!wakes) {
+          wakes = new Set();
+          waiting.set(key, wakes);
+        }
+        const done = (finished: boolean) => {
+          clearTimeout(timer);
+          clearInterval(poll);
+          wakes.delete(wake);
+          if (wakes.size === 0 && waiting.get(key) === wakes) waiting.delete(key);
+          resolve(finished);
+        };
+        const wake = () => done(true);
+        wakes.add(wake);
+        const timer = setTimeout(() => done(false), waitMs);
+        const check = () => {
+          store
+            .call((redis) => redis.exists(lockKey))
+            .then(
+              (held) => {
+                if (held === 0 && wakes.has(wake)) done(true);
+              },
+              () => {},
+            );
+        };
+        const poll = setInterval(check, lockPollMs);
+        check();
+      });
+    },
+
+    /** Releases `lock` and announces that `key` is finished, to every process waiting for it. */
+    finish(lock: HeldLock, key: string): Promise<void> {
+      return lock.release({ channel, message: key }).catch(() => {});
+    },
+  };
+}
+
+/** What {@link createCoalescer} returns. */
+export type Coalescer<T> = ReturnType<typeof createCoalescer<T>>;
