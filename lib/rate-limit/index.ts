@@ -99,13 +99,13 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     return config.key ? name : clientForIp(name, config.ipv6Subnet);
   };
 
-  /** A client's Redis keys: `rate:<client>`, or with several rules `rate:{<client>}:<window ms>`, one Cluster slot. */
+  /** A client's Redis keys: `rate:<client>`, or with several rules `rate:{<client>}:<rule name>`, one Cluster slot. */
   function keysOf(clientKey: string): string[] {
     const stored =
       clientKey.length > maxClientLength ? `sha256-${createHash('sha256').update(clientKey).digest('hex')}` : clientKey;
     if (!rules) return [storageKeyOf(stored)];
     const tagged = hashTag(stored);
-    return rules.map((rule) => storageKeyOf(tagged, rule.window));
+    return rules.map((rule) => storageKeyOf(tagged, rule.name));
   }
 
   function toInfo(reply: HitReply, limit: number, clientKey: string, now: number): RateLimitInfo {
@@ -204,7 +204,12 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     listeningForResets = true;
     const cache = blocks as BlockCache;
     try {
-      subscribe(redis(), resetChannel, (blocked) => cache.delete(blocked));
+      subscribe(
+        redis(),
+        resetChannel,
+        (blocked) => cache.delete(blocked),
+        (error) => logger.warn(`redisware rateLimit: cannot listen for reset() of other instances: ${error.message}`),
+      );
     } catch (error) {
       logger.warn(`redisware rateLimit: cannot listen for reset(): ${(error as Error).message}`);
     }
@@ -339,10 +344,17 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     }
   } as RateLimitMiddleware;
 
+  let warnedPublish = false;
   middleware.reset = async function reset(client: string | number): Promise<void> {
     const keys = keysOf(normaliseClient(client, 'reset()'));
     blocks?.delete(keys[0]);
-    await call.run(resetScript, keys, [resetChannel]);
+    const refused = await call.run(resetScript, keys, [resetChannel, keys[0]]);
+    if (typeof refused === 'string' && !warnedPublish) {
+      warnedPublish = true;
+      logger.warn(
+        `redisware rateLimit: reset() cleared the count, but could not tell other instances (${refused}); they answer from memory until the block ends. Allow the Redis user the channel '${resetChannel}'.`,
+      );
+    }
   };
 
   middleware.get = async function get(client: string | number, req?: Request): Promise<RateLimitInfo | null> {

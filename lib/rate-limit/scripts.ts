@@ -303,14 +303,17 @@ return reply
 `;
 
 /**
- * Forgets a client: KEYS = its counters; ARGV[1] = the channel every rateLimit() instance listens on, to which the
- * first key is published so that each drops its memory of blocking that client.
+ * Forgets a client: KEYS = its counters; ARGV = the channel every rateLimit() instance listens on, and the client's
+ * first key as the instances know it (without the client's `keyPrefix`), which is published so that each drops its
+ * memory of blocking that client. The publish may be refused (an ACL user without channel rights): the counters are
+ * deleted all the same, and the refusal is the reply.
  */
 export const resetScript = new RedisScript(
   'rate-limit-reset',
   `
 redis.call('DEL', unpack(KEYS))
-redis.call('PUBLISH', ARGV[1], KEYS[1])
+local published = redis.pcall('PUBLISH', ARGV[1], ARGV[2])
+if type(published) == 'table' and published.err then return published.err end
 return 0
 `,
 );

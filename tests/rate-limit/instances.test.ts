@@ -1,9 +1,11 @@
 // Rate limits as apps run them: several instances sharing Redis, function limits, refunds across windows.
 import express from 'express';
+import { Redis } from 'ioredis';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { rateLimit } from '../../lib/index.js';
-import { silentLogger, subscribers, uniquePrefix, useTestRedis } from '../support/redis.js';
+import { privateRedisWithAdmin } from '../support/private-redis.js';
+import { recordingLogger, redisUrl, silentLogger, subscribers, uniquePrefix, useTestRedis } from '../support/redis.js';
 import { appWith } from './support.js';
 
 const redis = useTestRedis('rate-limit-instances');
@@ -35,6 +37,43 @@ describe('rateLimit() across instances', () => {
     expect(await eventually(async () => (await request(b).get('/')).status === 429)).toBe(true);
     await first.reset('c');
     expect(await eventually(async () => (await request(b).get('/')).status === 200)).toBe(true);
+  });
+
+  it('reset() reaches every instance on clients with a keyPrefix too', async () => {
+    const prefix = uniquePrefix('rl-reset-kp');
+    const options = { prefix: 'rate-kp', limit: 1, window: '1m', key: () => 'c', logger: silentLogger };
+    const prefixed = () => new Redis(redisUrl(), { keyPrefix: `${prefix}:` });
+    const clients = [prefixed(), prefixed()];
+    try {
+      const [first, second] = clients.map((client) => rateLimit({ ...options, redis: client }));
+      const b = appWith(second);
+      await request(b).get('/').expect(200);
+      await request(b).get('/').expect(429);
+      await subscribers([redis.client()], 'rate-kp:reset', 1); // b's: it has counted a request
+      await first.reset('c');
+      expect(await eventually(async () => (await request(b).get('/')).status === 200)).toBe(true);
+    } finally {
+      for (const client of clients) client.disconnect();
+    }
+  });
+
+  it('reset() still clears the count for a Redis user without channel rights, and says what it could not do', async () => {
+    const { admin, server } = await privateRedisWithAdmin();
+    await admin.call('ACL', 'SETUSER', 'app', 'on', '>app-password', '~*', '+@all', 'resetchannels');
+    const client = new Redis(server.url, { username: 'app', password: 'app-password' });
+    const logger = recordingLogger();
+    try {
+      const limiter = rateLimit({ redis: client, limit: 1, key: () => 'c', logger });
+      const app = appWith(limiter);
+      await request(app).get('/').expect(200);
+      await request(app).get('/').expect(429);
+      await limiter.reset('c');
+      await request(app).get('/').expect(200);
+      await limiter.reset('c');
+      expect(logger.warnings.filter((warning) => /could not tell other instances/.test(warning))).toHaveLength(1);
+    } finally {
+      client.disconnect();
+    }
   });
 
   it('never answers from a block remembered under another limit or a smaller cost', async () => {

@@ -34,13 +34,13 @@ describe.each(algorithms)('%s with two rules', (algorithm) => {
     expect(statuses.filter((status) => status === 200)).toHaveLength(10);
     expect(statuses.filter((status) => status === 429)).toHaveLength(50);
     // Both counters hold the 10 admitted requests, each with a TTL, in one Cluster slot ({c}).
-    for (const window of [3_600_000, 86_400_000]) {
-      const key = `${prefix}:{c}:${window}`;
+    for (const name of ['1h', '1d']) {
+      const key = `${prefix}:{c}:${name}`;
       expect(await redis.client().pttl(key)).toBeGreaterThan(0);
     }
     if (algorithm === 'fixed-window') {
-      expect(await redis.client().get(`${prefix}:{c}:3600000`)).toBe('10');
-      expect(await redis.client().get(`${prefix}:{c}:86400000`)).toBe('10');
+      expect(await redis.client().get(`${prefix}:{c}:1h`)).toBe('10');
+      expect(await redis.client().get(`${prefix}:{c}:1d`)).toBe('10');
     }
   });
 });
@@ -101,6 +101,24 @@ describe('several rules: headers, req.rateLimit and Redis cost', () => {
     for (let i = 0; i < 5; i++) await request(app).get('/').expect(200);
     await watch.settle();
     expect(watch.sent.map((args) => args[0].toLowerCase())).toEqual(Array(5).fill('evalsha'));
+  });
+
+  it('counts two rules with the same window apart (each has its own key, by name)', async () => {
+    const app = appWith(
+      rateLimit({
+        redis: client(),
+        prefix: uniquePrefix('rules-same-window'),
+        limit: [
+          { limit: 10, window: '1m', name: 'burst' },
+          { limit: 4, window: '1m', name: 'strict' },
+        ],
+        key: () => 'c',
+        logger: silentLogger,
+      }),
+    );
+    const statuses = [];
+    for (let i = 0; i < 6; i++) statuses.push((await request(app).get('/')).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
   });
 
   it('rejects rules that cannot be told apart, naming the option', () => {
