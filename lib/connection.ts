@@ -216,13 +216,12 @@ function rejectUnansweredOnClose(connection: Redis): void {
 
 let sharedClient: RedisClient | undefined;
 
-/** A getter for `given`, or — when none was given — for the shared {@link defaultRedis} client, created on first use. */
+/**
+ * A getter for `given`, or — when none was given — for the shared {@link defaultRedis} client, created on first use
+ * (and again after `closeDefaultRedis()`: a middleware then uses the new one, never the closed one).
+ */
 export function lazyRedis(given: RedisClient | undefined): () => RedisClient {
-  let client = given;
-  return () => {
-    client ??= defaultRedis();
-    return client;
-  };
+  return given ? () => given : defaultRedis;
 }
 
 /** The client middlewares use when given none: created by `createRedis()` on first use, then shared. */

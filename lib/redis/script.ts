@@ -105,8 +105,18 @@ export class RedisScript {
     );
   }
 
-  /** Sends the whole script (EVAL), which also caches it on the server. */
+  /**
+   * Sends the whole script (EVAL), which also caches it on the server: like EVALSHA, built by the client's own
+   * ioredis and never re-sent after a dropped connection.
+   */
   evalSource(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    const factory = isCluster(client) ? null : factoryFor(client as Redis);
+    if (factory) {
+      const command = factory('eval', [this.source, keys.length, ...keys, ...args], this.binary);
+      neverResent(client as Redis, command);
+      (client as Redis).sendCommand(command as never);
+      return command.promise;
+    }
     const scripting = client as unknown as ScriptingCommands;
     const evalScript = this.binary ? scripting.evalBuffer : scripting.eval;
     return evalScript.call(client, this.source, keys.length, ...keys, ...args);

@@ -12,6 +12,7 @@ import { appWith } from '../rate-limit/support.js';
 import { cookiePair, secret, sessionApp } from '../session/support.js';
 import { eventCount, privateRedisWithAdmin } from '../support/private-redis.js';
 import { redisUrl, scriptCaller, silentLogger, uniquePrefix, useTestRedis, watchCommands } from '../support/redis.js';
+import { cuttingProxy } from '../support/tcp-proxy.js';
 
 const redis = useTestRedis('user-client');
 
@@ -155,6 +156,31 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
       expect(await own.ping()).toBe('PONG'); // the app's own commands still work
       expect(await setup.admin.exists('replay:c')).toBe(0);
       expect((await request(app).get('/').expect(200)).headers.ratelimit).toMatch(/r=99;/);
+    });
+
+    it('never re-sends the EVAL that follows a NOSCRIPT when the connection drops before its reply', async () => {
+      const proxy = await cuttingProxy(setup.server.port);
+      const own = userClient(`redis://127.0.0.1:${proxy.port}`);
+      await own.ping();
+      const app = appWith(
+        rateLimit({
+          redis: own as never,
+          prefix: 'eval-replay',
+          timeout: '300ms',
+          key: () => 'c',
+          logger: silentLogger,
+        }),
+      );
+      await setup.admin.script('FLUSH');
+      proxy.cutAfter('$4\r\neval\r\n');
+      await request(app).get('/').expect(200); // fails open: the reply never came
+      expect(proxy.cuts).toBe(1);
+      // Reconnected (through the proxy): whatever the client would re-send has been sent by the time a PING answers.
+      for (let waited = 0; own.status !== 'ready' && waited < 2_000; waited += 10) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await own.ping();
+      expect(await setup.admin.get('eval-replay:c')).toBe('1'); // counted once, by the EVAL that reached Redis
     });
 
     it('every middleware answers within its timeout, as configured, and works again afterwards', async () => {
