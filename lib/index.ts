@@ -22,7 +22,7 @@ export type { Logger } from './logger.js';
 export type { RateLimitInfo, RateLimitMiddleware, RateLimitOptions } from './rate-limit/index.js';
 // Rate limiting: `app.use(rateLimit())`.
 export { rateLimit } from './rate-limit/index.js';
-export type { RedisClient } from './redis/client.js';
+export type { AnyRedisClient, RedisClient } from './redis/client.js';
 export type { SessionData } from './session/data.js';
 export type {
   RedisSessionMiddleware,

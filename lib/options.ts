@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { type Duration, durationExpectation, tryParseDuration } from './duration.js';
 import type { Logger } from './logger.js';
-import type { RedisClient } from './redis/client.js';
+import type { AnyRedisClient, RedisClient } from './redis/client.js';
 
 /** A URL's credentials replaced by `***` (`redis://:***@host`), so an error message never carries a password. */
 function withoutCredentials(text: string): string {
@@ -118,15 +118,17 @@ export const loggerSchema = z.custom<Logger>(
   { message: 'expected an object with warn() and error() methods' },
 );
 
-/** An ioredis `Redis` or `Cluster`. */
-export const redisSchema = z.custom<RedisClient>(
-  (value) =>
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as RedisClient).evalsha === 'function' &&
-    typeof (value as RedisClient).on === 'function',
-  { message: 'expected an ioredis Redis or Cluster client' },
-);
+/** An ioredis `Redis` or `Cluster`, from any copy of ioredis 5 or 6 (see `AnyRedisClient`). */
+export const redisSchema = z
+  .custom<AnyRedisClient>(
+    (value) =>
+      typeof value === 'object' &&
+      value !== null &&
+      typeof (value as RedisClient).evalsha === 'function' &&
+      typeof (value as RedisClient).on === 'function',
+    { message: 'expected an ioredis Redis or Cluster client' },
+  )
+  .transform((client) => client as unknown as RedisClient);
 
 /** Options every middleware factory takes. */
 export const commonMiddlewareOptions = {

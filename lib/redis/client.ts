@@ -8,6 +8,17 @@ import { RedisUnavailableError } from '../errors.js';
  */
 export type RedisClient = Redis | Cluster;
 
+/**
+ * What the `redis` option of every middleware takes: an ioredis `Redis` or `Cluster` from whichever copy of ioredis
+ * the app has (5 or 6, the one redisware resolved or another), checked by shape rather than by class, since two
+ * copies' classes are different types to TypeScript.
+ */
+export interface AnyRedisClient {
+  readonly status: string;
+  evalsha(...args: never[]): unknown;
+  on(...args: never[]): unknown;
+}
+
 /** Whether `client` is an ioredis `Cluster` (which routes each key to its own node). */
 export function isCluster(client: RedisClient): boolean {
   return (client as { isCluster?: boolean }).isCluster === true;

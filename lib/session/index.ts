@@ -120,13 +120,17 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     if (owed === undefined || res.headersSent) return;
     const s = stateOf(session);
     s.cookieSent = true;
+    // The header goes back only to a client that sent it (an API client; `''` asks for a first id): never to a
+    // browser, whose page scripts could read it, when its HttpOnly cookie cannot be.
+    const headerClient = config.header !== undefined && req.headers[config.header] !== undefined;
     if (owed === 'clear') {
       res.append('Set-Cookie', cookies.clear(req));
+      if (headerClient) res.setHeader(config.header as string, '');
       return;
     }
     const signed = cookies.value(session.id);
     res.append('Set-Cookie', cookies.issue(req, signed, s.lifetime));
-    if (config.header !== undefined) res.setHeader(config.header, signed);
+    if (headerClient) res.setHeader(config.header as string, signed);
   }
 
   /** A session field JSON cannot hold is a bug in the app: logged, and the rest of the session is still saved. */

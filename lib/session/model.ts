@@ -64,6 +64,17 @@ const reserved = new Set([
   '__proto__',
   'constructor',
   'prototype',
+  // What every object has from Object.prototype: shadowing it breaks code that calls it on the session.
+  'hasOwnProperty',
+  'isPrototypeOf',
+  'propertyIsEnumerable',
+  'toString',
+  'toLocaleString',
+  'valueOf',
+  '__defineGetter__',
+  '__defineSetter__',
+  '__lookupGetter__',
+  '__lookupSetter__',
   'id',
   'cookie',
   'save',
@@ -190,7 +201,8 @@ export class SessionCookie {
     return s.lifetime !== undefined ? s.lifetime : (s.storage.config.cookie.maxAge ?? null);
   }
 
-  set maxAge(value: number | null) {
+  set maxAge(value: number | null | undefined) {
+    if (value === undefined) value = null; // express-session takes undefined for a browser-session cookie too
     if (
       value !== null &&
       !(typeof value === 'number' && Number.isFinite(value) && value > 0 && value <= maxLifetimeMs)
@@ -215,8 +227,8 @@ export class SessionCookie {
     return maxAge === null ? null : new Date(Date.now() + maxAge);
   }
 
-  set expires(value: Date | null | false) {
-    if (value === null || value === false) {
+  set expires(value: Date | null | false | undefined) {
+    if (value === null || value === false || value === undefined) {
       this.maxAge = null;
       return;
     }

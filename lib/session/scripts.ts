@@ -72,7 +72,8 @@ ${forEachBatchedCall(1, 'load(KEYS[i + 1], now, tonumber(ARGV[base + 1]), tonumb
 /**
  * Saves changed fields: KEYS[1]; ARGV = idle ms (the session's own lifetime, if it has one), absolute ms, '1' if the
  * session is new, n, then n field/value pairs to set, then the fields to delete. An existing session that is gone (destroyed or expired while the
- * request ran) is never brought back: returns 0 and writes nothing. Returns 1 when saved.
+ * request ran) is never brought back: returns 0 and writes nothing; a new one whose id is taken: 2. Returns 1 when
+ * saved.
  */
 export const saveSessionScript = new RedisScript(
   'session-save',
@@ -82,6 +83,8 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local idle, absolute = tonumber(ARGV[1]), tonumber(ARGV[2])
 local created
 if ARGV[3] == '1' then
+  -- A new id that is already taken (a genid that repeats itself) must not merge into another session.
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end
   created = now
   redis.call('HSET', KEYS[1], '_c', now)
 else
@@ -98,6 +101,9 @@ local set = {'_s', now}
 for i = 5, 4 + 2 * n do set[#set + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(set))
 if #ARGV > 4 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 5 + 2 * n)) end
+-- A lifetime of the session's own is its idle timeout, whichever request set it (this one, or one meanwhile).
+local lifetime = tonumber(redis.call('HGET', KEYS[1], '_m'))
+if lifetime and lifetime > 0 then idle = lifetime end
 redis.call('PEXPIRE', KEYS[1], math.min(idle, left))
 return 1
 `,

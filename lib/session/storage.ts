@@ -34,6 +34,9 @@ export interface UserSessionInfo {
 /** What {@link createSessionStorage} returns. */
 export type SessionStorage = ReturnType<typeof createSessionStorage>;
 
+/** How long an index entry whose session is not there yet is kept: its first save may still be on its way. */
+const indexGraceMs = 60_000;
+
 /** Ids `genid` may return: what a cookie and a Redis key carry without escaping. */
 const genidPattern = /^[A-Za-z0-9_-]{8,128}$/;
 
@@ -161,7 +164,12 @@ export function createSessionStorage(config: SessionConfig) {
             );
       call.script(saveSessionScript, [sessionKey(id)], args, (saveError, saved) => {
         const finish = (indexError: Error | undefined) => {
-          const error = saveError ?? indexError;
+          const error =
+            saveError ??
+            indexError ??
+            (saved === 2
+              ? new Error(`a new session's id is already in use: 'genid' must return a unique id (${id})`)
+              : undefined);
           if (error) return done(error);
           s.indexedUser = user;
           // saved !== 1: destroyed or expired while this request ran; its changes must not bring it back.
@@ -234,6 +242,8 @@ export function createSessionStorage(config: SessionConfig) {
       s.destroyed = false;
       s.saved.clear();
       s.indexedUser = undefined;
+      // The new session gets the configured cookie, as express-session gives it; with keepData it keeps its own.
+      if (!keepData) s.lifetime = undefined;
       s.lifetimeChanged = s.lifetime !== undefined;
       s.cookieSent = false;
     },
@@ -257,15 +267,24 @@ export function createSessionStorage(config: SessionConfig) {
     /** The live sessions of `userId` (canonical: `42` and `'42'` are one user). Gone ones leave the index. */
     async listByUser(userId: string): Promise<UserSessionInfo[]> {
       const indexKey = userKey(userId);
-      const ids = await call((redis) => redis.zrange(indexKey, 0, -1));
+      const scored = await call((redis) => redis.zrange(indexKey, 0, -1, 'WITHSCORES'));
+      const ids: string[] = [];
+      const indexedAt: number[] = [];
+      for (let i = 0; i < scored.length; i += 2) {
+        ids.push(scored[i]);
+        indexedAt.push(Number(scored[i + 1]) - config.absoluteTimeout); // scores are "alive until" times
+      }
       const rows = await Promise.all(
         ids.map((id) => call((redis) => redis.hmget(sessionKey(id), '_c', '_s', dataPrefix + config.userField))),
       );
       const live: UserSessionInfo[] = [];
       const gone: string[] = [];
+      const now = Date.now();
       rows.forEach(([created, seen, user], i) => {
         if (!created || !seen) {
-          gone.push(ids[i]);
+          // Gone — unless it was indexed a moment ago: a login indexes the session alongside its first save, which
+          // may not have landed yet.
+          if (now - indexedAt[i] > indexGraceMs) gone.push(ids[i]);
           return;
         }
         // A session that now belongs to someone else stays indexed until its own save moves it.

@@ -63,7 +63,7 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
     // A server of its own: SCRIPT FLUSH on the shared one would change what other files' tests see.
     const { admin, server } = await privateRedisWithAdmin();
     const own = userClient(server.url);
-    const limiter = rateLimit({ redis: own as never, limit: 10, key: () => 'c', logger: silentLogger });
+    const limiter = rateLimit({ redis: own, limit: 10, key: () => 'c', logger: silentLogger });
     const app = appWith(limiter);
     const statuses = async () =>
       Promise.all(
@@ -86,7 +86,7 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
   });
 
   it('redisSession logs in, keeps concurrent changes to different fields, and reads them back', async () => {
-    const session = redisSession({ secret, redis: client as never, prefix: uniquePrefix('user-session') });
+    const session = redisSession({ secret, redis: client, prefix: uniquePrefix('user-session') });
     const app = sessionApp(session);
     const login = await request(app).get('/login/ada').expect(302);
     const cookie = cookiePair(login);
@@ -106,7 +106,7 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
   });
 
   it('the response cache serves a HIT, runs the handler once for concurrent misses, and invalidates by tag', async () => {
-    const cache = createCache({ redis: client as never, prefix: uniquePrefix('user-cache'), logger: silentLogger });
+    const cache = createCache({ redis: client, prefix: uniquePrefix('user-cache'), logger: silentLogger });
     let runs = 0;
     const app = express();
     app.get('/slow', cache.response({ tags: ['slow'] }), async (_req, res) => {
@@ -126,7 +126,7 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
 
   it('withLock runs the function under the lock and releases it', async () => {
     const resource = uniquePrefix('user-lock');
-    expect(await withLock(resource, () => 'ran', { redis: client as never })).toBe('ran');
+    expect(await withLock(resource, () => 'ran', { redis: client })).toBe('ran');
     expect(await redis.client().exists(`lock:${resource}`)).toBe(0);
   });
 
@@ -142,7 +142,7 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
       await own.ping();
       const id = await own.client('ID');
       const app = appWith(
-        rateLimit({ redis: own as never, prefix: 'replay', timeout: '100ms', key: () => 'c', logger: silentLogger }),
+        rateLimit({ redis: own, prefix: 'replay', timeout: '100ms', key: () => 'c', logger: silentLogger }),
       );
       await setup.admin.call('CLIENT', 'PAUSE', '5000', 'WRITE');
       try {
@@ -164,7 +164,7 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
       await own.ping();
       const app = appWith(
         rateLimit({
-          redis: own as never,
+          redis: own,
           prefix: 'eval-replay',
           timeout: '300ms',
           key: () => 'c',
@@ -186,7 +186,7 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
     it('every middleware answers within its timeout, as configured, and works again afterwards', async () => {
       const own = userClient(setup.server.url);
       await own.ping();
-      const common = { redis: own as never, timeout: '100ms', logger: silentLogger };
+      const common = { redis: own, timeout: '100ms', logger: silentLogger };
       const limited = appWith(rateLimit({ ...common, prefix: 'rl', limit: 5, onRedisError: 'deny' }));
       const sessions = sessionApp(redisSession({ ...common, secret }));
       const cache = createCache({ ...common, prefix: 'cache' });

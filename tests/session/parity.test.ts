@@ -124,21 +124,93 @@ describe('express-session parity', () => {
     expect(response.body.error).toMatch(/'genid' function returned "has spaces and ;"/);
   });
 
-  it('carries the signed id in a header for API clients (header option)', async () => {
-    const { middleware } = session({ header: 'X-Session-Id' });
-    const app = sessionApp(middleware);
-    const created = await request(app).get('/set?a=1').expect(200);
+  it('carries the signed id in a header for API clients that send it (header option), never for browsers', async () => {
+    const { middleware } = session({ header: 'X-Session-Id', cookie: { maxAge: '30d' } });
+    const app = sessionApp(middleware, undefined, (routes) => {
+      routes.get('/logout', async (req, res) => {
+        await req.session.destroy();
+        res.send('bye');
+      });
+    });
+    // An API client asks for its first id with an empty header.
+    const created = await request(app).get('/set?a=1').set('X-Session-Id', '').expect(200);
     const signed = created.headers['x-session-id'];
     expect(signed).toMatch(/^[\w-]{43}\.[\w-]{43}$/);
-    // A client that keeps no cookies sends the header back.
     const read = await request(app).get('/peek').set('X-Session-Id', signed).expect(200);
     expect(read.body.data).toEqual({ a: '1' });
-    // A forged header is a fresh session, never an error.
+    expect(read.headers['x-session-id']).toBe(signed); // the persistent cookie's refresh: the header with it
+    // A browser (cookies only) never gets the id where its page scripts could read it.
+    const browser = await request(app).get('/set?b=2').expect(200);
+    expect(browser.headers['x-session-id']).toBeUndefined();
+    const refreshed = await request(app).get('/peek').set('Cookie', cookiePair(browser)).expect(200);
+    expect(setCookie(refreshed)).toBeDefined();
+    expect(refreshed.headers['x-session-id']).toBeUndefined();
+    // A forged header is a fresh session, never an error; logging out clears the header.
     const forged = await request(app)
       .get('/peek')
       .set('X-Session-Id', `${signed.slice(0, 44)}${'A'.repeat(43)}`);
     expect(forged.status).toBe(200);
     expect(forged.body.data).toEqual({});
+    const logout = await request(app).get('/logout').set('X-Session-Id', signed).expect(200);
+    expect(logout.headers['x-session-id']).toBe('');
+  });
+
+  it('keeps a session its own lifetime when a concurrent request saves it, and drops it on regenerate', async () => {
+    const { middleware, prefix } = session({ ttl: '10s', absoluteTimeout: '30d' });
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const app = sessionApp(middleware, undefined, (routes) => {
+      routes.get('/slow-write', async (req, res) => {
+        await held; // loaded before the other request gives the session its lifetime
+        (req.session as unknown as Record<string, unknown>).slow = true;
+        res.send('slow');
+      });
+      routes.get('/remember', (req, res) => {
+        req.session.cookie.maxAge = 14 * day;
+        res.send('remembered');
+      });
+      routes.get('/forget-me', (req, res) => {
+        req.session.cookie.maxAge = undefined as unknown as null; // as express-session code writes it
+        res.send('forgotten');
+      });
+      routes.get('/relogin', async (req, res) => {
+        await req.session.regenerate();
+        (req.session as unknown as Record<string, unknown>).userId = 'ada';
+        res.send('ok');
+      });
+    });
+    const created = await request(app).get('/set?a=1');
+    const cookie = cookiePair(created);
+    const key = `${prefix}:${idOf(cookie)}`;
+    const slow = request(app)
+      .get('/slow-write')
+      .set('Cookie', cookie)
+      .then((r) => r.status);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await request(app).get('/remember').set('Cookie', cookie).expect(200);
+    release();
+    expect(await slow).toBe(200);
+    expect(await redis.client().pttl(key)).toBeGreaterThan(13 * day);
+
+    const relogged = await request(app).get('/relogin').set('Cookie', cookie).expect(200);
+    expect(setCookie(relogged)).not.toMatch(/Max-Age/); // the new session has the configured (browser) cookie
+    expect(await redis.client().pttl(`${prefix}:${idOf(cookiePair(relogged))}`)).toBeLessThanOrEqual(10_000);
+    const forgotten = await request(app).get('/forget-me').set('Cookie', cookiePair(relogged)).expect(200);
+    expect(forgotten.text).toBe('forgotten');
+  });
+
+  it('refuses a genid id that is already in use instead of merging into that session', async () => {
+    const { middleware } = session({ genid: () => 'always-the-same-id' });
+    const app = sessionApp(middleware);
+    await request(app).get('/set?owner=first').expect(200);
+    const second = await request(app).get('/set?intruder=yes');
+    expect(second.status).toBe(503);
+    const first = await request(app)
+      .get('/peek')
+      .set('Cookie', cookiePair(await request(app).get('/set?x=1')));
+    expect(first.body.data.intruder).toBeUndefined();
   });
 });
 
@@ -153,7 +225,7 @@ describe('prototype safety', () => {
       const proto = Object.getPrototypeOf(req.session);
       res.json({
         polluted: (req.session as unknown as Record<string, unknown>).isAdmin === true,
-        hasMethods: typeof proto.save === 'function',
+        hasMethods: typeof proto.save === 'function' && typeof req.session.hasOwnProperty === 'function',
       });
     });
     app.get(

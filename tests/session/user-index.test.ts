@@ -53,7 +53,11 @@ describe('the user index', () => {
     const handedOver = await login('u1', 'string');
     // Redis says the handed-over session is u2's now (its index entry under u1 was not moved).
     await redis.client().hset(`${prefix}:${idOf(handedOver)}`, 'd:userId', '"u2"');
-    await redis.client().del(`${prefix}:${idOf(tablet)}`); // expired, say
+    // Expired, say, a while after it was indexed (past the grace a login in flight is given).
+    await redis.client().del(`${prefix}:${idOf(tablet)}`);
+    const [seconds] = await redis.client().time();
+    const indexedLongAgo = Number(seconds) * 1000 - 120_000 + 7 * 86_400_000;
+    await redis.client().zadd(`${prefix}:user:u1`, indexedLongAgo, idOf(tablet));
     expect((await session.listByUser('u1')).map((s) => s.id)).toEqual([idOf(laptop)]);
     const indexed = async () => (await redis.client().zrange(`${prefix}:user:u1`, 0, -1)).sort();
     expect(await indexed()).toEqual([idOf(laptop), idOf(handedOver)].sort());
@@ -63,5 +67,17 @@ describe('the user index', () => {
     expect(await redis.client().exists(`${prefix}:${idOf(handedOver)}`)).toBe(1);
     // Exactly the destroyed session left the index: the one it did not destroy keeps its entry.
     expect(await indexed()).toEqual([idOf(handedOver)]);
+  });
+
+  it('keeps the entry of a session indexed a moment ago whose first save has not landed yet', async () => {
+    const { session, prefix } = indexedApp();
+    // What a login in flight looks like: indexed (scored "alive until now + absoluteTimeout"), not saved yet.
+    const [seconds] = await redis.client().time();
+    const now = Number(seconds) * 1000;
+    await redis.client().zadd(`${prefix}:user:u9`, now + 7 * 86_400_000, 'a-login-in-flight');
+    await redis.client().pexpire(`${prefix}:user:u9`, 60_000);
+    expect(await session.listByUser('u9')).toEqual([]);
+    expect(await session.destroyByUser('u9')).toBe(0);
+    expect(await redis.client().zrange(`${prefix}:user:u9`, 0, -1)).toEqual(['a-login-in-flight']);
   });
 });
