@@ -31,14 +31,18 @@ export function systemRedisServer(): string | undefined {
 }
 
 /** Starts redis-server (on any free port) and resolves once it accepts connections. */
-export async function startEmbeddedRedis(options: { args?: string[] } = {}): Promise<EmbeddedRedis> {
+export async function startEmbeddedRedis(options: { args?: string[]; port?: number } = {}): Promise<EmbeddedRedis> {
   const systemBinary = systemRedisServer();
   const args = options.args ?? [];
   // A directory of its own: a replica writes the RDB it receives there, and every server started in the same
   // directory would load it at start.
   const dir = args.includes('--dir') ? undefined : mkdtempSync(join(tmpdir(), 'redisware-redis-'));
   const server = await RedisMemoryServer.create({
-    instance: { ip: '127.0.0.1', args: ['--appendonly', 'no', ...(dir ? ['--dir', dir] : []), ...args] },
+    instance: {
+      ip: '127.0.0.1',
+      port: options.port,
+      args: ['--appendonly', 'no', ...(dir ? ['--dir', dir] : []), ...args],
+    },
     binary: systemBinary ? { systemBinary } : {},
   });
   const host = await server.getHost();

@@ -166,7 +166,7 @@ describe('behind Sentinel, when the master crashes', () => {
         await request(app.limited).get('/').query({ k: key });
         return (await newMaster.exists(`rate:${key}`)) === 1;
       },
-      5_000,
+      15_000,
     );
     await load.stop();
 
@@ -174,5 +174,5 @@ describe('behind Sentinel, when the master crashes', () => {
     const login = await request(app.sessions).get('/login/cy').expect(302);
     const read = await request(app.sessions).get('/peek').set('Cookie', cookiePair(login)).expect(200);
     expect(read.body.data.userId).toBe('cy');
-  });
+  }, 40_000);
 });

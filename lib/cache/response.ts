@@ -1,6 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { isPersonal } from '../http/personal.js';
+import { isPersonal } from '../http/marks.js';
 import { holdEnd } from '../http/response.js';
+import type { HeldLock } from '../lock/index.js';
 import { type CapturedResponse, captureResponse, type Head, type HeadDecision, headerSnapshot } from './capture.js';
 import type { Coalescer } from './coalesce.js';
 import { computeEtag, encodeResponse, newVersion, type StoredResponse } from './entry.js';
@@ -14,6 +15,7 @@ import {
   varyNames,
 } from './http.js';
 import type { ResponseConfig } from './options.js';
+import { backgroundJob, connectionFacts, replayInBackground } from './refresh.js';
 import { originOf, pathKey, requestKey, requestPath, urlTag } from './request-key.js';
 import { type CacheStore, variantId } from './store.js';
 
@@ -23,6 +25,11 @@ export interface ResponseCacheParts {
   coalescer: Coalescer<StoredResponse>;
   /** Deletes every entry with one of `tags`. */
   invalidateTags(...tags: string[]): Promise<number>;
+}
+
+/** What a background refresh carries to the middleware (see `replayInBackground`): the lock it holds. */
+interface RefreshJob {
+  lock: HeldLock;
 }
 
 /** One request's way through the cache: its key, where its entry lives, and what the handler set off with. */
@@ -369,6 +376,16 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       }
       const cacheKey = cacheKeyOf(req);
       const lookup: Lookup = { cacheKey, base: store.responseKey(cacheKey), snapshot: headerSnapshot(res) };
+      const refresh = backgroundJob<RefreshJob>(req);
+      if (refresh) {
+        // The background refresh of a stale entry (see above): produce and store it, then let the others know.
+        try {
+          await runAndStore(req, res, next, lookup, { label: 'MISS', store: true });
+        } finally {
+          await coalescer.finish(refresh.lock, lookup.base);
+        }
+        return;
+      }
       let found: Awaited<ReturnType<typeof store.readResponse>>;
       try {
         found = await store.readResponse(cacheKey, req);
@@ -382,13 +399,16 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         if (entry.freshUntil > now) return serve(req, res, entry, 'HIT');
         const staleFor = now - entry.freshUntil;
         if (staleFor < responseConfig.staleWhileRevalidate) {
-          // One request refreshes it (whoever gets the lock); everyone else gets the stale entry meanwhile.
+          // Every request gets the stale entry at once; one of them, across processes (whoever gets the lock),
+          // has it refreshed in the background.
+          const connection = connectionFacts(req);
+          serve(req, res, entry, 'STALE');
           const lock = await coalescer.lock(store.lockKey(lookup.base), lockConfig?.ttl ?? 10_000);
-          if (!lock) return serve(req, res, entry, 'STALE');
-          try {
-            await runAndStore(req, res, next, lookup, { label: 'MISS', store: true, fallback: entry });
-          } finally {
-            await coalescer.finish(lock, lookup.base);
+          if (lock) {
+            replayInBackground(req, connection, { lock } satisfies RefreshJob, (error) => {
+              if (error) store.logger.error(`redisware cache: a background refresh failed: ${String(error)}`);
+              void coalescer.finish(lock, lookup.base);
+            });
           }
           return;
         }

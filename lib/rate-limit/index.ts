@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { lazyRedis } from '../connection.js';
+import { isBackground } from '../http/marks.js';
 import { hashTag, keyspace, nameArgument } from '../keys.js';
 import { OutageReporter, resolveLogger } from '../logger.js';
 import { parseOptions } from '../options.js';
@@ -331,6 +332,8 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
 
   const middleware = function rateLimitMiddleware(req: Request, res: Response, next: NextFunction): void {
     try {
+      // The response cache refreshing a stale entry in the background: no client asked, nothing to count.
+      if (isBackground(req)) return next();
       if (inputsAreFixed) {
         const clientKey = clientKeyOf(req) as string;
         count(req, res, next, { clientKey, keys: keysOf(clientKey), limit: fixedLimit, cost: fixedCost })?.catch(next);

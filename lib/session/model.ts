@@ -1,7 +1,7 @@
 // The object behind `req.session`: data as own properties, methods and `cookie` on its prototype, the bookkeeping
 // in a private field, and what differs from what Redis holds.
 import type { Request } from 'express';
-import { markPersonal } from '../http/personal.js';
+import { markPersonal } from '../http/marks.js';
 import type { Logger } from '../logger.js';
 import type { SessionStorage } from './storage.js';
 

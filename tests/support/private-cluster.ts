@@ -14,15 +14,16 @@ afterAll(async () => {
 });
 
 /**
- * A port the OS reports free now. A node's cluster bus defaults to its port + 10000, which can land on a port
- * already in use (the ephemeral port of some client socket, say); redis-server then exits at start.
+ * `count` distinct ports the OS reports free now (all held open at once while they are picked). A node's cluster bus
+ * defaults to its port + 10000, which can land on a port already in use (the ephemeral port of some client socket,
+ * say); redis-server then exits at start.
  */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+async function freePorts(count: number): Promise<number[]> {
+  const servers = Array.from({ length: count }, () => createServer());
+  await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))));
+  const ports = servers.map((server) => (server.address() as AddressInfo).port);
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
 }
 
 /**
@@ -42,10 +43,13 @@ export async function privateCluster(size = 3): Promise<{ nodes: string[] }> {
     // Each node keeps its cluster state file (nodes.conf) in a directory of its own.
     const dir = mkdtempSync(join(tmpdir(), 'redisware-cluster-'));
     dirs.push(dir);
-    const busPort = await freePort();
+    // The node's port and its bus port, picked together so they differ (and given to it, so that nothing else
+    // picks one of them in between).
+    const [port, busPort] = await freePorts(2);
     busPorts.push(busPort);
     servers.push(
       await startEmbeddedRedis({
+        port,
         args: [
           '--cluster-enabled',
           'yes',

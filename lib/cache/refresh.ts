@@ -1,0 +1,86 @@
+// Refreshing a stale entry in the background: the request is replayed through the whole app as a GET of the same
+// URL and headers, whose response is captured and stored, and sent to no one.
+import { IncomingMessage, ServerResponse } from 'node:http';
+import type { Application, Request } from 'express';
+import { markBackground } from '../http/marks.js';
+import { conditionalRequestHeaders } from './http.js';
+
+/** The work a background replay of a request carries to the cache middleware that started it. */
+const jobs = new WeakMap<IncomingMessage, unknown>();
+
+/** The job `req` was replayed for, when it is one of {@link replayInBackground}'s requests. */
+export function backgroundJob<T>(req: IncomingMessage): T | undefined {
+  return jobs.get(req) as T | undefined;
+}
+
+/** What a replay keeps of the connection `req` came on, which may be closed by the time the replay runs. */
+export interface ConnectionFacts {
+  remoteAddress: string | undefined;
+  remoteFamily: string | undefined;
+  remotePort: number | undefined;
+  localAddress: string | undefined;
+  localPort: number | undefined;
+  encrypted: boolean;
+}
+
+/** The facts of `req`'s connection now, while it is open (see {@link replayInBackground}). */
+export function connectionFacts(req: Request): ConnectionFacts {
+  const socket = req.socket;
+  return {
+    remoteAddress: socket?.remoteAddress,
+    remoteFamily: socket?.remoteFamily,
+    remotePort: socket?.remotePort,
+    localAddress: socket?.localAddress,
+    localPort: socket?.localPort,
+    encrypted: (socket as { encrypted?: boolean } | undefined)?.encrypted === true,
+  };
+}
+
+/**
+ * Replays `req` through the app it came through (the top one, so that every middleware in front runs as for the
+ * request itself): a GET of the same URL with the same headers, but no conditional ones (the entry is produced in
+ * full), marked as a background request (rate limiters do not count it), whose response goes nowhere. `job`
+ * travels with it to the middleware; `failed` hears of an error no handler answered.
+ */
+export function replayInBackground(
+  req: Request,
+  connection: ConnectionFacts,
+  job: unknown,
+  failed: (error?: unknown) => void,
+): void {
+  let app = req.app as Application & { parent?: Application };
+  while (app.parent) app = app.parent as Application & { parent?: Application };
+  // The original socket, seen through the facts it had (client address, port, TLS) when the request came.
+  const socket = Object.create(req.socket, {
+    remoteAddress: { value: connection.remoteAddress },
+    remoteFamily: { value: connection.remoteFamily },
+    remotePort: { value: connection.remotePort },
+    localAddress: { value: connection.localAddress },
+    localPort: { value: connection.localPort },
+    encrypted: { value: connection.encrypted },
+  });
+  const replay = new IncomingMessage(socket);
+  replay.method = 'GET';
+  replay.url = req.originalUrl ?? req.url;
+  replay.httpVersionMajor = req.httpVersionMajor;
+  replay.httpVersionMinor = req.httpVersionMinor;
+  replay.httpVersion = req.httpVersion;
+  const headers = { ...req.headers };
+  for (const name of conditionalRequestHeaders) delete headers[name];
+  replay.headers = headers;
+  replay.push(null); // no body
+  replay.complete = true;
+  markBackground(replay);
+  jobs.set(replay, job);
+  // A response with no socket: what the app writes to it stays in memory until the response is collected.
+  const response = new ServerResponse(replay);
+  try {
+    (app as unknown as { handle(req: unknown, res: unknown, done: (error?: unknown) => void): void }).handle(
+      replay,
+      response,
+      (error?: unknown) => failed(error),
+    );
+  } catch (error) {
+    failed(error);
+  }
+}

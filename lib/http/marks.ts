@@ -1,0 +1,31 @@
+// Marks that middlewares put on a request for each other, without importing each other: both import this.
+import type { IncomingMessage } from 'node:http';
+
+// Requests whose response depends on who asks: a middleware that hands out per-client data (the session) marks
+// them, and the response cache never shares what they produce.
+
+const personal = new WeakSet<IncomingMessage>();
+
+/** Marks `req`: what it responds with was made from data of this client's (its session). */
+export function markPersonal(req: IncomingMessage): void {
+  personal.add(req);
+}
+
+/** Whether {@link markPersonal} marked `req`. */
+export function isPersonal(req: IncomingMessage): boolean {
+  return personal.has(req);
+}
+
+// Requests the response cache replays through the app to refresh a stale entry in the background: no client
+// made them, so a rate limiter does not count them.
+const background = new WeakSet<IncomingMessage>();
+
+/** Marks `req` as a background refresh of the response cache's (see {@link isBackground}). */
+export function markBackground(req: IncomingMessage): void {
+  background.add(req);
+}
+
+/** Whether `req` is a background refresh no client made. */
+export function isBackground(req: IncomingMessage): boolean {
+  return background.has(req);
+}
