@@ -30,6 +30,8 @@ interface Case {
   loginPath?: string;
   /** A random client IP per request, through X-Forwarded-For. */
   randomClients?: number;
+  /** Headers every request of the case sends. */
+  headers?: Record<string, string>;
 }
 
 interface Suite {
@@ -84,6 +86,12 @@ const suites: Record<string, Suite> = {
     ],
     cases: [
       { name: 'HIT, ~1 KB JSON (bare Express sends the same bytes from memory)', scenario: {}, path: '/json-1k' },
+      {
+        name: 'HIT, ~1 KB JSON behind compression(), gzip clients (bare Express: compression of the same bytes)',
+        scenario: { compression: true },
+        path: '/json-1k',
+        headers: { 'accept-encoding': 'gzip' },
+      },
       { name: 'HIT, ~100 KB JSON (bare Express sends the same bytes from memory)', scenario: {}, path: '/json-100k' },
       { name: '5 ms "database" handler (bare Express: uncached)', scenario: {}, path: '/db' },
     ],
@@ -138,7 +146,7 @@ function load(
   const randomClients = testCase.randomClients;
   return autocannon({
     url,
-    headers: server.headers,
+    headers: { ...server.headers, ...testCase.headers },
     connections: options.connections ?? connections,
     ...(options.amount ? { amount: options.amount } : { duration: options.duration }),
     requests: randomClients

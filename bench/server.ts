@@ -1,14 +1,14 @@
 // One benchmark server process: builds the app for `variant` and reports its port, then its CPU use on request.
 // Run by bench/run.ts through child_process.fork; the CPU it reports is this process's alone.
 import type { Server } from 'node:http';
-import { variants } from './variants.js';
+import { build, variants } from './variants.js';
 
 const [variantName, redisUrl, scenarioJson] = process.argv.slice(2);
 const scenario = JSON.parse(scenarioJson) as Record<string, unknown>;
 const variant = variants[variantName];
 if (!variant) throw new Error(`unknown variant ${variantName}`);
 
-const { app, close } = await variant.build(redisUrl, scenario);
+const { app, close } = await build(variant, redisUrl, scenario);
 let served = 0;
 const server: Server = app.listen(0, '127.0.0.1', () => {
   const address = server.address() as { port: number };

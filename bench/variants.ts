@@ -2,6 +2,7 @@
 // (auto-pipelining on, as redisware's createRedis() does), unless the library cannot use ioredis at all.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import compression from 'compression';
 import express, { type Express, type RequestHandler } from 'express';
 import { rateLimit as expressRateLimit } from 'express-rate-limit';
 import { Redis } from 'ioredis';
@@ -27,17 +28,29 @@ const sessionSecret = 'benchmark-secret-benchmark-secret-0123456789';
 export interface Scenario {
   /** Requests allowed per window (rate-limit scenarios). */
   limit?: number;
+  /** Put `compression()` in front of everything (cache scenarios). */
+  compression?: boolean;
 }
 
 export interface Variant {
   build(redisUrl: string, scenario: Scenario): Promise<{ app: Express; close(): Promise<void> }>;
 }
 
+/** Builds `variant` for `scenario` (every app it makes gets the scenario's middleware in front). */
+export function build(variant: Variant, redisUrl: string, scenario: Scenario) {
+  current = scenario;
+  return variant.build(redisUrl, scenario);
+}
+
 const body = 'ok';
 const windowMs = 15 * 60_000;
 
+/** The scenario of the server being built (a server process builds one app). */
+let current: Scenario = {};
+
 function baseApp(): Express {
   const app = express();
+  if (current.compression) app.use(compression());
   app.set('trust proxy', 1);
   app.set('etag', false);
   return app;
