@@ -7,7 +7,7 @@ import { hashTag, keyspace } from '../keys.js';
 import { type Logger, OutageReporter, resolveLogger } from '../logger.js';
 import { boundedCaller } from '../redis/bounded.js';
 import { isCrossSlot, markRefusesCrossSlot, needsOneSlot } from '../redis/client.js';
-import { RedisScript } from '../redis/script.js';
+import { RedisScript, redisNow } from '../redis/script.js';
 import { decodeResponse, decodeVaryMarker, type StoredResponse } from './entry.js';
 import { requestHeader } from './http.js';
 import type { cacheSchema } from './options.js';
@@ -30,8 +30,7 @@ const storeScript = new RedisScript(
   'cache-store',
   `
 local value, ttl, names, id, most = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+${redisNow}
 if id == '' then
   redis.call('SET', KEYS[1], value, 'PX', ttl)
 else
@@ -65,8 +64,7 @@ const addToTagScript = new RedisScript(
   'cache-tag-add',
   `
 local ttl = tonumber(ARGV[2])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+${redisNow}
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end

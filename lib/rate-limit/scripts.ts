@@ -1,4 +1,4 @@
-import { RedisScript, type ScriptOptions } from '../redis/script.js';
+import { RedisScript, redisNow, type ScriptOptions } from '../redis/script.js';
 
 /*
  * Every hit script takes KEYS[1] = the client's key and
@@ -40,8 +40,7 @@ export const slidingWindowScript = new RedisScript(
   'sliding-window',
   `
 local cost, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+${redisNow}
 local current = math.floor(now / window)
 local elapsed = now - current * window
 local state = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
@@ -83,8 +82,7 @@ export const tokenBucketScript = new RedisScript(
   'token-bucket',
   `
 local cost, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+${redisNow}
 local state = redis.call('HMGET', KEYS[1], 't', 'ts')
 local tokens, ts = tonumber(state[1]), tonumber(state[2])
 local exists = 1
@@ -144,8 +142,7 @@ export const slidingWindowRefundScript = new RedisScript(
   'sliding-window-refund',
   `
 local cost = tonumber(ARGV[1])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+${redisNow}
 for i = 1, #KEYS do
   local window = tonumber(ARGV[3 * i - 1])
   local current = math.floor(now / window)
@@ -179,12 +176,36 @@ return 0
  * blocks it), exists (1/0) }. Each key gets its expiry in the same step that creates it.
  */
 
-/** Fixed windows: a counter per rule, each window starting at the client's first request under it. */
-export const fixedWindowRulesSource = `
+/**
+ * The several-rules script: each rule is checked by `check` (which sets `reply` for it and clears `allowed` when the
+ * request does not fit), and only if every rule lets it through is each counted by `apply`. Both run with `window`,
+ * `limit`, `i` (the rule) and `now` (Redis time, ms) in scope, and may keep per-rule state in `states[i]`.
+ */
+function rulesSource(check: string, apply: string): string {
+  return `
 local cost, look = tonumber(ARGV[1]), ARGV[2] == '1'
-local reply, allowed = {1}, true
+${redisNow}
+local reply, allowed, states = {1}, true, {}
 for i = 1, #KEYS do
   local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+${check}
+end
+if not allowed then
+  reply[1] = 0
+  return reply
+end
+if look then return reply end
+for i = 1, #KEYS do
+  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+${apply}
+end
+return reply
+`;
+}
+
+/** Fixed windows: a counter per rule, each window starting at the client's first request under it. */
+export const fixedWindowRulesSource = rulesSource(
+  `
   local used = tonumber(redis.call('GET', KEYS[i]))
   local left = window
   if used then
@@ -195,34 +216,20 @@ for i = 1, #KEYS do
     end
   end
   reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = used or 0, left, used and 1 or 0
-  if (used or 0) + cost > limit then allowed = false end
-end
-if not allowed then
-  reply[1] = 0
-  return reply
-end
-if look then return reply end
-for i = 1, #KEYS do
-  local window = tonumber(ARGV[1 + 2 * i])
+  if (used or 0) + cost > limit then allowed = false end`,
+  `
   local used = redis.call('INCRBY', KEYS[i], cost)
   local left = redis.call('PTTL', KEYS[i])
   if left < 0 then
     redis.call('PEXPIRE', KEYS[i], window)
     left = window
   end
-  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = used, left, 1
-end
-return reply
-`;
+  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = used, left, 1`,
+);
 
 /** Sliding windows: the weighted two-window estimate of each rule, as `slidingWindowScript` computes it. */
-export const slidingWindowRulesSource = `
-local cost, look = tonumber(ARGV[1]), ARGV[2] == '1'
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local reply, allowed, states = {1}, true, {}
-for i = 1, #KEYS do
-  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+export const slidingWindowRulesSource = rulesSource(
+  `
   local current = math.floor(now / window)
   local elapsed = now - current * window
   local state = redis.call('HMGET', KEYS[i], 'w', 'c', 'p')
@@ -245,31 +252,18 @@ for i = 1, #KEYS do
     end
     if wait < 1 then wait = 1 end
   end
-  states[i] = {current, c, p, elapsed, window, estimate}
-  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = math.ceil(estimate), wait, exists
-end
-if not allowed then
-  reply[1] = 0
-  return reply
-end
-if look then return reply end
-for i = 1, #KEYS do
-  local current, c, p, elapsed, window, estimate = unpack(states[i])
+  states[i] = {current, c, p, elapsed, estimate}
+  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = math.ceil(estimate), wait, exists`,
+  `
+  local current, c, p, elapsed, estimate = unpack(states[i])
   redis.call('HSET', KEYS[i], 'w', current, 'c', c + cost, 'p', p)
   redis.call('PEXPIRE', KEYS[i], 2 * window - elapsed)
-  reply[3 * i - 1], reply[3 * i + 1] = math.ceil(estimate + cost), 1
-end
-return reply
-`;
+  reply[3 * i - 1], reply[3 * i + 1] = math.ceil(estimate + cost), 1`,
+);
 
 /** Token buckets: one bucket per rule, as `tokenBucketScript` keeps it. */
-export const tokenBucketRulesSource = `
-local cost, look = tonumber(ARGV[1]), ARGV[2] == '1'
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local reply, allowed, buckets = {1}, true, {}
-for i = 1, #KEYS do
-  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+export const tokenBucketRulesSource = rulesSource(
+  `
   local state = redis.call('HMGET', KEYS[i], 't', 'ts')
   local tokens, ts = tonumber(state[1]), tonumber(state[2])
   local exists = 1
@@ -282,25 +276,16 @@ for i = 1, #KEYS do
     wait = window
     if limit > 0 and cost <= limit then wait = math.max(1, math.ceil((cost - tokens) * window / limit)) end
   end
-  buckets[i] = tokens
-  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = math.ceil(limit - tokens), wait, exists
-end
-if not allowed then
-  reply[1] = 0
-  return reply
-end
-if look then return reply end
-for i = 1, #KEYS do
-  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
-  local tokens = buckets[i] - cost
+  states[i] = tokens
+  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = math.ceil(limit - tokens), wait, exists`,
+  `
+  local tokens = states[i] - cost
   local full = 0
   if limit > 0 then full = math.ceil((limit - tokens) * window / limit) end
   redis.call('HSET', KEYS[i], 't', tokens, 'ts', now)
   redis.call('PEXPIRE', KEYS[i], math.max(1, full))
-  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = math.ceil(limit - tokens), full, 1
-end
-return reply
-`;
+  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = math.ceil(limit - tokens), full, 1`,
+);
 
 /**
  * Forgets a client: KEYS = its counters; ARGV = the channel every rateLimit() instance listens on, and the client's

@@ -123,6 +123,10 @@ export class RedisScript {
   }
 }
 
+/** Lua that sets `now` to Redis's clock in milliseconds (never the app server's: their clocks may differ). */
+export const redisNow = `local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)`;
+
 /** First ARGV of a batch whose groups all take the same arguments, which then follow it once. */
 export const sharedArgsMarker = '*';
 

@@ -1,4 +1,4 @@
-import { forEachBatchedCall, RedisScript } from '../redis/script.js';
+import { forEachBatchedCall, RedisScript, redisNow } from '../redis/script.js';
 
 /*
  * A session is one hash, `session:<id>`: `_c` (created, ms), `_s` (last seen, ms), `_m` (its own cookie lifetime,
@@ -50,8 +50,7 @@ local function load(key, now, idle, absolute, rolling)
   end
   return data
 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+${redisNow}
 `;
 
 /**
@@ -78,8 +77,7 @@ ${forEachBatchedCall(1, 'load(KEYS[i + 1], now, tonumber(ARGV[base + 1]), tonumb
 export const saveSessionScript = new RedisScript(
   'session-save',
   `
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+${redisNow}
 local idle, absolute = tonumber(ARGV[1]), tonumber(ARGV[2])
 local created
 if ARGV[3] == '1' then
@@ -122,8 +120,7 @@ if ARGV[3] ~= '1' then
   redis.call('ZREM', KEYS[1], ARGV[1])
   return 0
 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+${redisNow}
 local absolute = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + absolute, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
