@@ -9,6 +9,8 @@ export interface CapturedResponse {
   status: number;
   /** The headers the handler set (not those outer middleware set before the cache), original casing, in order. */
   headers: [string, string][];
+  /** Headers outer middleware had set that the handler removed (lower case): removed again on every HIT. */
+  removed: string[];
   body: Buffer;
 }
 
@@ -21,11 +23,13 @@ export interface Head {
   all: OutgoingHttpHeaders;
 }
 
-/** What to do with a response whose headers are about to go out. */
+/**
+ * What to do with a response whose headers are about to go out: send it on (`pass`), or answer the client 304 Not
+ * Modified (its validator matches) — keeping its bytes for storage, or not (`keep: false`: it will not be stored,
+ * so nothing of it is held in memory);
+ */
 export type HeadDecision =
-  | { kind: 'pass' }
-  /** Answer the client 304 Not Modified (its validator matches), still capturing the full response for storage. */
-  | { kind: 'not-modified' }
+  | { kind: 'pass' | 'not-modified'; keep: boolean }
   /** Send this instead, discarding the handler's output (how `staleIfError` swaps a 5xx for the last good entry). */
   | { kind: 'replace'; status: number; headers: [string, string][]; body: Buffer };
 
@@ -59,6 +63,7 @@ export function headerSnapshot(res: Response): Map<string, string> {
  * repeated headers kept apart, without those that are never stored (hop-by-hop, Connection-listed).
  */
 function handlerHeaders(res: Response, snapshot: Map<string, string>): [string, string][] {
+  // (Removed ones are found by `removedHeaders`.)
   const stored = storedHeaderFilter(res.getHeader('connection'));
   const pairs: [string, string][] = [];
   // Node has had getRawHeaderNames() since 15.13; @types/node does not declare it on ServerResponse.
@@ -70,6 +75,11 @@ function handlerHeaders(res: Response, snapshot: Map<string, string>): [string, 
     else pairs.push([name, String(value)]);
   }
   return pairs;
+}
+
+/** The headers outer middleware had set (in `snapshot`) that are gone now: the handler removed them. */
+function removedHeaders(res: Response, snapshot: Map<string, string>): string[] {
+  return [...snapshot.keys()].filter((name) => !res.hasHeader(name));
 }
 
 /**
@@ -91,11 +101,13 @@ export function captureResponse(
   const chunks: Buffer[] = [];
   let size = 0;
   let tooBig = false;
-  let decision: HeadDecision = { kind: 'pass' };
+  let decision: HeadDecision = { kind: 'pass', keep: true };
   let status = 200;
   let headers: [string, string][] = [];
+  let removed: string[] = [];
+  const keeping = () => decision.kind !== 'replace' && decision.keep;
   const collect = (chunk: unknown, encoding: unknown) => {
-    if (tooBig || decision.kind === 'replace') return;
+    if (tooBig || !keeping()) return;
     const buffer = toBuffer(chunk, encoding);
     if (!buffer || buffer.length === 0) return;
     size += buffer.length;
@@ -112,13 +124,18 @@ export function captureResponse(
   beforeHeaders(res, () => {
     status = res.statusCode;
     headers = handlerHeaders(res, snapshot);
+    removed = removedHeaders(res, snapshot);
     decision = decide({ status, handlerHeaders: headers, all: res.getHeaders() });
+    if (!keeping()) chunks.length = 0;
     if (decision.kind === 'not-modified') {
       res.statusCode = 304;
       for (const name of droppedBy304) res.removeHeader(name);
     } else if (decision.kind === 'replace') {
-      for (const name of res.getHeaderNames()) res.removeHeader(name);
-      for (const [name, value] of decision.headers) res.appendHeader(name, value);
+      // The handler's response is swapped; what outer middleware set on it (CORS, helmet, …) stays.
+      for (const [name] of headers) res.removeHeader(name);
+      const grouped = new Map<string, string[]>();
+      for (const [name, value] of decision.headers) grouped.set(name, [...(grouped.get(name) ?? []), value]);
+      for (const [name, values] of grouped) res.setHeader(name, values.length === 1 ? values[0] : values);
       res.statusCode = decision.status;
     }
   });
@@ -163,7 +180,7 @@ export function captureResponse(
       complete(undefined);
       return originalEnd.call(this, decision.body, done);
     }
-    complete(tooBig ? undefined : { status, headers, body: Buffer.concat(chunks, size) });
+    complete(tooBig || !keeping() ? undefined : { status, headers, removed, body: Buffer.concat(chunks, size) });
     if (!passesBody()) return originalEnd.call(this, done);
     return originalEnd.call(this, chunk, encoding, callback);
   } as typeof res.end;

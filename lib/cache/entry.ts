@@ -5,6 +5,8 @@ export interface StoredResponse {
   status: number;
   /** `[name, value]` pairs in the order they were sent, original casing. */
   headers: [string, string][];
+  /** Headers outer middleware had set that the handler removed: removed again when it is served. */
+  removed?: string[];
   body: Buffer;
   /** When it was stored (ms since the epoch). */
   storedAt: number;
@@ -24,6 +26,7 @@ interface Meta {
   f: number;
   e: string;
   v?: Record<string, string>;
+  r?: string[];
 }
 
 /** Marks a stored response (values stored by `cache.set` are JSON and never start with it). */
@@ -50,6 +53,7 @@ export function newVersion(): string {
 export function encodeResponse(entry: StoredResponse): Buffer {
   const meta: Meta = { s: entry.status, h: entry.headers, t: entry.storedAt, f: entry.freshUntil, e: entry.etag };
   if (entry.vary) meta.v = entry.vary;
+  if (entry.removed) meta.r = entry.removed;
   const json = Buffer.from(JSON.stringify(meta));
   const header = Buffer.allocUnsafe(headerEnd);
   magic.copy(header, 0);
@@ -72,6 +76,7 @@ export function decodeResponse(stored: Buffer): StoredResponse | undefined {
       freshUntil: meta.f,
       etag: meta.e,
       vary: meta.v,
+      removed: meta.r,
       version: stored.toString('latin1', 4, versionEnd),
       body: stored.subarray(headerEnd + length),
     };

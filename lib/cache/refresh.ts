@@ -1,6 +1,7 @@
 // Refreshing a stale entry in the background: the request is replayed through the whole app as a GET of the same
 // URL and headers, whose response is captured and stored, and sent to no one.
 import { IncomingMessage, ServerResponse } from 'node:http';
+import { Duplex } from 'node:stream';
 import type { Application, Request } from 'express';
 import { markBackground } from '../http/marks.js';
 import { conditionalRequestHeaders } from './http.js';
@@ -37,16 +38,34 @@ export function connectionFacts(req: Request): ConnectionFacts {
 }
 
 /**
+ * A socket that takes every byte and sends none: the replay's response is written to it (see below). It never
+ * pushes back (a response with no HTTP server behind it would wait for a `'drain'` nobody forwards), and it needs
+ * not: each chunk is dropped as soon as it is written.
+ */
+function sink(): Duplex {
+  return new Duplex({
+    writableHighWaterMark: 2 ** 30,
+    read() {},
+    write(_chunk, _encoding, done) {
+      done();
+    },
+  });
+}
+
+/**
  * Replays `req` through the app it came through (the top one, so that every middleware in front runs as for the
  * request itself): a GET of the same URL with the same headers, but no conditional ones (the entry is produced in
- * full), marked as a background request (rate limiters do not count it), whose response goes nowhere. `job`
- * travels with it to the middleware; `failed` hears of an error no handler answered.
+ * full), marked as a background request (rate limiters do not count it, sessions are not loaded for it), whose
+ * response goes to a socket that discards it — so streams, `res.sendFile` and anything waiting for `'finish'` work
+ * as on any response. `job` travels with it to the cache middleware. `ended` is called once, whatever happens:
+ * when the response ends or closes, when no handler answered, or after `limitMs` at the latest.
  */
 export function replayInBackground(
   req: Request,
   connection: ConnectionFacts,
   job: unknown,
-  failed: (error?: unknown) => void,
+  limitMs: number,
+  ended: (error?: unknown) => void,
 ): void {
   let app = req.app as Application & { parent?: Application };
   while (app.parent) app = app.parent as Application & { parent?: Application };
@@ -72,15 +91,26 @@ export function replayInBackground(
   replay.complete = true;
   markBackground(replay);
   jobs.set(replay, job);
-  // A response with no socket: what the app writes to it stays in memory until the response is collected.
   const response = new ServerResponse(replay);
+  response.assignSocket(sink() as never);
+  let done = false;
+  const end = (error?: unknown) => {
+    if (done) return;
+    done = true;
+    clearTimeout(limit);
+    ended(error);
+  };
+  const limit = setTimeout(() => end(new Error(`the background refresh did not end within ${limitMs} ms`)), limitMs);
+  limit.unref();
+  response.once('finish', () => end());
+  response.once('close', () => end());
   try {
     (app as unknown as { handle(req: unknown, res: unknown, done: (error?: unknown) => void): void }).handle(
       replay,
       response,
-      (error?: unknown) => failed(error),
+      (error?: unknown) => end(error ?? new Error('no handler answered the background refresh')),
     );
   } catch (error) {
-    failed(error);
+    end(error);
   }
 }

@@ -26,8 +26,12 @@ export function originOf(req: Request): string {
     host = (Array.isArray(forwarded) ? forwarded[0] : forwarded).split(',')[0].trim();
   }
   host ||= requestHeader(req.headers, 'host');
-  const protocol = req.protocol;
   const [name, port] = splitHost(host.toLowerCase());
+  return origin(req.protocol, name, port, req);
+}
+
+/** `protocol://host[:port]`, the port left out when it is implied (see {@link originOf}). */
+function origin(protocol: string, name: string, port: string, req: Request): string {
   const implied =
     port === '' ||
     (protocol === 'http' && port === '80') ||
@@ -36,14 +40,18 @@ export function originOf(req: Request): string {
   return `${protocol}://${implied ? name : `${name}:${port}`}`;
 }
 
-/** `<path>?<query sorted by name, then value>`: a URL in the form every key of it uses. */
+/** The origin of `url` in the form {@link originOf} gives a request's (for comparing the two). */
+export function urlOrigin(url: URL, req: Request): string {
+  return origin(url.protocol.replace(/:$/, ''), url.hostname.toLowerCase(), url.port, req);
+}
+
+/** `<path>?<query sorted by name>`: a URL in the form every key of it uses. */
 export function pathKey(url: string): string {
   const queryStart = url.indexOf('?');
   const path = queryStart === -1 ? url : url.slice(0, queryStart);
   if (queryStart === -1) return path;
-  const params = [...new URLSearchParams(url.slice(queryStart + 1))].sort(([a, x], [b, y]) =>
-    a < b ? -1 : a > b ? 1 : x < y ? -1 : x > y ? 1 : 0,
-  );
+  // By name only, and stably: the order of a repeated parameter's values is part of what it means (`?id=3&id=1`).
+  const params = [...new URLSearchParams(url.slice(queryStart + 1))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return params.length ? `${path}?${new URLSearchParams(params).toString()}` : path;
 }
 

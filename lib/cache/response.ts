@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { isPersonal } from '../http/marks.js';
+import { isPersonal, sessionIdentity } from '../http/marks.js';
 import { holdEnd } from '../http/response.js';
 import type { HeldLock } from '../lock/index.js';
 import { type CapturedResponse, captureResponse, type Head, type HeadDecision, headerSnapshot } from './capture.js';
@@ -16,7 +17,7 @@ import {
 } from './http.js';
 import type { ResponseConfig } from './options.js';
 import { backgroundJob, connectionFacts, replayInBackground } from './refresh.js';
-import { originOf, pathKey, requestKey, requestPath, urlTag } from './request-key.js';
+import { originOf, pathKey, requestKey, requestPath, urlOrigin, urlTag } from './request-key.js';
 import { type CacheStore, variantId } from './store.js';
 
 /** What the response middleware needs of its cache besides the store. */
@@ -30,6 +31,8 @@ export interface ResponseCacheParts {
 /** What a background refresh carries to the middleware (see `replayInBackground`): the lock it holds. */
 interface RefreshJob {
   lock: HeldLock;
+  /** Set by the middleware once the refreshed response is stored. */
+  stored: boolean;
 }
 
 /** One request's way through the cache: its key, where its entry lives, and what the handler set off with. */
@@ -38,6 +41,8 @@ interface Lookup {
   base: string;
   /** The headers on the response when the cache was entered (outer middleware's): never stored. */
   snapshot: Map<string, string>;
+  /** Whether the key names the request's session (`perSession`, with a session middleware in front). */
+  perSession: boolean;
 }
 
 /** The header value of `name` among stored pairs (the first, case-insensitively). */
@@ -54,18 +59,25 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
   const statuses = new Set(responseConfig.statuses);
   const lockConfig = responseConfig.lock;
 
-  const cacheKeyOf = (req: Request) => {
-    if (responseConfig.perSession) {
-      // One entry per session (or for every client without one), for routes that opted in.
-      const sessionId = (req as Request & { sessionID?: string }).sessionID ?? '';
-      return `${requestKey(req, responseConfig.vary)}\nsession: ${sessionId}`;
+  /** The lookup of a request: its key, where its entry lives, and what the response had when the cache was entered. */
+  function lookupOf(req: Request, res: Response): Lookup {
+    let cacheKey = responseConfig.key ? responseConfig.key(req) : requestKey(req, responseConfig.vary);
+    if (typeof cacheKey !== 'string' || cacheKey === '') {
+      throw new TypeError(
+        `cache.response: the 'key' function returned ${String(cacheKey)} (expected a non-empty string)`,
+      );
     }
-    const key = responseConfig.key ? responseConfig.key(req) : requestKey(req, responseConfig.vary);
-    if (typeof key !== 'string' || key === '') {
-      throw new TypeError(`cache.response: the 'key' function returned ${String(key)} (expected a non-empty string)`);
-    }
-    return key;
-  };
+    // One entry per stored session, and one for every client without one (a new session is nobody's yet). With no
+    // session middleware in front, there is no session to key by: a response that reads one is then not stored.
+    const session = responseConfig.perSession ? sessionIdentity(req) : undefined;
+    if (session !== undefined) cacheKey += `\nsession: ${createHash('sha256').update(session).digest('hex')}`;
+    return {
+      cacheKey,
+      base: store.responseKey(cacheKey),
+      snapshot: headerSnapshot(res),
+      perSession: session !== undefined,
+    };
+  }
 
   function tagsOf(req: Request, res: Response): string[] {
     const tags =
@@ -107,6 +119,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       else grouped.set(name, [value]);
     }
     for (const [name, values] of grouped) res.setHeader(name, values.length === 1 ? values[0] : values);
+    for (const name of entry.removed ?? []) res.removeHeader(name); // as the handler removed it on the MISS
     res.setHeader('X-Cache', label);
     res.setHeader('Age', String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000)) + storedAge));
     if (
@@ -126,21 +139,28 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
    * Whether a response whose headers are going out may be stored: known at once, so that followers waiting for it
    * learn that it will not be, without waiting for its end.
    */
-  function storableHead(req: Request, head: Head): boolean {
+  function storableHead(req: Request, head: Head, lookup: Lookup): boolean {
     if (req.method !== 'GET' || !statuses.has(head.status)) return false;
-    if (head.all['set-cookie'] !== undefined) return false;
+    // The handler's cookie (set during it, or by a listener registered during it, such as a session saved there):
+    // a cookie that outer middleware set before the cache is theirs, set again on every HIT.
+    if (headerOf(head.handlerHeaders, 'set-cookie') !== undefined) return false;
     const cacheControl = head.all['cache-control'];
     if (forbidsStoring(cacheControl === undefined ? undefined : String(cacheControl))) return false;
     if (varyNames(head.all.vary === undefined ? undefined : String(head.all.vary)).includes('*')) return false;
     if (String(head.all['content-type'] ?? '').startsWith('text/event-stream')) return false;
     const length = Number(head.all['content-length']);
     if (Number.isFinite(length) && length > responseConfig.maxBytes) return false;
-    return !isPersonal(req) || responseConfig.perSession;
+    return !isPersonal(req) || lookup.perSession;
   }
 
   /** Turns a finished, storable response into an entry, or `undefined` when it must not be stored after all. */
-  function toEntry(req: Request, captured: CapturedResponse, varyOn: string[]): StoredResponse | undefined {
-    if (isPersonal(req) && !responseConfig.perSession) return undefined; // it read the session after its head
+  function toEntry(
+    req: Request,
+    captured: CapturedResponse,
+    varyOn: string[],
+    lookup: Lookup,
+  ): StoredResponse | undefined {
+    if (isPersonal(req) && !lookup.perSession) return undefined; // it read the session after its head
     const headers = captured.headers;
     let etag = headerOf(headers, 'etag');
     if (!etag) {
@@ -154,6 +174,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     const entry: StoredResponse = {
       status: captured.status,
       headers,
+      removed: captured.removed.length ? captured.removed : undefined,
       body: captured.body,
       storedAt: now,
       freshUntil: now + ttlMs,
@@ -192,10 +213,11 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     const captured = captureResponse(res, lookup.snapshot, responseConfig.maxBytes, (head): HeadDecision => {
       if (fallback && head.status >= 500) {
         options.onHead?.(false);
+        const storedAge = Number(headerOf(fallback.headers, 'age')) || 0;
         const headers: [string, string][] = [
           ...fallback.headers.filter(([name]) => name.toLowerCase() !== 'age'),
           ['X-Cache', 'STALE'],
-          ['Age', String(Math.floor((Date.now() - fallback.storedAt) / 1000))],
+          ['Age', String(Math.floor((Date.now() - fallback.storedAt) / 1000) + storedAge)],
         ];
         return {
           kind: 'replace',
@@ -207,22 +229,22 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       // The handler's own Vary: one set by outer middleware is about what they add, which is not stored and is
       // added again on every HIT (per-origin CORS sets Vary: Origin, and its header is this request's on a HIT).
       varyOn = varyNames(headerOf(head.handlerHeaders, 'vary'));
-      storable = options.store && storableHead(req, head);
+      storable = options.store && storableHead(req, head, lookup);
       options.onHead?.(storable);
       for (const [name, value] of Object.entries(conditional)) if (value !== undefined) req.headers[name] = value;
       const etag = head.all.etag === undefined ? undefined : String(head.all.etag);
       const lastModified = head.all['last-modified'] === undefined ? undefined : String(head.all['last-modified']);
       if ((head.status === 200 || head.status === 203) && notModified(req.headers, etag, lastModified)) {
-        return { kind: 'not-modified' };
+        return { kind: 'not-modified', keep: storable };
       }
-      return { kind: 'pass' };
+      return { kind: 'pass', keep: storable };
     });
     res.setHeader('X-Cache', options.label);
     next();
     return captured.then(async (response) => {
       for (const [name, value] of Object.entries(conditional)) if (value !== undefined) req.headers[name] = value;
       if (!response || !storable) return undefined;
-      const entry = toEntry(req, response, varyOn);
+      const entry = toEntry(req, response, varyOn, lookup);
       if (!entry) return undefined;
       let tags: string[];
       try {
@@ -348,7 +370,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
             if (value === undefined) continue;
             try {
               const target = new URL(String(value), `${origin}${req.originalUrl ?? req.url}`);
-              if (target.origin === origin) paths.add(pathKey(`${target.pathname}${target.search}`));
+              if (urlOrigin(target, req) === origin) paths.add(pathKey(`${target.pathname}${target.search}`));
             } catch {
               // Not a URL: nothing to invalidate.
             }
@@ -374,16 +396,13 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         res.setHeader('X-Cache', 'BYPASS');
         return next();
       }
-      const cacheKey = cacheKeyOf(req);
-      const lookup: Lookup = { cacheKey, base: store.responseKey(cacheKey), snapshot: headerSnapshot(res) };
+      const lookup = lookupOf(req, res);
+      const { cacheKey } = lookup;
       const refresh = backgroundJob<RefreshJob>(req);
       if (refresh) {
-        // The background refresh of a stale entry (see above): produce and store it, then let the others know.
-        try {
-          await runAndStore(req, res, next, lookup, { label: 'MISS', store: true });
-        } finally {
-          await coalescer.finish(refresh.lock, lookup.base);
-        }
+        // The background refresh of a stale entry (see above): produce and store it (the replay's end releases
+        // the lock).
+        refresh.stored = (await runAndStore(req, res, next, lookup, { label: 'MISS', store: true })) !== undefined;
         return;
       }
       let found: Awaited<ReturnType<typeof store.readResponse>>;
@@ -403,11 +422,16 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           // has it refreshed in the background.
           const connection = connectionFacts(req);
           serve(req, res, entry, 'STALE');
-          const lock = await coalescer.lock(store.lockKey(lookup.base), lockConfig?.ttl ?? 10_000);
+          const leaseMs = lockConfig?.ttl ?? 10_000;
+          const lock = await coalescer.lock(store.lockKey(lookup.base), leaseMs);
           if (lock) {
-            replayInBackground(req, connection, { lock } satisfies RefreshJob, (error) => {
+            const job: RefreshJob = { lock, stored: false };
+            replayInBackground(req, connection, job, leaseMs, (error) => {
               if (error) store.logger.error(`redisware cache: a background refresh failed: ${String(error)}`);
-              void coalescer.finish(lock, lookup.base);
+              // Refreshed: the next request finds it. Not refreshed (an error, or nothing storable came back): the
+              // lock is left to expire, so the stale entry is served meanwhile without a refresh on every request.
+              if (job.stored) void coalescer.finish(lock, lookup.base);
+              else lock.abandon();
             });
           }
           return;

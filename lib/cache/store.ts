@@ -74,10 +74,11 @@ return 1
 
 /**
  * Reads an entry, or only confirms it: KEYS = the URL's key, the key this process expects the entry at (the same,
- * or a variant's); ARGV[1] = the version of the copy this process already holds ('' for none). Returns 0 (none), 1
- * (the local copy is still the stored one), the entry's bytes, or the URL's vary marker when the entry is not where
- * it was expected (the caller then reads the variant the marker points it to). One round trip for a HIT, and a HIT
- * on a large entry held locally moves a few bytes instead of the whole body.
+ * or a variant's); ARGV = the version of the copy this process already holds ('' for none), the variant's id ('' for
+ * none). Returns 0 (none), 1 (the local copy is still the stored one), the entry's bytes, or the URL's vary marker
+ * when the entry is not where it was expected (the caller then reads the variant the marker points it to). A variant
+ * counts only while the marker lists it, so deleting the URL's key deletes all its variants at once. One round trip
+ * for a HIT, and a HIT on a large entry held locally moves a few bytes instead of the whole body.
  */
 const readScript = new RedisScript(
   'cache-read',
@@ -86,11 +87,14 @@ local function answer(stored)
   if ARGV[1] ~= '' and string.sub(stored, 5, 20) == ARGV[1] then return 1 end
   return stored
 end
+local base = redis.call('GET', KEYS[1])
+if not base then return 0 end
+if string.sub(base, 1, 4) ~= '${marker}' then return answer(base) end
+local newline = string.find(base, '\\n', 5, true)
+local ids = newline and (' ' .. string.sub(base, newline + 1) .. ' ') or ''
+if ARGV[2] == '' or not string.find(ids, ' ' .. ARGV[2] .. ' ', 1, true) then return base end
 local stored = redis.call('GET', KEYS[2])
-if stored and string.sub(stored, 1, 4) ~= '${marker}' then return answer(stored) end
-if KEYS[2] ~= KEYS[1] then stored = redis.call('GET', KEYS[1]) end
-if not stored then return 0 end
-if string.sub(stored, 1, 4) == '${marker}' then return stored end
+if not stored then return base end
 return answer(stored)
 `,
   { keys: 2, binary: true },
@@ -183,7 +187,7 @@ export function createCacheStore(config: z.output<typeof cacheSchema>) {
   /** The key of the responses stored for a cache key: `cache:{<key>}`, its variants `cache:{<key>}:v:<id>`. */
   const responseKey = (cacheKey: string) => space(hashTag(shortened(cacheKey)));
   const variantKey = (base: string, id: string) => `${base}:v:${id}`;
-  const tagKey = (tag: string) => space('tag', tag);
+  const tagKey = (tag: string) => space('tag', shortened(tag));
   // The response key is already collision-free, so the lock on it is simply `lock:<response key>`.
   const lockKey = (base: string) => `lock:${base}`;
 
@@ -227,7 +231,8 @@ export function createCacheStore(config: z.output<typeof cacheSchema>) {
   /** One read of `target` (see `readScript`): the entry, a vary marker's names, or nothing. */
   async function readOnce(base: string, target: string): Promise<StoredResponse | string[] | undefined> {
     const local = localCopies.get(target);
-    const reply = await call.run(readScript, [base, target], [local?.version ?? '']);
+    const id = target === base ? '' : target.slice(target.lastIndexOf(':v:') + 3);
+    const reply = await call.run(readScript, [base, target], [local?.version ?? '', id]);
     if (reply === 1 && local) return local;
     if (!Buffer.isBuffer(reply)) {
       localCopies.delete(target);

@@ -29,3 +29,22 @@ export function markBackground(req: IncomingMessage): void {
 export function isBackground(req: IncomingMessage): boolean {
   return background.has(req);
 }
+
+// The session a request has, as the response cache keys per-session entries by it (`perSession`): whoever hands
+// out sessions says which one a request has.
+type SessionIdentity = (req: IncomingMessage) => string | undefined;
+const identities = new Set<SessionIdentity>();
+
+/** Registers how to tell a request's session: its id when stored, `''` for none yet, `undefined` when not yours. */
+export function provideSessionIdentity(identity: SessionIdentity): void {
+  identities.add(identity);
+}
+
+/** The id of `req`'s stored session, `''` when it has none yet, `undefined` when no session middleware ran. */
+export function sessionIdentity(req: IncomingMessage): string | undefined {
+  for (const identity of identities) {
+    const id = identity(req);
+    if (id !== undefined) return id;
+  }
+  return undefined;
+}

@@ -47,6 +47,8 @@ return 0`,
 export interface HeldLock {
   readonly key: string;
   release(announce?: { channel: string; message: string }): Promise<void>;
+  /** Stops extending the lease without releasing it: the lock ends by itself when its lease does. */
+  abandon(): void;
 }
 
 /** The Redis key of the lock on `resource`: `lock:<resource>`. */
@@ -75,6 +77,10 @@ export async function tryLock(
   let released = false;
   return {
     key,
+    abandon() {
+      released = true;
+      clearInterval(renew);
+    },
     async release(announce) {
       if (released) return;
       released = true;

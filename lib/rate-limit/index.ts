@@ -333,7 +333,10 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   const middleware = function rateLimitMiddleware(req: Request, res: Response, next: NextFunction): void {
     try {
       // The response cache refreshing a stale entry in the background: no client asked, nothing to count.
-      if (isBackground(req)) return next();
+      if (isBackground(req)) {
+        next();
+        return;
+      }
       if (inputsAreFixed) {
         const clientKey = clientKeyOf(req) as string;
         count(req, res, next, { clientKey, keys: keysOf(clientKey), limit: fixedLimit, cost: fixedCost })?.catch(next);

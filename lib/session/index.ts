@@ -1,9 +1,10 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { isBackground, provideSessionIdentity } from '../http/marks.js';
 import { beforeHeaders, holdEnd } from '../http/response.js';
 import { nameArgument } from '../keys.js';
 import { sessionCookie } from './cookie.js';
 import type { SessionData } from './data.js';
-import { hookOnce, mayChange, RedisSession, type SessionCookie, stateOf, tracked } from './model.js';
+import { hookOnce, mayChange, RedisSession, type SessionCookie, sessionIdentity, stateOf, tracked } from './model.js';
 import { type RedisSessionOptions, resolveConfig } from './options.js';
 import { sessionCookieVerifier } from './signature.js';
 import { createSessionStorage, type UserSessionInfo } from './storage.js';
@@ -60,6 +61,9 @@ declare global {
     }
   }
 }
+
+// The response cache's per-session entries (`perSession`) are keyed by the stored session a request has.
+provideSessionIdentity((req) => sessionIdentity((req as Request).session));
 
 /** The request prototypes that already have the `sessionID` accessor. */
 const withSessionId = new WeakSet<object>();
@@ -200,6 +204,12 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   }
 
   const middleware = function redisSessionMiddleware(req: Request, res: Response, next: NextFunction): void {
+    if (isBackground(req)) {
+      // The response cache refreshing a public entry: no client waits, so no session is loaded or extended (a
+      // response that reads this empty one is personal, and not stored).
+      attach(req, res, next, new RedisSession(storage, req, undefined, undefined, true));
+      return;
+    }
     const id = verifyCookie(cookies.read(req));
     if (id === undefined) {
       // With genid the id is made now, where an id a cookie cannot carry is the app's error (next(err)), as

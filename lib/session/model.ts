@@ -426,6 +426,18 @@ export function tracked(session: RedisSession, hookResponse: (hook: 'end' | 'hea
   return new Proxy(session, trackChanges);
 }
 
+/**
+ * What `perSession` caching keys by (see `provideSessionIdentity`): the id of the session behind `candidate` when it
+ * is stored, `''` when it is new (nobody's yet), destroyed or detached, `undefined` when it is not one of ours.
+ */
+export function sessionIdentity(candidate: unknown): string | undefined {
+  if (typeof candidate !== 'object' || candidate === null) return undefined;
+  const session = (candidate as Tracked)[trackedSession];
+  if (!(session instanceof RedisSession)) return undefined;
+  const s = stateOf(session);
+  return s.isNew || s.destroyed || s.detached ? '' : (s.id ?? '');
+}
+
 /** The data fields of a session (its own enumerable string keys). */
 export function dataFields(session: RedisSession): string[] {
   return Object.keys(session);
