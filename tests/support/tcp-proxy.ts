@@ -1,5 +1,5 @@
-// A TCP proxy in front of a Redis server that can cut a client's connection at the worst moment: after a command
-// reached Redis, before its reply reached the client.
+// A TCP proxy in front of a Redis server that can fail a client's connection at the worst moment: after a command
+// reached Redis, before its reply reached the client (cut, or its replies withheld from then on).
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { afterAll } from 'vitest';
 
@@ -16,11 +16,14 @@ export async function cuttingProxy(targetPort: number) {
   const sockets = new Set<Socket>();
   let cutAfter: string | undefined;
   let cuts = 0;
+  let holdAfter: string | undefined;
+  let holds = 0;
   const server = createServer((client) => {
     const upstream = connect(targetPort, '127.0.0.1');
     sockets.add(client);
     sockets.add(upstream);
     let cut = false;
+    let held = false;
     client.on('data', (chunk: Buffer) => {
       upstream.write(chunk);
       if (cutAfter !== undefined && chunk.toString('latin1').includes(cutAfter)) {
@@ -29,9 +32,14 @@ export async function cuttingProxy(targetPort: number) {
         cuts++;
         client.destroy();
       }
+      if (holdAfter !== undefined && chunk.toString('latin1').includes(holdAfter)) {
+        holdAfter = undefined;
+        held = true;
+        holds++;
+      }
     });
     upstream.on('data', (chunk: Buffer) => {
-      if (!cut) client.write(chunk);
+      if (!cut && !held) client.write(chunk);
     });
     const close = () => {
       client.destroy();
@@ -57,6 +65,13 @@ export async function cuttingProxy(targetPort: number) {
     },
     get cuts() {
       return cuts;
+    },
+    /** The next connection that sends `marker` gets no reply from then on (its connection stays open). */
+    holdRepliesAfter(marker: string) {
+      holdAfter = marker;
+    },
+    get holds() {
+      return holds;
     },
   };
 }
