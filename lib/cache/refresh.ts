@@ -69,8 +69,11 @@ export function replayInBackground(
 ): void {
   let app = req.app as Application & { parent?: Application };
   while (app.parent) app = app.parent as Application & { parent?: Application };
-  // The original socket, seen through the facts it had (client address, port, TLS) when the request came.
-  const socket = Object.create(req.socket, {
+  // A socket of its own, with the facts the request's connection had (client address, port, TLS) when the request
+  // came: never the client's, which may serve its next request by now, and which a replayed handler that fails
+  // mid-response would otherwise destroy.
+  const socket = sink();
+  Object.defineProperties(socket, {
     remoteAddress: { value: connection.remoteAddress },
     remoteFamily: { value: connection.remoteFamily },
     remotePort: { value: connection.remotePort },
@@ -78,7 +81,11 @@ export function replayInBackground(
     localPort: { value: connection.localPort },
     encrypted: { value: connection.encrypted },
   });
-  const replay = new IncomingMessage(socket);
+  // What handlers call on a request's socket besides reading and writing (req.setTimeout and the like): nothing to do.
+  for (const name of ['setTimeout', 'setNoDelay', 'setKeepAlive', 'ref', 'unref']) {
+    Object.defineProperty(socket, name, { value: () => socket });
+  }
+  const replay = new IncomingMessage(socket as never);
   replay.method = 'GET';
   replay.url = req.originalUrl ?? req.url;
   replay.httpVersionMajor = req.httpVersionMajor;
@@ -92,7 +99,7 @@ export function replayInBackground(
   markBackground(replay);
   jobs.set(replay, job);
   const response = new ServerResponse(replay);
-  response.assignSocket(sink() as never);
+  response.assignSocket(socket as never);
   let done = false;
   const end = (error?: unknown) => {
     if (done) return;

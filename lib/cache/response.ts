@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { isPersonal, sessionIdentity } from '../http/marks.js';
 import { holdEnd } from '../http/response.js';
-import type { HeldLock } from '../lock/index.js';
 import { type CapturedResponse, captureResponse, type Head, type HeadDecision, headerSnapshot } from './capture.js';
 import type { Coalescer } from './coalesce.js';
 import { computeEtag, encodeResponse, newVersion, type StoredResponse } from './entry.js';
@@ -28,11 +27,13 @@ export interface ResponseCacheParts {
   invalidateTags(...tags: string[]): Promise<number>;
 }
 
-/** What a background refresh carries to the middleware (see `replayInBackground`): the lock it holds. */
+/** What a background refresh carries to the middleware (see `replayInBackground`). */
 interface RefreshJob {
-  lock: HeldLock;
-  /** Set by the middleware once the refreshed response is stored. */
-  stored: boolean;
+  /**
+   * Set by the middleware as it starts producing the entry: whether it was stored. The replay's response ends
+   * before the entry is stored, so the lock is released (or abandoned) once this settles.
+   */
+  stored?: Promise<boolean>;
 }
 
 /** One request's way through the cache: its key, where its entry lives, and what the handler set off with. */
@@ -402,7 +403,12 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       if (refresh) {
         // The background refresh of a stale entry (see above): produce and store it (the replay's end releases
         // the lock).
-        refresh.stored = (await runAndStore(req, res, next, lookup, { label: 'MISS', store: true })) !== undefined;
+        const produced = runAndStore(req, res, next, lookup, { label: 'MISS', store: true });
+        refresh.stored = produced.then(
+          (entry) => entry !== undefined,
+          () => false,
+        );
+        await produced;
         return;
       }
       let found: Awaited<ReturnType<typeof store.readResponse>>;
@@ -425,13 +431,17 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           const leaseMs = lockConfig?.ttl ?? 10_000;
           const lock = await coalescer.lock(store.lockKey(lookup.base), leaseMs);
           if (lock) {
-            const job: RefreshJob = { lock, stored: false };
+            const job: RefreshJob = {};
             replayInBackground(req, connection, job, leaseMs, (error) => {
               if (error) store.logger.error(`redisware cache: a background refresh failed: ${String(error)}`);
-              // Refreshed: the next request finds it. Not refreshed (an error, or nothing storable came back): the
-              // lock is left to expire, so the stale entry is served meanwhile without a refresh on every request.
-              if (job.stored) void coalescer.finish(lock, lookup.base);
-              else lock.abandon();
+              // Refreshed: released, and the next request finds it. Not refreshed (an error, or nothing storable
+              // came back): the lock is left to expire, so the stale entry is served meanwhile without a refresh on
+              // every request.
+              const stored = error || !job.stored ? Promise.resolve(false) : job.stored;
+              void stored.then((refreshed) => {
+                if (refreshed) void coalescer.finish(lock, lookup.base);
+                else lock.abandon();
+              });
             });
           }
           return;

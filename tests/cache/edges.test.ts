@@ -1,6 +1,7 @@
 // The response cache at the edges a real app reaches: refreshes that other middleware answer or that stream,
 // per-session entries, custom keys with variants, stale fallbacks behind CORS, headers a handler removes.
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import cors from 'cors';
@@ -40,6 +41,78 @@ describe('background refresh (staleWhileRevalidate)', () => {
     await request(app).get('/doc'); // a 429 for this client, but never a wait for a lock nobody releases
     expect(Date.now() - started).toBeLessThan(1_000);
     expect(runs).toBe(1);
+  });
+
+  it('gives up its lock once the refreshed entry is stored: stale again, it is refreshed again', async () => {
+    const prefix = uniquePrefix('edges');
+    const cache = createCache({ redis: redis.client(), prefix, logger: silentLogger });
+    const app = express();
+    let runs = 0;
+    const cached = cache.response({ ttl: 200, staleWhileRevalidate: '1m', lock: { wait: '2s', ttl: '10s' } });
+    app.get('/doc', cached, (_req, res) => {
+      runs++;
+      res.json({ runs });
+    });
+    app.post('/doc', cached, (_req, res) => void res.send('changed'));
+    await request(app).get('/doc').expect(200);
+    for (const refreshed of [2, 3]) {
+      await sleep(250);
+      expect((await request(app).get('/doc')).headers['x-cache']).toBe('STALE');
+      await expect.poll(() => runs, { timeout: 3_000 }).toBe(refreshed);
+      await expect.poll(async () => (await request(app).get('/doc')).body, { timeout: 3_000 }).toEqual({ runs: refreshed });
+    }
+    // Invalidated, the next request produces the entry at once: no lock is left for it to wait on.
+    await request(app).post('/doc').expect(200);
+    const miss = await request(app).get('/doc');
+    expect([miss.headers['x-cache'], miss.body]).toEqual(['MISS', { runs: 4 }]);
+    expect(await redis.client().keys(`lock:${prefix}:*`)).toEqual([]);
+  });
+
+  it('never touches the connection of the client whose request it replays, even when the replay fails mid-response', async () => {
+    const cache = newCache();
+    const app = express();
+    let runs = 0;
+    app.get('/doc', cache.response({ ttl: 200, staleWhileRevalidate: '1m' }), (_req, res, next) => {
+      runs++;
+      if (runs === 1) return void res.json({ runs });
+      // The refresh: headers and part of the body out, then a failure.
+      res.type('json').write('{"partial":');
+      next(new Error('the database went away'));
+    });
+    // As Express's own final handler does: a response that failed after its headers went out has its socket destroyed.
+    app.use((error: Error, req: express.Request, res: express.Response, next: express.NextFunction) => {
+      if (!res.headersSent) return next(error);
+      req.socket.destroy();
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    let connections = 0;
+    server.on('connection', () => connections++);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<{ cache: unknown; body: string }>((resolve, reject) => {
+        const port = (server.address() as { port: number }).port;
+        http
+          .get({ host: '127.0.0.1', port, path: '/doc', agent }, (response) => {
+            let body = '';
+            response.on('data', (chunk) => (body += chunk));
+            response.on('end', () => resolve({ cache: response.headers['x-cache'], body }));
+          })
+          .on('error', reject);
+      });
+    try {
+      expect((await get()).cache).toBe('MISS');
+      await sleep(250);
+      expect((await get()).cache).toBe('STALE');
+      await expect.poll(() => runs, { timeout: 3_000 }).toBe(2);
+      await sleep(50);
+      expect(await get()).toEqual({ cache: 'STALE', body: '{"runs":1}' });
+      expect(connections).toBe(1);
+    } finally {
+      agent.destroy();
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it('completes for a streamed response larger than a socket buffer (res.sendFile)', async () => {
