@@ -59,7 +59,9 @@ describe('background refresh (staleWhileRevalidate)', () => {
       await sleep(250);
       expect((await request(app).get('/doc')).headers['x-cache']).toBe('STALE');
       await expect.poll(() => runs, { timeout: 3_000 }).toBe(refreshed);
-      await expect.poll(async () => (await request(app).get('/doc')).body, { timeout: 3_000 }).toEqual({ runs: refreshed });
+      await expect
+        .poll(async () => (await request(app).get('/doc')).body, { timeout: 3_000 })
+        .toEqual({ runs: refreshed });
     }
     // Invalidated, the next request produces the entry at once: no lock is left for it to wait on.
     await request(app).post('/doc').expect(200);
