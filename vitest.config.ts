@@ -9,6 +9,7 @@ const expressTests = [
   'tests/redis/cross-slot.test.ts',
   'tests/redis/user-client.test.ts',
   'tests/stack.test.ts',
+  'tests/http/**/*.test.ts',
 ];
 
 /** Files that talk to Redis: they run on ioredis 6 as well. */

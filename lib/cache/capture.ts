@@ -1,7 +1,7 @@
 // What the handler behind the cache produced, teed while it streams to the client.
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Response } from 'express';
-import { beforeHeaders } from '../http/response.js';
+import { assertWritable, beforeHeaders } from '../http/response.js';
 import { droppedBy304, hasNoBody, storedHeaderFilter } from './http.js';
 
 /** What a handler sent, as far as it can be stored. */
@@ -144,6 +144,7 @@ export function captureResponse(
   const originalEnd = res.end as (...args: unknown[]) => Response;
 
   res.write = function writeCaptured(this: Response, chunk: unknown, encoding?: unknown, callback?: unknown) {
+    assertWritable(res, chunk);
     if (!res.headersSent) res.writeHead(res.statusCode);
     collect(chunk, encoding);
     if (!passesBody()) {
@@ -160,6 +161,7 @@ export function captureResponse(
   });
 
   res.end = function endCaptured(this: Response, chunk?: unknown, encoding?: unknown, callback?: unknown) {
+    assertWritable(res, chunk);
     if (!res.headersSent) {
       // Let the client get the Content-Length Node would have computed for a single final chunk, as without us;
       // never on a response that has no body (a 204 or 304 with `Content-Length: 0` is wrong, RFC 9110 §8.6).

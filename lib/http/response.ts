@@ -15,6 +15,36 @@ export function beforeHeaders(res: ServerResponse, listener: () => void): void {
 
 type End = (...args: unknown[]) => ServerResponse;
 
+/**
+ * Throws what Node's `res.write(chunk)` / `res.end(chunk)` would throw at once for a wrong chunk or status code:
+ * called by every wrapper that defers or precedes the real call (holding the end, writing the head itself), so that
+ * the handler's mistake surfaces where it was made — in the handler, which Express answers with a 500 — and not
+ * later, inside a Redis callback, where nothing would answer the request.
+ */
+export function assertWritable(res: ServerResponse, chunk: unknown): void {
+  if (
+    chunk !== undefined &&
+    chunk !== null &&
+    typeof chunk !== 'string' &&
+    typeof chunk !== 'function' &&
+    !(chunk instanceof Uint8Array)
+  ) {
+    const error = new TypeError(
+      `The "chunk" argument must be of type string or an instance of Buffer or Uint8Array. Received ${typeof chunk}`,
+    );
+    (error as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
+    throw error;
+  }
+  if (!res.headersSent) {
+    const status = res.statusCode;
+    if (!Number.isInteger(status) || status < 100 || status > 999) {
+      const error = new RangeError(`Invalid status code: ${status}`);
+      (error as NodeJS.ErrnoException).code = 'ERR_HTTP_INVALID_STATUS_CODE';
+      throw error;
+    }
+  }
+}
+
 /** Ends a held response: with the arguments of the held `end()` call, or with others given here. */
 export type Proceed = (...replacement: unknown[]) => void;
 
@@ -30,13 +60,21 @@ export function holdEnd(res: ServerResponse, hold: (proceed: Proceed) => void): 
   res.end = function heldEnd(this: ServerResponse, ...args: unknown[]) {
     if (phase === 'ended') return originalEnd.apply(this, args);
     if (phase === 'holding') return this;
+    assertWritable(res, args[0]);
     phase = 'holding';
     let proceeded = false;
     const proceed: Proceed = (...replacement) => {
       if (proceeded) return;
       proceeded = true;
       phase = 'ended';
-      originalEnd.apply(res, replacement.length ? replacement : args);
+      try {
+        originalEnd.apply(res, replacement.length ? replacement : args);
+      } catch (error) {
+        // Thrown by what runs as the headers go out (another middleware's listener, say), after the handler's
+        // turn: nobody is left to answer the request, so it is closed rather than left hanging.
+        process.emitWarning(error as Error);
+        res.destroy();
+      }
     };
     try {
       hold(proceed);
