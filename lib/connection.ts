@@ -174,6 +174,11 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
       // Reconnect as soon as a Sentinel announces a new master (+switch-master), rather than writing to the demoted
       // one until it drops the connection: what it accepts in between is lost when it resyncs with the new master.
       failoverDetector: true,
+      // The detector's connections to the Sentinels are not reconnected: ioredis resubscribes a reconnected one
+      // without handling the failure, so a master connection dropping while that SUBSCRIBE is unanswered (the
+      // detector is rebuilt on every master connection, closing them) would be an unhandled rejection, which ends
+      // the process. Rebuilt with each master connection, they are back after the next reconnection anyway.
+      sentinelReconnectStrategy: () => null,
     });
     rejectUnansweredOnClose(client);
     reportOutages(client, log, `sentinel master ${sentinel.name}`);

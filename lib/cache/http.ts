@@ -137,5 +137,8 @@ export function hasNoBody(status: number): boolean {
   return status === 204 || status === 304 || (status >= 100 && status < 200);
 }
 
-/** Methods RFC 9111 §4.4 says invalidate the stored response for their URL when they succeed. */
-export const unsafeMethods = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/**
+ * Methods defined as safe (RFC 9110 §9.2.1, and WebDAV's read-only ones): any other method that succeeds
+ * invalidates what is stored for its URL (RFC 9111 §4.4), a method of an extension included (PURGE, M-SEARCH, …).
+ */
+export const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PROPFIND', 'REPORT', 'SEARCH', 'QUERY']);

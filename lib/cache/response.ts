@@ -11,7 +11,7 @@ import {
   forbidsStoring,
   notModified,
   requestHeader,
-  unsafeMethods,
+  safeMethods,
   varyNames,
 } from './http.js';
 import type { ResponseConfig } from './options.js';
@@ -390,7 +390,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       const method = req.method;
       if (method !== 'GET' && method !== 'HEAD') {
         res.setHeader('X-Cache', 'BYPASS');
-        if (unsafeMethods.has(method)) invalidateOnSuccess(req, res);
+        if (!safeMethods.has(method)) invalidateOnSuccess(req, res);
         return next();
       }
       if (req.headers.authorization !== undefined && !responseConfig.allowAuthorized) {

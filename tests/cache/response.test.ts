@@ -116,6 +116,24 @@ describe('cacheResponse(): misses, hits and keys', () => {
     expect((await request(app).get('/items')).headers['x-cache']).toBe('HIT');
   });
 
+  it.each(['PURGE', 'M-SEARCH', 'LOCK'])(
+    'a successful request of a method not known to be safe (%s) invalidates the URL too',
+    async (method) => {
+      const { app } = cachedApp(newCache());
+      await request(app).get('/items');
+      expect((await request(app).get('/items')).headers['x-cache']).toBe('HIT');
+      await request(app)[method === 'M-SEARCH' ? 'm-search' : (method.toLowerCase() as 'purge')]('/items').expect(200);
+      expect((await request(app).get('/items')).headers['x-cache']).toBe('MISS');
+    },
+  );
+
+  it.each(['OPTIONS', 'PROPFIND'])('a request of a safe method (%s) leaves the stored entry', async (method) => {
+    const { app } = cachedApp(newCache());
+    await request(app).get('/items');
+    await request(app)[method.toLowerCase() as 'options']('/items').expect(200);
+    expect((await request(app).get('/items')).headers['x-cache']).toBe('HIT');
+  });
+
   it('stores only the configured statuses (200 by default)', async () => {
     const { app, calls } = cachedApp(newCache());
     await request(app).get('/status/404').expect(404);
