@@ -5,6 +5,7 @@ import { holdEnd } from '../http/response.js';
 import { type CapturedResponse, captureResponse, type Head, type HeadDecision, headerSnapshot } from './capture.js';
 import type { Coalescer } from './coalesce.js';
 import { computeEtag, encodeResponse, newVersion, type StoredResponse } from './entry.js';
+import { freshUntil } from './freshness.js';
 import {
   conditionalRequestHeaders,
   droppedBy304,
@@ -29,6 +30,8 @@ export interface ResponseCacheParts {
 
 /** What a background refresh carries to the middleware (see `replayInBackground`). */
 interface RefreshJob {
+  /** The stale entry: the handler is asked with its validators, so that a 304 freshens it. */
+  stale: StoredResponse;
   /**
    * Set by the middleware as it starts producing the entry: whether it was stored. The replay's response ends
    * before the entry is stored, so the lock is released (or abandoned) once this settles.
@@ -151,6 +154,16 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     if (String(head.all['content-type'] ?? '').startsWith('text/event-stream')) return false;
     const length = Number(head.all['content-length']);
     if (Number.isFinite(length) && length > responseConfig.maxBytes) return false;
+    // Stale as it comes (its own max-age used up by its Age, an Expires in the past): kept only if it can be
+    // revalidated (it has a validator of the handler's) or served stale.
+    if (
+      freshUntil(head.handlerHeaders, Date.now(), ttlMs) <= Date.now() &&
+      keepMs === ttlMs &&
+      headerOf(head.handlerHeaders, 'etag') === undefined &&
+      headerOf(head.handlerHeaders, 'last-modified') === undefined
+    ) {
+      return false;
+    }
     return !isPersonal(req) || lookup.perSession;
   }
 
@@ -178,7 +191,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       removed: captured.removed.length ? captured.removed : undefined,
       body: captured.body,
       storedAt: now,
-      freshUntil: now + ttlMs,
+      freshUntil: freshUntil(headers, now, ttlMs),
       etag,
       version: newVersion(),
     };
@@ -187,9 +200,40 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
   }
 
   /**
+   * The stored entry `stale`, freshened by the handler's 304 to the conditional request made with its validators
+   * (RFC 9111 §4.3.4): the 304's headers replace the stored ones of the same names (content headers aside), and it
+   * is fresh again from now.
+   */
+  function revalidated(stale: StoredResponse, notModifiedHeaders: [string, string][]): StoredResponse {
+    const replaced = new Set(
+      notModifiedHeaders.map(([name]) => name.toLowerCase()).filter((name) => !droppedBy304.has(name)),
+    );
+    const headers: [string, string][] = [
+      ...stale.headers.filter(([name]) => !replaced.has(name.toLowerCase())),
+      ...notModifiedHeaders.filter(([name]) => replaced.has(name.toLowerCase())),
+    ];
+    const now = Date.now();
+    if (!replaced.has('date')) {
+      const at = headers.findIndex(([name]) => name.toLowerCase() === 'date');
+      if (at >= 0) headers.splice(at, 1);
+      headers.push(['Date', new Date(now).toUTCString()]);
+    }
+    return {
+      ...stale,
+      headers,
+      storedAt: now,
+      freshUntil: freshUntil(headers, now, ttlMs),
+      etag: headerOf(headers, 'etag') ?? stale.etag,
+      version: newVersion(),
+    };
+  }
+
+  /**
    * Runs the handler as the producer of this request's entry: without the client's conditional headers (a MISS is
    * produced in full, stored, and then answered 304 if the client's validator matches), teeing its response and
-   * storing it when allowed. `onHead` learns at once whether it will be stored. Resolves to the stored entry.
+   * storing it when allowed. `onHead` learns at once whether it will be stored. With `revalidate` (a stale entry),
+   * the handler is asked with that entry's validators instead, and a 304 from it serves and stores the entry
+   * freshened. Resolves to the stored entry.
    */
   function runAndStore(
     req: Request,
@@ -200,17 +244,30 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       label: 'MISS' | 'BYPASS';
       store: boolean;
       fallback?: StoredResponse;
+      revalidate?: StoredResponse;
       onHead?: (storable: boolean) => void;
     },
   ): Promise<StoredResponse | undefined> {
-    const { fallback } = options;
+    const { fallback, revalidate } = options;
     const conditional: Record<string, string | undefined> = {};
     for (const name of conditionalRequestHeaders) {
       conditional[name] = req.headers[name] as string | undefined;
       delete req.headers[name];
     }
+    if (revalidate) {
+      req.headers['if-none-match'] = revalidate.etag;
+      const lastModified = headerOf(revalidate.headers, 'last-modified');
+      if (lastModified !== undefined) req.headers['if-modified-since'] = lastModified;
+    }
+    const restoreConditional = () => {
+      for (const name of conditionalRequestHeaders) {
+        if (conditional[name] === undefined) delete req.headers[name];
+        else req.headers[name] = conditional[name];
+      }
+    };
     let varyOn: string[] = [];
     let storable = false;
+    let freshened: StoredResponse | undefined;
     const captured = captureResponse(res, lookup.snapshot, responseConfig.maxBytes, (head): HeadDecision => {
       if (fallback && head.status >= 500) {
         options.onHead?.(false);
@@ -227,12 +284,50 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           body: req.method === 'HEAD' ? Buffer.alloc(0) : fallback.body,
         };
       }
+      if (revalidate && head.status === 304) {
+        // Still valid: the stored entry, freshened, answers this request (304 if the client's own validator
+        // matches) and is stored again.
+        const entry = revalidated(revalidate, head.handlerHeaders);
+        freshened = entry;
+        varyOn = Object.keys(entry.vary ?? {});
+        const cacheControl = head.all['cache-control'];
+        storable =
+          options.store &&
+          headerOf(head.handlerHeaders, 'set-cookie') === undefined &&
+          !forbidsStoring(cacheControl === undefined ? undefined : String(cacheControl)) &&
+          (!isPersonal(req) || lookup.perSession);
+        options.onHead?.(storable);
+        restoreConditional();
+        const storedAge = Number(headerOf(entry.headers, 'age')) || 0;
+        const headers: [string, string][] = [
+          ...entry.headers.filter(([name]) => name.toLowerCase() !== 'age'),
+          ['X-Cache', 'HIT'],
+          ['Age', String(storedAge)],
+        ];
+        if (
+          (entry.status === 200 || entry.status === 203) &&
+          notModified(req.headers, entry.etag, headerOf(entry.headers, 'last-modified'))
+        ) {
+          return {
+            kind: 'replace',
+            status: 304,
+            headers: headers.filter(([name]) => !droppedBy304.has(name.toLowerCase())),
+            body: Buffer.alloc(0),
+          };
+        }
+        return {
+          kind: 'replace',
+          status: entry.status,
+          headers,
+          body: req.method === 'HEAD' ? Buffer.alloc(0) : entry.body,
+        };
+      }
       // The handler's own Vary: one set by outer middleware is about what they add, which is not stored and is
       // added again on every HIT (per-origin CORS sets Vary: Origin, and its header is this request's on a HIT).
       varyOn = varyNames(headerOf(head.handlerHeaders, 'vary'));
       storable = options.store && storableHead(req, head, lookup);
       options.onHead?.(storable);
-      for (const [name, value] of Object.entries(conditional)) if (value !== undefined) req.headers[name] = value;
+      restoreConditional();
       const etag = head.all.etag === undefined ? undefined : String(head.all.etag);
       const lastModified = head.all['last-modified'] === undefined ? undefined : String(head.all['last-modified']);
       if ((head.status === 200 || head.status === 203) && notModified(req.headers, etag, lastModified)) {
@@ -243,9 +338,9 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     res.setHeader('X-Cache', options.label);
     next();
     return captured.then(async (response) => {
-      for (const [name, value] of Object.entries(conditional)) if (value !== undefined) req.headers[name] = value;
-      if (!response || !storable) return undefined;
-      const entry = toEntry(req, response, varyOn, lookup);
+      restoreConditional();
+      if (!storable) return undefined;
+      const entry = freshened ?? (response && toEntry(req, response, varyOn, lookup));
       if (!entry) return undefined;
       let tags: string[];
       try {
@@ -281,10 +376,11 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     res: Response,
     next: NextFunction,
     lookup: Lookup,
-    fallback: StoredResponse | undefined,
+    stale: { fallback?: StoredResponse; revalidate?: StoredResponse } = {},
   ): Promise<void> {
+    const { fallback, revalidate } = stale;
     if (!lockConfig) {
-      await runAndStore(req, res, next, lookup, { label: 'MISS', store: true, fallback });
+      await runAndStore(req, res, next, lookup, { label: 'MISS', store: true, fallback, revalidate });
       return;
     }
     const running = coalescer.flight(lookup.base);
@@ -299,7 +395,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       clearTimeout(timer);
       if (shared && varyMatches(shared, req)) return serve(req, res, shared, 'HIT');
       // Not a response for this request (not stored, another variant, or too slow): produce and store its own.
-      await runAndStore(req, res, next, lookup, { label: 'MISS', store: true, fallback });
+      await runAndStore(req, res, next, lookup, { label: 'MISS', store: true, fallback, revalidate });
       return;
     }
     const flight = coalescer.begin(lookup.base);
@@ -319,6 +415,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         label: 'MISS',
         store: finished,
         fallback,
+        revalidate,
         onHead: (storable) => {
           if (!storable) flight.settle(undefined);
         },
@@ -337,6 +434,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         label: 'MISS',
         store: true,
         fallback,
+        revalidate,
         onHead: (storable) => {
           if (storable) return;
           flight.settle(undefined);
@@ -403,7 +501,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       if (refresh) {
         // The background refresh of a stale entry (see above): produce and store it (the replay's end releases
         // the lock).
-        const produced = runAndStore(req, res, next, lookup, { label: 'MISS', store: true });
+        const produced = runAndStore(req, res, next, lookup, { label: 'MISS', store: true, revalidate: refresh.stale });
         refresh.stored = produced.then(
           (entry) => entry !== undefined,
           () => false,
@@ -431,7 +529,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           const leaseMs = lockConfig?.ttl ?? 10_000;
           const lock = await coalescer.lock(store.lockKey(lookup.base), leaseMs);
           if (lock) {
-            const job: RefreshJob = {};
+            const job: RefreshJob = { stale: entry };
             replayInBackground(req, connection, job, leaseMs, (error) => {
               if (error) store.logger.error(`redisware cache: a background refresh failed: ${String(error)}`);
               // Refreshed: released, and the next request finds it. Not refreshed (an error, or nothing storable
@@ -446,10 +544,11 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           }
           return;
         }
+        // Stale: asked again of the handler, with the entry's validators (a 304 freshens it).
         const fallback = staleFor < responseConfig.staleIfError ? entry : undefined;
-        return await missPath(req, res, next, lookup, fallback);
+        return await missPath(req, res, next, lookup, { fallback, revalidate: entry });
       }
-      await missPath(req, res, next, lookup, undefined);
+      await missPath(req, res, next, lookup);
     } catch (error) {
       next(error);
     }

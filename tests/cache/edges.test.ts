@@ -126,7 +126,7 @@ describe('background refresh (staleWhileRevalidate)', () => {
     let runs = 0;
     app.get('/file', cache.response({ ttl: 200, staleWhileRevalidate: '1m', maxBytes: 1024 * 1024 }), (_req, res) => {
       runs++;
-      res.sendFile(file);
+      res.sendFile(file, { maxAge: '1h' }); // fresh for an hour, as far as the response says (the default is 0)
     });
     await request(app).get('/file').expect(200);
     await sleep(250);

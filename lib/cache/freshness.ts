@@ -1,0 +1,66 @@
+// How long a response may be served without asking its handler again (RFC 9111 §4.2): at most the cache's `ttl`,
+// and never longer than the response itself says.
+
+/** The largest Age a cache needs to represent (RFC 9111 §1.2.2): anything larger is the same "very old". */
+const maxDeltaSeconds = 2 ** 31;
+
+/** A delta-seconds value (RFC 9111 §1.2.2): digits only, capped at 2^31; `undefined` when malformed. */
+function deltaSeconds(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = text.trim().replace(/^"(.*)"$/, '$1');
+  if (!/^\d+$/.test(value)) return undefined;
+  return Math.min(Number(value), maxDeltaSeconds);
+}
+
+function headerValue(headers: readonly [string, string][], name: string): string | undefined {
+  for (const [key, value] of headers) if (key.toLowerCase() === name) return value;
+  return undefined;
+}
+
+/** The argument of `directive` in a Cache-Control value (`undefined` when absent or without one). */
+function directiveArgument(cacheControl: string, directive: string): string | undefined {
+  for (const part of cacheControl.split(',')) {
+    const [name, argument] = part.split('=', 2);
+    if (name.trim().toLowerCase() === directive) return argument;
+  }
+  return undefined;
+}
+
+/**
+ * The freshness lifetime the response states for a shared cache, in seconds: `s-maxage`, else `max-age`, else
+ * `Expires` less `Date` (an invalid `Expires` means already expired). `undefined` when it states none: the cache's
+ * `ttl` alone then decides.
+ */
+export function statedLifetime(headers: readonly [string, string][]): number | undefined {
+  const cacheControl = headerValue(headers, 'cache-control');
+  if (cacheControl !== undefined) {
+    for (const directive of ['s-maxage', 'max-age']) {
+      const seconds = deltaSeconds(directiveArgument(cacheControl, directive));
+      if (seconds !== undefined) return seconds;
+    }
+  }
+  const expires = headerValue(headers, 'expires');
+  if (expires === undefined) return undefined;
+  const expiresAt = Date.parse(expires);
+  if (Number.isNaN(expiresAt)) return 0;
+  const date = Date.parse(headerValue(headers, 'date') ?? '');
+  return Math.max(0, (expiresAt - (Number.isNaN(date) ? Date.now() : date)) / 1000);
+}
+
+/**
+ * How old the response already is as it is stored, in seconds (RFC 9111 §4.2.3): its `Age` (the first value; a
+ * malformed one is ignored), or the time since its `Date`, whichever is larger.
+ */
+export function initialAge(headers: readonly [string, string][], now: number): number {
+  const age = deltaSeconds(headerValue(headers, 'age')?.split(',')[0]) ?? 0;
+  const date = Date.parse(headerValue(headers, 'date') ?? '');
+  const apparent = Number.isNaN(date) ? 0 : Math.max(0, Math.floor((now - date) / 1000));
+  return Math.max(age, apparent);
+}
+
+/** Until when (ms since the epoch) a response stored `now` is fresh: `ttlMs` from now, or less if it says so. */
+export function freshUntil(headers: readonly [string, string][], now: number, ttlMs: number): number {
+  const lifetime = statedLifetime(headers);
+  if (lifetime === undefined) return now + ttlMs;
+  return now + Math.min(ttlMs, (lifetime - initialAge(headers, now)) * 1000);
+}
