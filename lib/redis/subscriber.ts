@@ -97,8 +97,12 @@ function duplicateSubscriber(client: RedisClient): Subscriber {
   });
   // A duplicate of a lazyConnect client waits for a command, and none is sent before it is ready.
   if (connection.status === 'wait') connection.connect().catch(() => {});
-  // The app closing its client (quit, or closeDefaultRedis()) closes this one too.
-  client.once('end', () => connection.disconnect());
+  // The app closing its client (quit, or closeDefaultRedis()) closes this one too; connecting it again (connect()
+  // after quit()) opens this one again, which then asks for every subscription on 'ready'.
+  client.on('end', () => connection.disconnect());
+  client.on('ready', () => {
+    if (connection.status === 'end') connection.connect().catch(() => {});
+  });
   return subscriber;
 }
 

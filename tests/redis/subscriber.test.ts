@@ -83,6 +83,19 @@ describe.each(majors)('the subscriber connection beside a client from ioredis %s
     client.disconnect();
   });
 
+  it('comes back with its client when the app connects it again after quit()', async () => {
+    const client = connect(setup.server.url);
+    client.on('error', () => {});
+    const { received, listening } = await subscribed(client, 'again');
+    await client.quit();
+    await until(async () => !(await listening()), 'the subscriber connection to close');
+    await client.connect();
+    await until(listening, 'the subscription to come back');
+    await setup.admin.publish('again', 'heard');
+    await until(() => received.includes('heard'), 'the message');
+    client.disconnect();
+  });
+
   it('closes with its client, and opens nothing for a client that has ended', async () => {
     const client = connect(setup.server.url);
     client.on('error', () => {});

@@ -2,7 +2,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, createServer } from 'node:net';
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -48,6 +48,8 @@ export async function privateSentinel() {
   const servers: EmbeddedRedis[] = [];
   const sentinelProcesses: ChildProcess[] = [];
   const admins: Redis[] = [];
+  /** Listeners holding the ports of killed servers (see `killMaster`). */
+  const holders: Server[] = [];
   const running = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
   // Should the test process end without the teardown (a crash, a timeout), the Sentinels must not outlive it.
   const killSentinels = () => {
@@ -56,6 +58,7 @@ export async function privateSentinel() {
   process.once('exit', killSentinels);
   async function stop() {
     for (const admin of admins) admin.disconnect();
+    for (const holder of holders) holder.close();
     await Promise.all(
       sentinelProcesses.filter(running).map((child) => {
         const exited = once(child, 'exit');
@@ -144,6 +147,19 @@ export async function privateSentinel() {
       const pid = byPort.get(port)?.pid();
       if (pid === undefined) throw new Error(`no running server on port ${port}`);
       process.kill(pid, 'SIGKILL');
+      // Its port stays taken, closing every connection at once, as a crashed host's would refuse them: a server
+      // another test file starts meanwhile cannot get the port and be taken for the master by a reconnecting client.
+      const holder = createServer((socket) => socket.destroy());
+      holders.push(holder);
+      await eventually(
+        'the port of the killed master to be free',
+        () =>
+          new Promise<boolean>((resolve) => {
+            holder.once('error', () => resolve(false));
+            holder.listen(port, '127.0.0.1', () => resolve(true));
+          }),
+        5_000,
+      );
     },
   };
 }
