@@ -114,10 +114,11 @@ describe('revalidation of a stale entry', () => {
   it("res.sendFile's default (max-age=0) is revalidated on every request, its body served from the cache", async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'redisware-fresh-')), 'page.html');
     writeFileSync(file, '<p>static page</p>');
-    let sent = 0;
+    const counts = { runs: 0, conditional: 0 };
     const app = express();
-    app.get('/page', newCache().response({ ttl: '1h' }), (_req, res) => {
-      res.on('finish', () => sent++);
+    app.get('/page', newCache().response({ ttl: '1h' }), (req, res) => {
+      counts.runs++;
+      if (req.headers['if-none-match'] !== undefined) counts.conditional++;
       res.sendFile(file);
     });
     await request(app).get('/page').expect(200);
@@ -126,8 +127,10 @@ describe('revalidation of a stale entry', () => {
       expect([page.status, page.headers['x-cache'], page.text]).toEqual([200, 'HIT', '<p>static page</p>']);
       expect(page.headers['content-type']).toMatch(/^text\/html/);
     }
-    // The handler answered each time: in full once, then 304s that the cache turned into HITs.
-    await expect.poll(() => sent).toBe(4);
+    // The file was sent in full once; after that the handler was only asked whether it changed (a request that
+    // arrives while the previous revalidation is still being stored shares its outcome instead).
+    expect(counts.runs - counts.conditional).toBe(1);
+    expect(counts.conditional).toBeGreaterThanOrEqual(1);
   });
 
   it('a background refresh (staleWhileRevalidate) revalidates too', async () => {
