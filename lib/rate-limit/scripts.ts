@@ -9,6 +9,20 @@ import { RedisScript, redisNow, type ScriptOptions } from '../redis/script.js';
  */
 const hitScriptOptions: ScriptOptions = { keys: 1 };
 
+/**
+ * Lua that sets `wait` to the ms until a blocked sliding-window client may send `cost` again: until the previous
+ * window's weight (`p`) has decayed enough, or past the current window (`c`), or the next one's (used by the
+ * one-rule and the several-rules scripts alike).
+ */
+const slidingWindowWait = `if c + cost <= limit and p > 0 then
+  wait = math.ceil(window * (1 - (limit - cost - c) / p)) - elapsed
+elseif limit - cost >= 0 and c > 0 then
+  wait = window - elapsed + math.ceil(window * (1 - (limit - cost) / c))
+else
+  wait = 2 * window - elapsed
+end
+if wait < 1 then wait = 1 end`;
+
 /** INCRBY + PEXPIRE semantics: the window starts at the client's first request. */
 export const fixedWindowScript = new RedisScript(
   'fixed-window',
@@ -61,14 +75,7 @@ end
 if estimate + cost <= limit then return {1, math.ceil(estimate), window - elapsed, 1} end
 -- Blocked: how long until the estimate has decayed enough to admit cost?
 local wait
-if c + cost <= limit and p > 0 then
-  wait = math.ceil(window * (1 - (limit - cost - c) / p)) - elapsed
-elseif limit - cost >= 0 and c > 0 then
-  wait = window - elapsed + math.ceil(window * (1 - (limit - cost) / c))
-else
-  wait = 2 * window - elapsed
-end
-if wait < 1 then wait = 1 end
+${slidingWindowWait}
 return {0, math.ceil(estimate), wait, 1}
 `,
   hitScriptOptions,
@@ -243,14 +250,7 @@ export const slidingWindowRulesSource = rulesSource(
   local wait = window - elapsed
   if estimate + cost > limit then
     allowed = false
-    if c + cost <= limit and p > 0 then
-      wait = math.ceil(window * (1 - (limit - cost - c) / p)) - elapsed
-    elseif limit - cost >= 0 and c > 0 then
-      wait = window - elapsed + math.ceil(window * (1 - (limit - cost) / c))
-    else
-      wait = 2 * window - elapsed
-    end
-    if wait < 1 then wait = 1 end
+    ${slidingWindowWait}
   end
   states[i] = {current, c, p, elapsed, estimate}
   reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = math.ceil(estimate), wait, exists`,
