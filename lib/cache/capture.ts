@@ -31,12 +31,13 @@ export interface Head {
 export type HeadDecision =
   | { kind: 'pass' | 'not-modified'; keep: boolean }
   /** Send this instead, discarding the handler's output (how `staleIfError` swaps a 5xx for the last good entry). */
-  | { kind: 'replace'; status: number; headers: [string, string][]; body: Buffer };
+  | { kind: 'replace'; status: number; headers: [string, string][]; body: Buffer; removed?: string[] };
 
 type Callback = (error?: Error | null) => void;
 
 function toBuffer(chunk: unknown, encoding: unknown): Buffer | undefined {
-  if (chunk === undefined || chunk === null || typeof chunk === 'function') return undefined;
+  // As Node's end(): a falsy chunk (end(0), end(false), end('')) writes nothing.
+  if (!chunk || typeof chunk === 'function') return undefined;
   if (Buffer.isBuffer(chunk)) return chunk;
   if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   return Buffer.from(String(chunk), typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
@@ -136,6 +137,7 @@ export function captureResponse(
       const grouped = new Map<string, string[]>();
       for (const [name, value] of decision.headers) grouped.set(name, [...(grouped.get(name) ?? []), value]);
       for (const [name, values] of grouped) res.setHeader(name, values.length === 1 ? values[0] : values);
+      for (const name of decision.removed ?? []) res.removeHeader(name); // as the stored response's handler did
       res.statusCode = decision.status;
     }
   });
@@ -144,7 +146,7 @@ export function captureResponse(
   const originalEnd = res.end as (...args: unknown[]) => Response;
 
   res.write = function writeCaptured(this: Response, chunk: unknown, encoding?: unknown, callback?: unknown) {
-    assertWritable(res, chunk);
+    assertWritable(res, chunk, 'write');
     if (!res.headersSent) res.writeHead(res.statusCode);
     collect(chunk, encoding);
     if (!passesBody()) {
@@ -161,7 +163,7 @@ export function captureResponse(
   });
 
   res.end = function endCaptured(this: Response, chunk?: unknown, encoding?: unknown, callback?: unknown) {
-    assertWritable(res, chunk);
+    assertWritable(res, chunk, 'end');
     if (!res.headersSent) {
       // Let the client get the Content-Length Node would have computed for a single final chunk, as without us;
       // never on a response that has no body (a 204 or 304 with `Content-Length: 0` is wrong, RFC 9110 §8.6).

@@ -13,6 +13,8 @@ export interface StoredResponse {
   /** Served as fresh until then (ms); after it, only as stale (`staleWhileRevalidate` / `staleIfError`). */
   freshUntil: number;
   etag: string;
+  /** The ETag is ours (the handler sent none): the handler cannot be asked whether it still matches. */
+  etagGenerated?: boolean;
   /** Values of the request headers named by the response's `Vary`, at the time it was stored. */
   vary?: Record<string, string>;
   /** 16 characters identifying this stored copy (new on every store), for revalidating a local copy. */
@@ -27,6 +29,7 @@ interface Meta {
   e: string;
   v?: Record<string, string>;
   r?: string[];
+  g?: 1;
 }
 
 /** Marks a stored response (values stored by `cache.set` are JSON and never start with it). */
@@ -54,6 +57,7 @@ export function encodeResponse(entry: StoredResponse): Buffer {
   const meta: Meta = { s: entry.status, h: entry.headers, t: entry.storedAt, f: entry.freshUntil, e: entry.etag };
   if (entry.vary) meta.v = entry.vary;
   if (entry.removed) meta.r = entry.removed;
+  if (entry.etagGenerated) meta.g = 1;
   const json = Buffer.from(JSON.stringify(meta));
   const header = Buffer.allocUnsafe(headerEnd);
   magic.copy(header, 0);
@@ -75,6 +79,7 @@ export function decodeResponse(stored: Buffer): StoredResponse | undefined {
       storedAt: meta.t,
       freshUntil: meta.f,
       etag: meta.e,
+      etagGenerated: meta.g === 1 ? true : undefined,
       vary: meta.v,
       removed: meta.r,
       version: stored.toString('latin1', 4, versionEnd),

@@ -17,6 +17,12 @@ function headerValue(headers: readonly [string, string][], name: string): string
   return undefined;
 }
 
+/** Every value of a list header, as one (`Cache-Control: public` and `Cache-Control: max-age=1` are one list). */
+function listHeader(headers: readonly [string, string][], name: string): string | undefined {
+  const values = headers.filter(([key]) => key.toLowerCase() === name).map(([, value]) => value);
+  return values.length ? values.join(', ') : undefined;
+}
+
 /** The argument of `directive` in a Cache-Control value (`undefined` when absent or without one). */
 function directiveArgument(cacheControl: string, directive: string): string | undefined {
   for (const part of cacheControl.split(',')) {
@@ -32,7 +38,7 @@ function directiveArgument(cacheControl: string, directive: string): string | un
  * `ttl` alone then decides.
  */
 export function statedLifetime(headers: readonly [string, string][]): number | undefined {
-  const cacheControl = headerValue(headers, 'cache-control');
+  const cacheControl = listHeader(headers, 'cache-control');
   if (cacheControl !== undefined) {
     for (const directive of ['s-maxage', 'max-age']) {
       const seconds = deltaSeconds(directiveArgument(cacheControl, directive));

@@ -177,11 +177,14 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     if (isPersonal(req) && !lookup.perSession) return undefined; // it read the session after its head
     const headers = captured.headers;
     let etag = headerOf(headers, 'etag');
+    const etagGenerated = !etag;
     if (!etag) {
       etag = computeEtag(captured.body);
       headers.push(['ETag', etag]);
     }
     const now = Date.now();
+    // Before a Date of ours is added: it is whole seconds, and an Expires would be counted from up to 1 s early.
+    const fresh = freshUntil(headers, now, ttlMs);
     // The stored Date is the response's own, replayed on every HIT (RFC 9111 §5): the handler's, or when it
     // generated it.
     if (headerOf(headers, 'date') === undefined) headers.push(['Date', new Date(now).toUTCString()]);
@@ -191,8 +194,9 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       removed: captured.removed.length ? captured.removed : undefined,
       body: captured.body,
       storedAt: now,
-      freshUntil: freshUntil(headers, now, ttlMs),
+      freshUntil: fresh,
       etag,
+      etagGenerated: etagGenerated || undefined,
       version: newVersion(),
     };
     if (varyOn.length) entry.vary = Object.fromEntries(varyOn.map((name) => [name, requestHeader(req.headers, name)]));
@@ -208,21 +212,22 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     const replaced = new Set(
       notModifiedHeaders.map(([name]) => name.toLowerCase()).filter((name) => !droppedBy304.has(name)),
     );
+    // Its age is the 304's (none: just validated), its Date the 304's or now.
     const headers: [string, string][] = [
-      ...stale.headers.filter(([name]) => !replaced.has(name.toLowerCase())),
+      ...stale.headers.filter(([name]) => {
+        const lower = name.toLowerCase();
+        return !replaced.has(lower) && lower !== 'age' && lower !== 'date';
+      }),
       ...notModifiedHeaders.filter(([name]) => replaced.has(name.toLowerCase())),
     ];
     const now = Date.now();
-    if (!replaced.has('date')) {
-      const at = headers.findIndex(([name]) => name.toLowerCase() === 'date');
-      if (at >= 0) headers.splice(at, 1);
-      headers.push(['Date', new Date(now).toUTCString()]);
-    }
+    const fresh = freshUntil(headers, now, ttlMs);
+    if (!replaced.has('date')) headers.push(['Date', new Date(now).toUTCString()]);
     return {
       ...stale,
       headers,
       storedAt: now,
-      freshUntil: freshUntil(headers, now, ttlMs),
+      freshUntil: fresh,
       etag: headerOf(headers, 'etag') ?? stale.etag,
       version: newVersion(),
     };
@@ -255,7 +260,9 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       delete req.headers[name];
     }
     if (revalidate) {
-      req.headers['if-none-match'] = revalidate.etag;
+      // Only a validator the handler gave: an If-None-Match of ours would never match, and would make it ignore
+      // If-Modified-Since (RFC 9110 §13.1.3).
+      if (!revalidate.etagGenerated) req.headers['if-none-match'] = revalidate.etag;
       const lastModified = headerOf(revalidate.headers, 'last-modified');
       if (lastModified !== undefined) req.headers['if-modified-since'] = lastModified;
     }
@@ -282,6 +289,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           status: fallback.status,
           headers,
           body: req.method === 'HEAD' ? Buffer.alloc(0) : fallback.body,
+          removed: fallback.removed,
         };
       }
       if (revalidate && head.status === 304) {
@@ -313,6 +321,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
             status: 304,
             headers: headers.filter(([name]) => !droppedBy304.has(name.toLowerCase())),
             body: Buffer.alloc(0),
+            removed: entry.removed,
           };
         }
         return {
@@ -320,6 +329,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           status: entry.status,
           headers,
           body: req.method === 'HEAD' ? Buffer.alloc(0) : entry.body,
+          removed: entry.removed,
         };
       }
       // The handler's own Vary: one set by outer middleware is about what they add, which is not stored and is

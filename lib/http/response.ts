@@ -21,24 +21,21 @@ type End = (...args: unknown[]) => ServerResponse;
  * the handler's mistake surfaces where it was made — in the handler, which Express answers with a 500 — and not
  * later, inside a Redis callback, where nothing would answer the request.
  */
-export function assertWritable(res: ServerResponse, chunk: unknown): void {
-  if (
-    chunk !== undefined &&
-    chunk !== null &&
-    typeof chunk !== 'string' &&
-    typeof chunk !== 'function' &&
-    !(chunk instanceof Uint8Array)
-  ) {
+export function assertWritable(res: ServerResponse, chunk: unknown, call: 'write' | 'end'): void {
+  // end() writes only a truthy chunk (end(0) and end(false) send nothing); write() checks whatever it is given.
+  const checked = call === 'write' ? typeof chunk !== 'function' : Boolean(chunk) && typeof chunk !== 'function';
+  if (checked && typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) {
     const error = new TypeError(
-      `The "chunk" argument must be of type string or an instance of Buffer or Uint8Array. Received ${typeof chunk}`,
+      `The "chunk" argument must be of type string or an instance of Buffer or Uint8Array. Received ${chunk === null ? 'null' : typeof chunk}`,
     );
-    (error as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
+    (error as NodeJS.ErrnoException).code = chunk === null ? 'ERR_STREAM_NULL_VALUES' : 'ERR_INVALID_ARG_TYPE';
     throw error;
   }
   if (!res.headersSent) {
-    const status = res.statusCode;
-    if (!Number.isInteger(status) || status < 100 || status > 999) {
-      const error = new RangeError(`Invalid status code: ${status}`);
+    // As writeHead() has it: any value that is an integer from 100 to 999 once truncated ('201', 200.7).
+    const status = (res.statusCode as unknown as number) | 0;
+    if (status < 100 || status > 999) {
+      const error = new RangeError(`Invalid status code: ${res.statusCode}`);
       (error as NodeJS.ErrnoException).code = 'ERR_HTTP_INVALID_STATUS_CODE';
       throw error;
     }
@@ -60,7 +57,7 @@ export function holdEnd(res: ServerResponse, hold: (proceed: Proceed) => void): 
   res.end = function heldEnd(this: ServerResponse, ...args: unknown[]) {
     if (phase === 'ended') return originalEnd.apply(this, args);
     if (phase === 'holding') return this;
-    assertWritable(res, args[0]);
+    assertWritable(res, args[0], 'end');
     phase = 'holding';
     let proceeded = false;
     const proceed: Proceed = (...replacement) => {

@@ -41,6 +41,21 @@ describe("the response's own freshness", () => {
     expect(counts.runs).toBe(2);
   });
 
+  it('reads every Cache-Control header the handler set, not only the first', async () => {
+    const counts = { runs: 0 };
+    const app = express();
+    app.get('/doc', newCache().response({ ttl: '1h' }), (_req, res) => {
+      counts.runs++;
+      res.setHeader('Cache-Control', ['public', 'max-age=1']);
+      res.json({ document: 'listed' });
+    });
+    await request(app).get('/doc').expect(200);
+    expect((await request(app).get('/doc')).headers['x-cache']).toBe('HIT');
+    await sleep(1_100);
+    await request(app).get('/doc').expect(200); // stale after its max-age: the handler is asked again
+    expect(counts.runs).toBe(2);
+  });
+
   it('s-maxage is the lifetime for the cache, over max-age (which is for browsers)', async () => {
     const { app, counts } = appWith({ 'Cache-Control': 'public, max-age=0, s-maxage=60' });
     await request(app).get('/doc').expect(200);
@@ -85,6 +100,64 @@ describe('revalidation of a stale entry', () => {
     // Freshened: the next request does not reach the handler.
     expect((await request(app).get('/doc')).headers['x-cache']).toBe('HIT');
     expect(counts.runs).toBe(2);
+  });
+
+  it('asks with If-Modified-Since alone when the handler gave only a Last-Modified', async () => {
+    const lastModified = new Date(Date.now() - 60_000).toUTCString();
+    const counts = { runs: 0, byDate: 0, byTag: 0 };
+    const app = express();
+    app.set('etag', false);
+    app.get('/doc', newCache().response({ ttl: '1h' }), (req, res) => {
+      counts.runs++;
+      if (req.headers['if-modified-since'] !== undefined) counts.byDate++;
+      if (req.headers['if-none-match'] !== undefined) counts.byTag++;
+      res.set({ 'Cache-Control': 'max-age=1', 'Last-Modified': lastModified });
+      if (req.fresh) return void res.status(304).end();
+      res.json({ document: 'dated' });
+    });
+    await request(app).get('/doc').expect(200);
+    await sleep(1_100);
+    const revalidated = await request(app).get('/doc');
+    expect([revalidated.status, revalidated.headers['x-cache'], revalidated.body]).toEqual([
+      200,
+      'HIT',
+      { document: 'dated' },
+    ]);
+    expect(counts).toEqual({ runs: 2, byDate: 1, byTag: 0 });
+  });
+
+  it('a revalidated entry is as old as the 304 says (none: just validated), so it is fresh again', async () => {
+    // Stored with an Age already past its max-age (kept only because it has a validator); the 304 has none.
+    const counts = { runs: 0, conditional: 0 };
+    const app = express();
+    app.get('/doc', newCache().response({ ttl: '1h' }), (req, res) => {
+      counts.runs++;
+      if (req.headers['if-none-match'] !== undefined) counts.conditional++;
+      else res.set('Age', '100');
+      res.set('Cache-Control', 'max-age=60').json({ document: 'relayed' });
+    });
+    await request(app).get('/doc').expect(200);
+    const revalidated = await request(app).get('/doc');
+    expect([revalidated.headers['x-cache'], revalidated.headers.age]).toEqual(['HIT', '0']);
+    expect((await request(app).get('/doc')).headers['x-cache']).toBe('HIT');
+    expect(counts).toEqual({ runs: 2, conditional: 1 });
+  });
+
+  it('keeps the headers the handler removed removed on a revalidated response', async () => {
+    const app = express();
+    app.use((_req, res, next) => {
+      res.setHeader('X-Outer', 'set in front');
+      next();
+    });
+    app.get('/doc', newCache().response({ ttl: '1h' }), (req, res) => {
+      if (req.headers['if-none-match'] === undefined) res.removeHeader('X-Outer');
+      res.set('Cache-Control', 'max-age=1').json({ document: 'the same' });
+    });
+    expect((await request(app).get('/doc')).headers['x-outer']).toBeUndefined();
+    await sleep(1_100);
+    const revalidated = await request(app).get('/doc');
+    expect(revalidated.headers['x-cache']).toBe('HIT');
+    expect(revalidated.headers['x-outer']).toBeUndefined();
   });
 
   it("answers 304 to a client whose own validator matches the revalidated entry's", async () => {

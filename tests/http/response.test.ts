@@ -40,6 +40,21 @@ function appBehind(middleware: express.RequestHandler) {
     if (s) s.userId = 'u1';
     (res.end as (chunk: unknown) => void)(123);
   });
+  // What Node accepts, odd as it is: a status code that truncates to one, an end() with a falsy chunk.
+  app.all('/string-status', (req, res) => {
+    change(req);
+    (res as unknown as { statusCode: unknown }).statusCode = '201';
+    res.end('created');
+  });
+  app.all('/fractional-status', (req, res) => {
+    change(req);
+    res.statusCode = 200.7;
+    res.end('fine');
+  });
+  app.all('/end-zero', (req, res) => {
+    change(req);
+    (res.end as (chunk: unknown) => void)(0);
+  });
   app.use((error: Error, _req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (res.headersSent) return next(error);
     res.status(500).send(`failed: ${error.name}`);
@@ -73,6 +88,20 @@ describe.each(stacks)('a handler that ends its response wrongly, behind %s', (_n
     expect(response.text).toMatch(/^failed: (TypeError|RangeError)/);
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(unhandled).toEqual([]);
+  });
+});
+
+describe.each(stacks)('what Node accepts of res.end, behind %s', (_name, middleware) => {
+  it.each([
+    ['GET', '/string-status', 201, 'created'],
+    ['POST', '/string-status', 201, 'created'],
+    ['GET', '/fractional-status', 200, 'fine'],
+    ['GET', '/end-zero', 200, ''],
+    ['POST', '/end-zero', 200, ''],
+  ])('%s %s answers %i as without redisware', async (method, path, status, body) => {
+    const app = appBehind(middleware());
+    const response = await request(app)[method.toLowerCase() as 'get' | 'post'](path).timeout(3_000);
+    expect([response.status, response.text ?? '']).toEqual([status, body]);
   });
 });
 
