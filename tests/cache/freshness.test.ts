@@ -1,3 +1,4 @@
+// The tests of this file run concurrently: most wait a second for a max-age to pass, and none shares state.
 // How long a stored response is served without its handler: at most `ttl`, never longer than the response itself
 // says (s-maxage, max-age, Expires, less its Age); and a stale one with a validator is revalidated with the handler.
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -31,7 +32,7 @@ function appWith(headers: Record<string, string>, options: { etag?: boolean; sta
   return { app, counts };
 }
 
-describe("the response's own freshness", () => {
+describe.concurrent("the response's own freshness", () => {
   it('a max-age shorter than ttl: fresh for that long, then produced again', async () => {
     const { app, counts } = appWith({ 'Cache-Control': 'public, max-age=1' });
     await request(app).get('/doc').expect(200);
@@ -86,7 +87,7 @@ describe("the response's own freshness", () => {
   });
 });
 
-describe('revalidation of a stale entry', () => {
+describe.concurrent('revalidation of a stale entry', () => {
   it("asks the handler with the entry's ETag: its 304 serves the stored body, and the entry is fresh again", async () => {
     const { app, counts } = appWith({ 'Cache-Control': 'max-age=1' }, { etag: true });
     const first = await request(app).get('/doc').expect(200);
@@ -206,7 +207,7 @@ describe('revalidation of a stale entry', () => {
     expect(counts.conditional).toBeGreaterThanOrEqual(1);
   });
 
-  it('a background refresh (staleWhileRevalidate) revalidates too', async () => {
+  it('a background refresh (staleWhileRevalidate) revalidates too', async ({ expect }) => {
     const { app, counts } = appWith({ 'Cache-Control': 'max-age=1' }, { etag: true, staleWhileRevalidate: '1m' });
     await request(app).get('/doc').expect(200);
     await sleep(1_100);
