@@ -6,6 +6,8 @@
 //   node bench/cache-tests.mjs ../cache-tests [groups]
 import { spawn } from 'node:child_process';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import express from 'express';
 import { Redis } from 'ioredis';
 import { createCache } from '../dist/index.js';
@@ -19,7 +21,7 @@ const origin = spawn('node', ['test-engine/server/server.mjs'], {
     ...process.env,
     npm_config_port: String(originPort),
     npm_config_protocol: 'http',
-    npm_config_pidfile: '/tmp/ct-origin.pid',
+    npm_config_pidfile: join(tmpdir(), `cache-tests-origin-${process.pid}.pid`),
   },
   stdio: ['ignore', 'ignore', 'inherit'],
 });

@@ -204,6 +204,31 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
   }
 
   /**
+   * The decision that answers a request with `entry` in place of the handler's response (see `captureResponse`):
+   * its status, headers and body as `serve` gives them, and 304 when `conditional` and the client's validator
+   * matches.
+   */
+  function answerWith(req: Request, entry: StoredResponse, label: 'HIT' | 'STALE', conditional: boolean): HeadDecision {
+    const storedAge = Number(headerOf(entry.headers, 'age')) || 0;
+    const headers: [string, string][] = [
+      ...entry.headers.filter(([name]) => name.toLowerCase() !== 'age'),
+      ['X-Cache', label],
+      ['Age', String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000)) + storedAge)],
+    ];
+    const notModifiedAnswer =
+      conditional &&
+      (entry.status === 200 || entry.status === 203) &&
+      notModified(req.headers, entry.etag, headerOf(entry.headers, 'last-modified'));
+    return {
+      kind: 'replace',
+      status: notModifiedAnswer ? 304 : entry.status,
+      headers: notModifiedAnswer ? headers.filter(([name]) => !droppedBy304.has(name.toLowerCase())) : headers,
+      body: notModifiedAnswer || req.method === 'HEAD' ? Buffer.alloc(0) : entry.body,
+      removed: entry.removed,
+    };
+  }
+
+  /**
    * The stored entry `stale`, freshened by the handler's 304 to the conditional request made with its validators
    * (RFC 9111 §4.3.4): the 304's headers replace the stored ones of the same names (content headers aside), and it
    * is fresh again from now.
@@ -278,19 +303,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     const captured = captureResponse(res, lookup.snapshot, responseConfig.maxBytes, (head): HeadDecision => {
       if (fallback && head.status >= 500) {
         options.onHead?.(false);
-        const storedAge = Number(headerOf(fallback.headers, 'age')) || 0;
-        const headers: [string, string][] = [
-          ...fallback.headers.filter(([name]) => name.toLowerCase() !== 'age'),
-          ['X-Cache', 'STALE'],
-          ['Age', String(Math.floor((Date.now() - fallback.storedAt) / 1000) + storedAge)],
-        ];
-        return {
-          kind: 'replace',
-          status: fallback.status,
-          headers,
-          body: req.method === 'HEAD' ? Buffer.alloc(0) : fallback.body,
-          removed: fallback.removed,
-        };
+        return answerWith(req, fallback, 'STALE', false);
       }
       if (revalidate && head.status === 304) {
         // Still valid: the stored entry, freshened, answers this request (304 if the client's own validator
@@ -306,31 +319,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           (!isPersonal(req) || lookup.perSession);
         options.onHead?.(storable);
         restoreConditional();
-        const storedAge = Number(headerOf(entry.headers, 'age')) || 0;
-        const headers: [string, string][] = [
-          ...entry.headers.filter(([name]) => name.toLowerCase() !== 'age'),
-          ['X-Cache', 'HIT'],
-          ['Age', String(storedAge)],
-        ];
-        if (
-          (entry.status === 200 || entry.status === 203) &&
-          notModified(req.headers, entry.etag, headerOf(entry.headers, 'last-modified'))
-        ) {
-          return {
-            kind: 'replace',
-            status: 304,
-            headers: headers.filter(([name]) => !droppedBy304.has(name.toLowerCase())),
-            body: Buffer.alloc(0),
-            removed: entry.removed,
-          };
-        }
-        return {
-          kind: 'replace',
-          status: entry.status,
-          headers,
-          body: req.method === 'HEAD' ? Buffer.alloc(0) : entry.body,
-          removed: entry.removed,
-        };
+        return answerWith(req, entry, 'HIT', true);
       }
       // The handler's own Vary: one set by outer middleware is about what they add, which is not stored and is
       // added again on every HIT (per-origin CORS sets Vary: Origin, and its header is this request's on a HIT).
