@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { EntryPolicy } from './policy.js';
 
 /** A stored response: status, headers in order (repeats included), body bytes, and timing. */
 export interface StoredResponse {
@@ -19,6 +20,10 @@ export interface StoredResponse {
   vary?: Record<string, string>;
   /** 16 characters identifying this stored copy (new on every store), for revalidating a local copy. */
   version: string;
+  /** Its age when stored, in seconds (`freshness: 'http'`); else its stored `Age` header counts. */
+  initialAge?: number;
+  /** What its directives allow (`freshness: 'http'`); else the route's options decide. */
+  policy?: EntryPolicy;
 }
 
 interface Meta {
@@ -30,6 +35,9 @@ interface Meta {
   v?: Record<string, string>;
   r?: string[];
   g?: 1;
+  a?: number;
+  /** Policy: no-cache, must-revalidate, stale-while-revalidate ms, stale-if-error ms, shared with Authorization. */
+  p?: [0 | 1, 0 | 1, number, number, 0 | 1];
 }
 
 /** Marks a stored response (values stored by `cache.set` are JSON and never start with it). */
@@ -58,6 +66,17 @@ export function encodeResponse(entry: StoredResponse): Buffer {
   if (entry.vary) meta.v = entry.vary;
   if (entry.removed) meta.r = entry.removed;
   if (entry.etagGenerated) meta.g = 1;
+  if (entry.initialAge !== undefined) meta.a = entry.initialAge;
+  const policy = entry.policy;
+  if (policy) {
+    meta.p = [
+      policy.noCache ? 1 : 0,
+      policy.mustRevalidate ? 1 : 0,
+      policy.staleWhileRevalidate,
+      policy.staleIfError,
+      policy.shareAuthorized ? 1 : 0,
+    ];
+  }
   const json = Buffer.from(JSON.stringify(meta));
   const header = Buffer.allocUnsafe(headerEnd);
   magic.copy(header, 0);
@@ -82,6 +101,14 @@ export function decodeResponse(stored: Buffer): StoredResponse | undefined {
       etagGenerated: meta.g === 1 ? true : undefined,
       vary: meta.v,
       removed: meta.r,
+      initialAge: meta.a,
+      policy: meta.p && {
+        noCache: meta.p[0] === 1 || undefined,
+        mustRevalidate: meta.p[1] === 1 || undefined,
+        staleWhileRevalidate: meta.p[2],
+        staleIfError: meta.p[3],
+        shareAuthorized: meta.p[4] === 1 || undefined,
+      },
       version: stored.toString('latin1', 4, versionEnd),
       body: stored.subarray(headerEnd + length),
     };

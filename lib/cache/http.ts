@@ -71,6 +71,17 @@ export function requestHeader(headers: IncomingHttpHeaders, name: string): strin
 }
 
 /**
+ * A request header's value as `Vary` compares it (RFC 9111 §4.1): repeated lines combined, whitespace around the
+ * commas of a list dropped, `Accept-Language` without regard to case; an absent header differs from an empty one.
+ */
+export function varyValue(headers: IncomingHttpHeaders, name: string): string {
+  const value = headers[name];
+  if (value === undefined) return '\u0000';
+  const text = (Array.isArray(value) ? value.join(',') : value).trim().replace(/[ \t]*,[ \t]*/g, ',');
+  return name === 'accept-language' ? text.toLowerCase() : text;
+}
+
+/**
  * The entity-tags of an `If-None-Match` value (RFC 9110 §8.8.3 and §13.1.2): `*`, or a list of entity-tags, each
  * `"opaque"` or `W/"opaque"`, whose opaque part may itself hold commas. Returns `'*'`, or the tags as written.
  * Anything that is not an entity-tag ends the list (a malformed header matches nothing after it).

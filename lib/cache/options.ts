@@ -46,8 +46,30 @@ export const responseSchema = z.strictObject({
   vary: z.array(z.string().min(1)).default([]),
   /** Tags for invalidation: a list, or `(req, res) => string[]`. */
   tags: z.union([z.array(z.string().min(1)), fn<(req: Request, res: Response) => string[]>()]).optional(),
-  /** Statuses that are stored. @default [200] */
-  statuses: z.array(z.number().int().min(100).max(599)).min(1).default([200]),
+  /**
+   * How freshness is decided. `'ttl'`: every storable response is fresh for `ttl` (or less if it says so).
+   * `'http'`: the response's own `Cache-Control` / `CDN-Cache-Control` / `Expires` decide, as a shared cache
+   * (RFC 9111); `ttl` then caps how long an entry is kept. @default 'ttl'
+   */
+  freshness: z.enum(['ttl', 'http']).default('ttl'),
+  /**
+   * Statuses that are stored. @default [200] with `freshness: 'ttl'`; with `'http'`, any final status with explicit
+   * freshness, and those cacheable by default (RFC 9110 §15.1) otherwise
+   */
+  statuses: z.array(z.number().int().min(100).max(599)).min(1).optional(),
+  /**
+   * `freshness: 'http'`: the fraction of the time since `Last-Modified` a response without explicit freshness is
+   * fresh for (RFC 9111 §4.2.2; 0.1 is the usual choice). @default 0 (no heuristic freshness)
+   */
+  heuristic: z.number().min(0).max(1).default(0),
+  /** `freshness: 'http'`: obey `CDN-Cache-Control` (RFC 9213) over `Cache-Control` when a response has it. @default true */
+  cdnCacheControl: z.boolean().default(true),
+  /**
+   * `freshness: 'http'`: honour the request's `Cache-Control` (`no-cache`, `no-store`, `max-age`, `min-fresh`,
+   * `max-stale`, `only-if-cached`). Off by default, as at most CDNs: any client could otherwise send every request
+   * to the handler. @default false
+   */
+  requestCacheControl: z.boolean().default(false),
   /** Larger bodies pass through uncached. @default 1 MB */
   maxBytes: z
     .number()

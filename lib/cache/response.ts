@@ -1,21 +1,25 @@
 import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import parseRange from 'range-parser';
 import { isPersonal, sessionIdentity } from '../http/marks.js';
 import { holdEnd } from '../http/response.js';
 import { type CapturedResponse, captureResponse, type Head, type HeadDecision, headerSnapshot } from './capture.js';
 import type { Coalescer } from './coalesce.js';
+import { deltaSeconds, parseCacheControl } from './directives.js';
 import { computeEtag, encodeResponse, newVersion, type StoredResponse } from './entry.js';
 import { freshUntil } from './freshness.js';
 import {
   conditionalRequestHeaders,
   droppedBy304,
   forbidsStoring,
+  hasNoBody,
   notModified,
-  requestHeader,
   safeMethods,
   varyNames,
+  varyValue,
 } from './http.js';
 import type { ResponseConfig } from './options.js';
+import { type HttpStorage, httpStorage, keepFor, type PolicyOptions } from './policy.js';
 import { backgroundJob, connectionFacts, replayInBackground } from './refresh.js';
 import { originOf, pathKey, requestKey, requestPath, urlOrigin, urlTag } from './request-key.js';
 import { type CacheStore, variantId } from './store.js';
@@ -49,6 +53,38 @@ interface Lookup {
   perSession: boolean;
 }
 
+/** How a response that may be stored is stored: with `freshness: 'http'`, as its directives say. */
+interface StoreDecision {
+  http?: HttpStorage;
+}
+
+/** What the request's own Cache-Control asks (`requestCacheControl`, `freshness: 'http'`). */
+interface RequestDirectives {
+  noCache: boolean;
+  noStore: boolean;
+  onlyIfCached: boolean;
+  /** Seconds; `undefined` when not asked. */
+  maxAge?: number;
+  minFresh?: number;
+  /** Seconds of staleness accepted (Infinity for a bare `max-stale`). */
+  maxStale?: number;
+}
+
+function requestDirectives(value: string | string[] | undefined): RequestDirectives | undefined {
+  if (value === undefined) return undefined;
+  const directives = parseCacheControl(Array.isArray(value) ? value : [value]);
+  const seconds = (name: string) => (directives.has(name) ? (deltaSeconds(directives.get(name)) ?? 0) : undefined);
+  const maxStale = directives.get('max-stale');
+  return {
+    noCache: directives.has('no-cache'),
+    noStore: directives.has('no-store'),
+    onlyIfCached: directives.has('only-if-cached'),
+    maxAge: seconds('max-age'),
+    minFresh: seconds('min-fresh'),
+    maxStale: maxStale === undefined ? undefined : maxStale === true ? Number.POSITIVE_INFINITY : (deltaSeconds(maxStale) ?? 0),
+  };
+}
+
 /** The header value of `name` among stored pairs (the first, case-insensitively). */
 function headerOf(headers: readonly [string, string][], name: string): string | undefined {
   for (const [key, value] of headers) if (key.toLowerCase() === name) return value;
@@ -59,9 +95,57 @@ function headerOf(headers: readonly [string, string][], name: string): string | 
 export function createResponseMiddleware(parts: ResponseCacheParts, responseConfig: ResponseConfig): RequestHandler {
   const { store, coalescer } = parts;
   const ttlMs = responseConfig.ttl ?? store.ttl;
-  const keepMs = ttlMs + Math.max(responseConfig.staleWhileRevalidate, responseConfig.staleIfError);
-  const statuses = new Set(responseConfig.statuses);
+  const httpMode = responseConfig.freshness === 'http';
+  // With `freshness: 'http'`, `ttl` caps how long an entry is kept; each entry's own windows lie within it.
+  const keepMs = httpMode ? ttlMs : ttlMs + Math.max(responseConfig.staleWhileRevalidate, responseConfig.staleIfError);
+  const statuses = new Set(responseConfig.statuses ?? [200]);
+  const policyOptions: PolicyOptions = {
+    ttlMs,
+    heuristic: responseConfig.heuristic,
+    cdnCacheControl: responseConfig.cdnCacheControl,
+    staleWhileRevalidate: responseConfig.staleWhileRevalidate,
+    staleIfError: responseConfig.staleIfError,
+    statuses: responseConfig.statuses ? statuses : undefined,
+  };
   const lockConfig = responseConfig.lock;
+
+  /** Whether `entry` may answer a request without asking the handler. */
+  const isFresh = (entry: StoredResponse, now: number) => entry.freshUntil > now && !entry.policy?.noCache;
+  const staleWhileRevalidateOf = (entry: StoredResponse) =>
+    entry.policy ? entry.policy.staleWhileRevalidate : responseConfig.staleWhileRevalidate;
+  const staleIfErrorOf = (entry: StoredResponse) =>
+    entry.policy ? entry.policy.staleIfError : responseConfig.staleIfError;
+
+  /** The `Age` of a stored response now, in whole seconds: its age when stored plus the time since. */
+  function ageOf(entry: StoredResponse, now: number): number {
+    const initial = entry.initialAge ?? (Number(headerOf(entry.headers, 'age')) || 0);
+    return Math.floor(initial + Math.max(0, (now - entry.storedAt) / 1000));
+  }
+
+  /**
+   * Whether `entry` may answer a request whose Cache-Control asked for something (`requestCacheControl`): not
+   * with `no-cache`, nor older than its `max-age`, nor fresh for less than its `min-fresh` (RFC 9111 §5.2.1).
+   * Staleness it accepts (`max-stale`) is decided by the caller.
+   */
+  function usableFor(asked: RequestDirectives, entry: StoredResponse, now: number): boolean {
+    if (asked.noCache) return false;
+    if (asked.maxAge !== undefined && ageOf(entry, now) > asked.maxAge) return false;
+    if (asked.minFresh !== undefined && entry.freshUntil - now < asked.minFresh * 1000) return false;
+    if (!isFresh(entry, now)) {
+      const staleFor = now - entry.freshUntil;
+      return (
+        asked.maxStale !== undefined &&
+        !entry.policy?.mustRevalidate &&
+        !entry.policy?.noCache &&
+        staleFor <= asked.maxStale * 1000
+      );
+    }
+    return true;
+  }
+
+  /** The `Last-Modified` a client's `If-Modified-Since` is compared with (with `'http'`, else its `Date`). */
+  const lastModifiedOf = (entry: StoredResponse) =>
+    headerOf(entry.headers, 'last-modified') ?? (httpMode ? headerOf(entry.headers, 'date') : undefined);
 
   /** The lookup of a request: its key, where its entry lives, and what the response had when the cache was entered. */
   function lookupOf(req: Request, res: Response): Lookup {
@@ -99,7 +183,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
   function varyMatches(entry: StoredResponse, req: Request): boolean {
     if (!entry.vary) return true;
     for (const [name, value] of Object.entries(entry.vary)) {
-      if (requestHeader(req.headers, name) !== value) return false;
+      if (varyValue(req.headers, name) !== value) return false;
     }
     return true;
   }
@@ -111,13 +195,9 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
    */
   function serve(req: Request, res: Response, entry: StoredResponse, label: 'HIT' | 'STALE'): void {
     res.statusCode = entry.status;
-    let storedAge = 0;
     const grouped = new Map<string, string[]>();
     for (const [name, value] of entry.headers) {
-      if (name.toLowerCase() === 'age') {
-        storedAge = Number(value) || 0;
-        continue;
-      }
+      if (name.toLowerCase() === 'age') continue;
       const values = grouped.get(name);
       if (values) values.push(value);
       else grouped.set(name, [value]);
@@ -125,14 +205,18 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     for (const [name, values] of grouped) res.setHeader(name, values.length === 1 ? values[0] : values);
     for (const name of entry.removed ?? []) res.removeHeader(name); // as the handler removed it on the MISS
     res.setHeader('X-Cache', label);
-    res.setHeader('Age', String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000)) + storedAge));
-    if (
-      (entry.status === 200 || entry.status === 203) &&
-      notModified(req.headers, entry.etag, headerOf(entry.headers, 'last-modified'))
-    ) {
+    res.setHeader('Age', String(ageOf(entry, Date.now())));
+    if ((entry.status === 200 || entry.status === 203) && notModified(req.headers, entry.etag, lastModifiedOf(entry))) {
       res.statusCode = 304;
       for (const name of droppedBy304) res.removeHeader(name);
       res.end();
+      return;
+    }
+    const range = entry.status === 200 && req.method === 'GET' ? requestedRange(req, entry) : undefined;
+    if (range) {
+      res.statusCode = 206;
+      res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${entry.body.length}`);
+      res.end(entry.body.subarray(range.start, range.end + 1));
       return;
     }
     if (req.method === 'HEAD') res.end();
@@ -140,20 +224,52 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
   }
 
   /**
+   * The one byte range a GET asks of a stored 200 (RFC 9110 §14), served as 206 from the stored body; `undefined`
+   * to send it whole (no Range, an `If-Range` that does not match, several ranges, or one that cannot be met).
+   */
+  function requestedRange(req: Request, entry: StoredResponse): { start: number; end: number } | undefined {
+    const header = req.headers.range;
+    if (header === undefined || entry.body.length === 0) return undefined;
+    const ifRange = req.headers['if-range'];
+    if (ifRange !== undefined) {
+      const strongEtag = entry.etagGenerated || entry.etag.startsWith('W/') ? undefined : entry.etag;
+      if (ifRange !== strongEtag && ifRange !== headerOf(entry.headers, 'last-modified')) return undefined;
+    }
+    const ranges = parseRange(entry.body.length, header, { combine: true });
+    if (!Array.isArray(ranges) || ranges.type !== 'bytes' || ranges.length !== 1) return undefined;
+    return ranges[0];
+  }
+
+  /**
    * Whether a response whose headers are going out may be stored: known at once, so that followers waiting for it
    * learn that it will not be, without waiting for its end.
    */
-  function storableHead(req: Request, head: Head, lookup: Lookup): boolean {
-    if (req.method !== 'GET' || !statuses.has(head.status)) return false;
+  function storableHead(req: Request, head: Head, lookup: Lookup, requestTime: number): StoreDecision | undefined {
+    if (req.method !== 'GET') return undefined;
+    if (!httpMode && !statuses.has(head.status)) return undefined;
     // The handler's cookie (set during it, or by a listener registered during it, such as a session saved there):
     // a cookie that outer middleware set before the cache is theirs, set again on every HIT.
-    if (headerOf(head.handlerHeaders, 'set-cookie') !== undefined) return false;
-    const cacheControl = head.all['cache-control'];
-    if (forbidsStoring(cacheControl === undefined ? undefined : String(cacheControl))) return false;
-    if (varyNames(head.all.vary === undefined ? undefined : String(head.all.vary)).includes('*')) return false;
-    if (String(head.all['content-type'] ?? '').startsWith('text/event-stream')) return false;
+    if (headerOf(head.handlerHeaders, 'set-cookie') !== undefined) return undefined;
+    if (varyNames(head.all.vary === undefined ? undefined : String(head.all.vary)).includes('*')) return undefined;
+    if (String(head.all['content-type'] ?? '').startsWith('text/event-stream')) return undefined;
     const length = Number(head.all['content-length']);
-    if (Number.isFinite(length) && length > responseConfig.maxBytes) return false;
+    if (Number.isFinite(length) && length > responseConfig.maxBytes) return undefined;
+    if (isPersonal(req) && !lookup.perSession) return undefined;
+    if (httpMode) {
+      const http = httpStorage(
+        {
+          status: head.status,
+          headers: head.handlerHeaders,
+          authorized: req.headers.authorization !== undefined,
+          requestTime,
+          responseTime: Date.now(),
+        },
+        policyOptions,
+      );
+      return http && { http };
+    }
+    const cacheControl = head.all['cache-control'];
+    if (forbidsStoring(cacheControl === undefined ? undefined : String(cacheControl))) return undefined;
     // Stale as it comes (its own max-age used up by its Age, an Expires in the past): kept only if it can be
     // revalidated (it has a validator of the handler's) or served stale.
     if (
@@ -162,9 +278,9 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       headerOf(head.handlerHeaders, 'etag') === undefined &&
       headerOf(head.handlerHeaders, 'last-modified') === undefined
     ) {
-      return false;
+      return undefined;
     }
-    return !isPersonal(req) || lookup.perSession;
+    return {};
   }
 
   /** Turns a finished, storable response into an entry, or `undefined` when it must not be stored after all. */
@@ -173,9 +289,14 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     captured: CapturedResponse,
     varyOn: string[],
     lookup: Lookup,
+    decision: StoreDecision,
   ): StoredResponse | undefined {
     if (isPersonal(req) && !lookup.perSession) return undefined; // it read the session after its head
-    const headers = captured.headers;
+    const { http } = decision;
+    const strip = http?.strip ?? [];
+    const headers = strip.length
+      ? captured.headers.filter(([name]) => !strip.includes(name.toLowerCase()))
+      : captured.headers;
     let etag = headerOf(headers, 'etag');
     const etagGenerated = !etag;
     if (!etag) {
@@ -184,7 +305,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     }
     const now = Date.now();
     // Before a Date of ours is added: it is whole seconds, and an Expires would be counted from up to 1 s early.
-    const fresh = freshUntil(headers, now, ttlMs);
+    const fresh = http ? http.freshUntil : freshUntil(headers, now, ttlMs);
     // The stored Date is the response's own, replayed on every HIT (RFC 9111 §5): the handler's, or when it
     // generated it.
     if (headerOf(headers, 'date') === undefined) headers.push(['Date', new Date(now).toUTCString()]);
@@ -199,7 +320,12 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       etagGenerated: etagGenerated || undefined,
       version: newVersion(),
     };
-    if (varyOn.length) entry.vary = Object.fromEntries(varyOn.map((name) => [name, requestHeader(req.headers, name)]));
+    if (http) {
+      entry.storedAt = http.responseTime;
+      entry.initialAge = http.initialAge;
+      entry.policy = http.policy;
+    }
+    if (varyOn.length) entry.vary = Object.fromEntries(varyOn.map((name) => [name, varyValue(req.headers, name)]));
     return entry;
   }
 
@@ -209,16 +335,20 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
    * matches.
    */
   function answerWith(req: Request, entry: StoredResponse, label: 'HIT' | 'STALE', conditional: boolean): HeadDecision {
-    const storedAge = Number(headerOf(entry.headers, 'age')) || 0;
     const headers: [string, string][] = [
-      ...entry.headers.filter(([name]) => name.toLowerCase() !== 'age'),
+      ...entry.headers.filter(([name]) => {
+        const lower = name.toLowerCase();
+        return lower !== 'age' && lower !== 'content-length';
+      }),
       ['X-Cache', label],
-      ['Age', String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000)) + storedAge)],
+      ['Age', String(ageOf(entry, Date.now()))],
     ];
+    // The stored body's length, whatever the handler's own response (a 304, an error) was framed as.
+    if (!hasNoBody(entry.status)) headers.push(['Content-Length', String(entry.body.length)]);
     const notModifiedAnswer =
       conditional &&
       (entry.status === 200 || entry.status === 203) &&
-      notModified(req.headers, entry.etag, headerOf(entry.headers, 'last-modified'));
+      notModified(req.headers, entry.etag, lastModifiedOf(entry));
     return {
       kind: 'replace',
       status: notModifiedAnswer ? 304 : entry.status,
@@ -233,7 +363,11 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
    * (RFC 9111 §4.3.4): the 304's headers replace the stored ones of the same names (content headers aside), and it
    * is fresh again from now.
    */
-  function revalidated(stale: StoredResponse, notModifiedHeaders: [string, string][]): StoredResponse {
+  function revalidated(
+    stale: StoredResponse,
+    notModifiedHeaders: [string, string][],
+    requestTime: number,
+  ): { entry: StoredResponse; decision?: StoreDecision } {
     const replaced = new Set(
       notModifiedHeaders.map(([name]) => name.toLowerCase()).filter((name) => !droppedBy304.has(name)),
     );
@@ -246,9 +380,15 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       ...notModifiedHeaders.filter(([name]) => replaced.has(name.toLowerCase())),
     ];
     const now = Date.now();
-    const fresh = freshUntil(headers, now, ttlMs);
+    const http = httpMode
+      ? httpStorage(
+          { status: stale.status, headers, authorized: false, requestTime, responseTime: now },
+          { ...policyOptions, statuses: undefined },
+        )
+      : undefined;
+    const fresh = http ? http.freshUntil : httpMode ? now : freshUntil(headers, now, ttlMs);
     if (!replaced.has('date')) headers.push(['Date', new Date(now).toUTCString()]);
-    return {
+    const entry: StoredResponse = {
       ...stale,
       headers,
       storedAt: now,
@@ -256,6 +396,12 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       etag: headerOf(headers, 'etag') ?? stale.etag,
       version: newVersion(),
     };
+    if (http) {
+      entry.initialAge = http.initialAge;
+      entry.policy = http.policy;
+    }
+    // With `'http'`, a 304 whose merged headers forbid storing (`no-store`) answers but is not stored.
+    return { entry, decision: httpMode ? http && { http } : {} };
   }
 
   /**
@@ -279,6 +425,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     },
   ): Promise<StoredResponse | undefined> {
     const { fallback, revalidate } = options;
+    const requestTime = Date.now();
     const conditional: Record<string, string | undefined> = {};
     for (const name of conditionalRequestHeaders) {
       conditional[name] = req.headers[name] as string | undefined;
@@ -298,7 +445,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       }
     };
     let varyOn: string[] = [];
-    let storable = false;
+    let decision: StoreDecision | undefined;
     let freshened: StoredResponse | undefined;
     const captured = captureResponse(res, lookup.snapshot, responseConfig.maxBytes, (head): HeadDecision => {
       if (fallback && head.status >= 500) {
@@ -308,15 +455,17 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       if (revalidate && head.status === 304) {
         // Still valid: the stored entry, freshened, answers this request (304 if the client's own validator
         // matches) and is stored again.
-        const entry = revalidated(revalidate, head.handlerHeaders);
+        const { entry, decision: stored } = revalidated(revalidate, head.handlerHeaders, requestTime);
         freshened = entry;
         varyOn = Object.keys(entry.vary ?? {});
         const cacheControl = head.all['cache-control'];
-        storable =
+        const storable =
           options.store &&
+          stored !== undefined &&
           headerOf(head.handlerHeaders, 'set-cookie') === undefined &&
-          !forbidsStoring(cacheControl === undefined ? undefined : String(cacheControl)) &&
+          (httpMode || !forbidsStoring(cacheControl === undefined ? undefined : String(cacheControl))) &&
           (!isPersonal(req) || lookup.perSession);
+        decision = storable ? stored : undefined;
         options.onHead?.(storable);
         restoreConditional();
         return answerWith(req, entry, 'HIT', true);
@@ -324,7 +473,8 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       // The handler's own Vary: one set by outer middleware is about what they add, which is not stored and is
       // added again on every HIT (per-origin CORS sets Vary: Origin, and its header is this request's on a HIT).
       varyOn = varyNames(headerOf(head.handlerHeaders, 'vary'));
-      storable = options.store && storableHead(req, head, lookup);
+      decision = options.store ? storableHead(req, head, lookup, requestTime) : undefined;
+      const storable = decision !== undefined;
       options.onHead?.(storable);
       restoreConditional();
       const etag = head.all.etag === undefined ? undefined : String(head.all.etag);
@@ -338,8 +488,8 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     next();
     return captured.then(async (response) => {
       restoreConditional();
-      if (!storable) return undefined;
-      const entry = freshened ?? (response && toEntry(req, response, varyOn, lookup));
+      if (!decision) return undefined;
+      const entry = freshened ?? (response && toEntry(req, response, varyOn, lookup, decision));
       if (!entry) return undefined;
       let tags: string[];
       try {
@@ -352,7 +502,8 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       const target = varyOn.length ? store.variantKey(lookup.base, variantId(req, varyOn)) : lookup.base;
       if (varyOn.length) store.rememberVary(lookup.base, varyOn);
       try {
-        await store.store(lookup.base, target, encodeResponse(entry), keepMs, tags, {
+        const keep = decision.http ? keepFor(decision.http, Date.now(), ttlMs) : keepMs;
+        await store.store(lookup.base, target, encodeResponse(entry), keep, tags, {
           names: varyOn,
           id: varyOn.length ? variantId(req, varyOn) : '',
         });
@@ -490,7 +641,10 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         if (!safeMethods.has(method)) invalidateOnSuccess(req, res);
         return next();
       }
-      if (req.headers.authorization !== undefined && !responseConfig.allowAuthorized) {
+      // With `'http'`, a request with Authorization is answered only by entries whose directives share them (and
+      // its response stored only if they do: RFC 9111 §3.5).
+      const authorized = req.headers.authorization !== undefined && !responseConfig.allowAuthorized;
+      if (authorized && !httpMode) {
         res.setHeader('X-Cache', 'BYPASS');
         return next();
       }
@@ -508,6 +662,8 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         await produced;
         return;
       }
+      const asked =
+        httpMode && responseConfig.requestCacheControl ? requestDirectives(req.headers['cache-control']) : undefined;
       let found: Awaited<ReturnType<typeof store.readResponse>>;
       try {
         found = await store.readResponse(cacheKey, req);
@@ -515,12 +671,34 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         await runAndStore(req, res, next, lookup, { label: 'BYPASS', store: false });
         return;
       }
-      const entry = found?.entry;
-      if (entry && varyMatches(entry, req)) {
+      let entry = found?.entry;
+      if (entry && authorized && !entry.policy?.shareAuthorized) entry = undefined;
+      if (entry && !varyMatches(entry, req)) entry = undefined;
+      if (asked?.onlyIfCached && (!entry || !usableFor(asked, entry, Date.now()))) {
+        // RFC 9111 §5.2.1.7: nothing stored that may answer it.
+        res.setHeader('X-Cache', 'MISS');
+        res.status(504).end();
+        return;
+      }
+      if (authorized || asked?.noStore) {
+        // Not shared with anyone else's flight: produced for this request, stored only if its directives allow.
+        if (entry && (asked ? usableFor(asked, entry, Date.now()) : isFresh(entry, Date.now()))) {
+          return serve(req, res, entry, 'HIT');
+        }
+        await runAndStore(req, res, next, lookup, { label: 'MISS', store: !asked?.noStore, revalidate: entry });
+        return;
+      }
+      if (entry) {
         const now = Date.now();
-        if (entry.freshUntil > now) return serve(req, res, entry, 'HIT');
+        if (asked && !usableFor(asked, entry, now)) {
+          return await missPath(req, res, next, lookup, { revalidate: entry });
+        }
+        if (isFresh(entry, now)) return serve(req, res, entry, 'HIT');
         const staleFor = now - entry.freshUntil;
-        if (staleFor < responseConfig.staleWhileRevalidate) {
+        if (asked?.maxStale !== undefined && !entry.policy?.mustRevalidate && !entry.policy?.noCache) {
+          if (staleFor <= asked.maxStale * 1000) return serve(req, res, entry, 'STALE');
+        }
+        if (!entry.policy?.noCache && staleFor < staleWhileRevalidateOf(entry)) {
           // Every request gets the stale entry at once; one of them, across processes (whoever gets the lock),
           // has it refreshed in the background.
           const connection = connectionFacts(req);
@@ -544,7 +722,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           return;
         }
         // Stale: asked again of the handler, with the entry's validators (a 304 freshens it).
-        const fallback = staleFor < responseConfig.staleIfError ? entry : undefined;
+        const fallback = !entry.policy?.noCache && staleFor < staleIfErrorOf(entry) ? entry : undefined;
         return await missPath(req, res, next, lookup, { fallback, revalidate: entry });
       }
       await missPath(req, res, next, lookup);

@@ -9,7 +9,7 @@ import { boundedCaller } from '../redis/bounded.js';
 import { isCrossSlot, markRefusesCrossSlot, needsOneSlot } from '../redis/client.js';
 import { RedisScript, redisNow } from '../redis/script.js';
 import { decodeResponse, decodeVaryMarker, type StoredResponse } from './entry.js';
-import { requestHeader } from './http.js';
+import { varyValue } from './http.js';
 import type { cacheSchema } from './options.js';
 
 /** At most this many variants (`Vary`) of one URL are kept; storing another drops the oldest. */
@@ -162,7 +162,7 @@ const invalidationChunk = 200;
 /** The id of the variant of `req` for a response that varies on `names`: a hash of those request headers. */
 export function variantId(req: Request, names: readonly string[]): string {
   const hash = createHash('sha1');
-  for (const name of names) hash.update(name).update('\0').update(requestHeader(req.headers, name)).update('\0');
+  for (const name of names) hash.update(name).update('\0').update(varyValue(req.headers, name)).update('\0');
   return hash.digest('hex').slice(0, 16);
 }
 

@@ -1,0 +1,184 @@
+// `npm run conformance`: the http-tests/cache-tests suite (https://github.com/http-tests/cache-tests, the suite
+// behind cache-tests.fyi) against an Express app whose only middleware is `cache.response()` in front of a
+// reverse proxy to the suite's origin server, scored as the suite scores it (required tests; one whose
+// dependency failed does not count) beside the suite's published results for nginx, Varnish, Squid and Traffic
+// Server. Not part of `npm test`: the suite is not on the npm registry.
+//
+//   CACHE_TESTS_DIR=<checkout, after `npm install --omit=dev` in it> npm run conformance [-- http|ttl ...] [-- --id <test>]
+//
+// Uses REDIS_URL when set (only keys under its own prefix), else a private redis-server. Method notes: bench/README.md.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import express from 'express';
+import { Redis } from 'ioredis';
+import { createCache } from '../lib/index.js';
+import { startEmbeddedRedis } from '../support/embedded-redis.js';
+
+type Mode = 'http' | 'ttl';
+type Results = Record<string, unknown>;
+interface Test {
+  id: string;
+  kind?: 'required' | 'optimal' | 'check';
+  browser_only?: boolean;
+  depends_on?: string[];
+}
+interface Suite {
+  id: string;
+  name: string;
+  tests: Test[];
+}
+
+const suiteDir = process.env.CACHE_TESTS_DIR && resolve(process.env.CACHE_TESTS_DIR);
+if (!suiteDir || !existsSync(join(suiteDir, 'tests', 'index.mjs'))) {
+  console.error('Set CACHE_TESTS_DIR to a checkout of https://github.com/http-tests/cache-tests (npm install --omit=dev in it).');
+  process.exit(2);
+}
+const args = process.argv.slice(2);
+const only = args.includes('--id') ? args[args.indexOf('--id') + 1] : undefined;
+const modes = args.filter((arg): arg is Mode => arg === 'http' || arg === 'ttl');
+const published = ['nginx', 'varnish', 'squid', 'trafficserver'];
+
+const suites: Suite[] = (await import(join(suiteDir, 'tests', 'index.mjs'))).default;
+const { determineTestResult, resultTypes } = await import(join(suiteDir, 'test-engine', 'lib', 'results.mjs'));
+
+/** Required and optimal passes as the suite counts them (browser-only tests aside). */
+function score(results: Results) {
+  const counts = { required: 0, requiredPassed: 0, optimal: 0, optimalPassed: 0 };
+  const failed: string[] = [];
+  for (const suite of suites) {
+    for (const test of suite.tests) {
+      if (test.browser_only) continue;
+      const result = determineTestResult(suites, test.id, results);
+      const kind = test.kind ?? 'required';
+      if (kind === 'required') {
+        counts.required++;
+        if (result === resultTypes.pass) counts.requiredPassed++;
+        else failed.push(`${result === resultTypes.dependency_fail ? 'dependency' : 'failed'}: ${suite.id} ${test.id} ${results[test.id] === undefined ? '' : JSON.stringify(results[test.id])}`);
+      } else if (kind === 'optimal') {
+        counts.optimal++;
+        if (result === resultTypes.pass) counts.optimalPassed++;
+      }
+    }
+  }
+  return { ...counts, failed };
+}
+
+function startOrigin(port: number): ChildProcess {
+  return spawn('node', ['test-engine/server/server.mjs'], {
+    cwd: suiteDir,
+    env: {
+      ...process.env,
+      npm_config_port: String(port),
+      npm_config_protocol: 'http',
+      npm_config_pidfile: join(tmpdir(), `cache-tests-origin-${process.pid}.pid`),
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+
+const hopByHop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer']);
+
+/** A reverse proxy to the origin: what the cache sits in front of. */
+function reverseProxy(originPort: number): express.RequestHandler {
+  return (req, res) => {
+    res.on('error', () => {}); // an origin that fails mid-response must not end the run
+    const headers: http.OutgoingHttpHeaders = {};
+    for (const [name, value] of Object.entries(req.headers)) if (!hopByHop.has(name)) headers[name] = value;
+    const upstream = http.request(
+      { insecureHTTPParser: true, agent: false, host: '127.0.0.1', port: originPort, method: req.method, path: req.originalUrl, headers },
+      (reply) => {
+        res.statusCode = reply.statusCode ?? 502;
+        const grouped = new Map<string, string[]>();
+        for (let i = 0; i < reply.rawHeaders.length; i += 2) {
+          const name = reply.rawHeaders[i];
+          const lower = name.toLowerCase();
+          // Node frames the body again itself (chunked or its own Content-Length).
+          if ((hopByHop.has(lower) && lower !== 'connection') || lower === 'content-length') continue;
+          const list = grouped.get(name) ?? [];
+          list.push(reply.rawHeaders[i + 1]);
+          grouped.set(name, list);
+        }
+        for (const [name, values] of grouped) res.setHeader(name, values.length === 1 ? values[0] : values);
+        reply.pipe(res);
+      },
+    );
+    upstream.on('error', () => {
+      if (!res.headersSent) res.status(502).end();
+      else res.destroy();
+    });
+    // Interim responses pass through (RFC 9110 §15.2); only the final one is the cache's business.
+    upstream.on('information', (info) => {
+      if (info.statusCode === 103) {
+        const hints: Record<string, string | string[]> = {};
+        for (const [name, value] of Object.entries(info.headers)) if (value !== undefined) hints[name] = value;
+        res.writeEarlyHints(hints);
+      } else if (info.statusCode === 102) {
+        res.writeProcessing();
+      }
+    });
+    req.pipe(upstream);
+  };
+}
+
+/**
+ * The configuration measured: a shared cache that obeys the response, keeps entries up to a day, serves a stale
+ * entry for up to a day while the handler fails (RFC 9111 §4.2.4 allows it when the origin cannot be reached, unless
+ * the response forbids it), and gives responses with only a Last-Modified the customary 10 % heuristic lifetime.
+ */
+const httpModeOptions = { freshness: 'http', ttl: '1d', staleIfError: '1d', heuristic: 0.1 } as const;
+
+async function runMode(mode: Mode, redisUrl: string, originPort: number): Promise<Results> {
+  const redis = new Redis(redisUrl);
+  const cache = createCache({ redis, prefix: `redisware-conformance:${mode}:${Date.now()}` });
+  const app = express();
+  app.set('etag', false);
+  app.set('x-powered-by', false);
+  app.use(cache.response(mode === 'http' ? httpModeOptions : { ttl: '1h' }));
+  app.use(reverseProxy(originPort));
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const base = `http://localhost:${(server.address() as AddressInfo).port}`;
+  // The runner keeps its results in module state: a fresh copy of it per mode.
+  const runner = await import(`${join(suiteDir as string, 'test-engine', 'client', 'runner.mjs')}?mode=${mode}`);
+  const chosen = only ? suites.map((s) => ({ ...s, tests: s.tests.filter((t) => t.id === only) })).filter((s) => s.tests.length) : suites;
+  await runner.runTests(chosen, false, base);
+  const results: Results = runner.getResults();
+  server.closeAllConnections();
+  server.close();
+  redis.disconnect();
+  return results;
+}
+
+const embedded = process.env.REDIS_URL ? undefined : await startEmbeddedRedis();
+const redisUrl = process.env.REDIS_URL ?? (embedded as { url: string }).url;
+const originPort = 18000 + (process.pid % 1000);
+const origin = startOrigin(originPort);
+await new Promise((r) => setTimeout(r, 800));
+try {
+  const rows: string[] = [];
+  for (const mode of modes.length ? modes : (['http', 'ttl'] as Mode[])) {
+    const results = await runMode(mode, redisUrl, originPort);
+    if (only) {
+      console.log(mode, only, JSON.stringify(results[only]));
+      continue;
+    }
+    const scored = score(results);
+    rows.push(`| redisware, \`freshness: '${mode}'\` | ${scored.requiredPassed} of ${scored.required} | ${scored.optimalPassed} of ${scored.optimal} |`);
+    console.log(`\n${mode}: required ${scored.requiredPassed}/${scored.required}, optimal ${scored.optimalPassed}/${scored.optimal}`);
+    for (const line of scored.failed) console.log(`  ${line}`);
+  }
+  if (!only) {
+    for (const name of published) {
+      const scored = score(JSON.parse(readFileSync(join(suiteDir, 'results', `${name}.json`), 'utf8')));
+      rows.push(`| ${name} (published) | ${scored.requiredPassed} of ${scored.required} | ${scored.optimalPassed} of ${scored.optimal} |`);
+    }
+    console.log(['\n| Cache | Required passed | Optimal passed |', '|---|---|---|', ...rows].join('\n'));
+  }
+} finally {
+  origin.kill();
+  await embedded?.stop();
+}

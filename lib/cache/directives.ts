@@ -1,0 +1,233 @@
+// Parsing of the header fields HTTP caching depends on, exactly as RFC 9111 and RFC 9110 have them: Cache-Control
+// (§5.2), CDN-Cache-Control (RFC 9213, a Structured Field dictionary, RFC 8941), HTTP-date (RFC 9110 §5.6.7) and
+// delta-seconds (RFC 9111 §1.2.2). Everything here is pure and runs once per stored response, never per HIT.
+
+/** Directives of a Cache-Control value: lower-case name → its argument (unquoted), or `true` when it has none. */
+export type Directives = Map<string, string | true>;
+
+/** The largest delta-seconds a cache needs to represent (RFC 9111 §1.2.2): larger values mean the same. */
+export const maxDeltaSeconds = 2 ** 31;
+
+const tokenChar = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * Parses Cache-Control field values (all lines of it, in order): comma-separated directives, each a token with an
+ * optional `=token` or `="quoted string"` argument. A quoted argument may hold commas and `=`: they are not
+ * directives (`extension="max-age=3600"` says nothing about max-age). When a directive repeats, its first
+ * occurrence counts (RFC 9111 §4.2.1). An element that is not a directive is skipped.
+ */
+export function parseCacheControl(values: readonly string[]): Directives {
+  const directives: Directives = new Map();
+  for (const value of values) {
+    let i = 0;
+    while (i < value.length) {
+      // One list element: up to the next comma outside a quoted string.
+      let name = '';
+      let argument: string | true = true;
+      const nameEnd = scanUntil(value, i, ',=');
+      name = value.slice(i, nameEnd).trim().toLowerCase();
+      i = nameEnd;
+      if (value[i] === '=') {
+        i++;
+        if (value[i] === '"') {
+          let text = '';
+          i++;
+          while (i < value.length && value[i] !== '"') {
+            if (value[i] === '\\' && i + 1 < value.length) i++;
+            text += value[i];
+            i++;
+          }
+          i++; // closing quote
+          argument = text;
+          // Anything after the closing quote before the comma makes the element malformed.
+          const rest = scanUntil(value, i, ',');
+          if (value.slice(i, rest).trim() !== '') name = '';
+          i = rest;
+        } else {
+          const end = scanUntil(value, i, ',');
+          argument = value.slice(i, end).trimEnd();
+          i = end;
+        }
+      }
+      i++; // the comma
+      if (name === '' || !tokenChar.test(name) || directives.has(name)) continue;
+      directives.set(name, argument);
+    }
+  }
+  return directives;
+}
+
+function scanUntil(text: string, from: number, stops: string): number {
+  let i = from;
+  while (i < text.length && !stops.includes(text[i])) i++;
+  return i;
+}
+
+/**
+ * A delta-seconds argument (RFC 9111 §1.2.2): one or more digits (leading zeros allowed), capped at 2^31.
+ * `undefined` for anything else — negative, fractional, `'3600'` in single quotes, spaces around it — which a cache
+ * must treat as an invalid freshness, i.e. stale (§4.2.1).
+ */
+export function deltaSeconds(argument: string | true | undefined): number | undefined {
+  if (typeof argument !== 'string' || !/^\d+$/.test(argument)) return undefined;
+  return Math.min(Number(argument), maxDeltaSeconds);
+}
+
+/**
+ * The value of an `Age` header (RFC 9111 §5.1): the first line's first value, when it is delta-seconds; else
+ * `undefined` (a negative, fractional or non-numeric Age is ignored).
+ */
+export function parseAge(lines: readonly string[]): number | undefined {
+  if (lines.length === 0) return undefined;
+  return deltaSeconds(lines[0].split(',')[0].trim());
+}
+
+const weekdays = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+const longWeekdays = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'];
+const months = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+
+const imfFixdate = /^([a-z]{3}), (\d{2}) ([a-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) gmt$/;
+const rfc850Date = /^([a-z]{6,9}), (\d{2})-([a-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) gmt$/;
+const asctimeDate = /^([a-z]{3}) ([a-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/;
+
+/**
+ * An HTTP-date (RFC 9110 §5.6.7) in ms since the epoch: IMF-fixdate, or the obsolete RFC 850 and asctime formats
+ * every recipient must accept, compared without regard to case. `undefined` for anything else: another time zone,
+ * a two-digit year outside RFC 850's format, missing comma, extra spaces, one-digit hours, and so on.
+ */
+export function parseHttpDate(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = text.toLowerCase();
+  let match = imfFixdate.exec(value);
+  if (match) {
+    if (!weekdays.includes(match[1])) return undefined;
+    return utc(Number(match[4]), match[3], match[2], match[5], match[6], match[7]);
+  }
+  match = rfc850Date.exec(value);
+  if (match) {
+    if (!longWeekdays.includes(match[1])) return undefined;
+    // A two-digit year more than 50 years in the future is in the past century (RFC 9110 §5.6.7).
+    const thisYear = new Date().getUTCFullYear();
+    let year = Math.floor(thisYear / 100) * 100 + Number(match[4]);
+    if (year > thisYear + 50) year -= 100;
+    return utc(year, match[3], match[2], match[5], match[6], match[7]);
+  }
+  match = asctimeDate.exec(value);
+  if (match) {
+    if (!weekdays.includes(match[1])) return undefined;
+    return utc(Number(match[7]), match[2], match[3].trim(), match[4], match[5], match[6]);
+  }
+  return undefined;
+}
+
+function utc(year: number, month: string, day: string, hours: string, minutes: string, seconds: string) {
+  const monthIndex = months.indexOf(month);
+  if (monthIndex === -1) return undefined;
+  const [d, h, m, s] = [Number(day), Number(hours), Number(minutes), Number(seconds)];
+  if (d < 1 || d > 31 || h > 23 || m > 59 || s > 60) return undefined;
+  const time = Date.UTC(year, monthIndex, d, h, m, s);
+  return Number.isNaN(time) ? undefined : time;
+}
+
+/**
+ * Parses a CDN-Cache-Control value (RFC 9213: a Structured Field dictionary, RFC 8941 §3.2) into directives, or
+ * `undefined` when it is not a valid dictionary — then it is ignored, as if absent (RFC 9213 §2.1). Integer members
+ * become their digits, booleans `true` (a `?0` member is left out), strings their text; any other type (a token, a
+ * decimal, an inner list) is kept as written, which makes a numeric directive invalid.
+ */
+export function parseTargetedCacheControl(values: readonly string[]): Directives | undefined {
+  const text = values.join(',');
+  const directives: Directives = new Map();
+  let i = 0;
+  const skipSpaces = () => {
+    while (text[i] === ' ' || text[i] === '\t') i++;
+  };
+  skipSpaces();
+  if (i === text.length) return undefined;
+  while (i < text.length) {
+    const key = /^[a-z*][a-z0-9_\-.*]*/.exec(text.slice(i))?.[0];
+    if (!key) return undefined;
+    i += key.length;
+    let value: string | true | false = true;
+    if (text[i] === '=') {
+      i++;
+      const item = parseBareItem(text, i);
+      if (!item) return undefined;
+      // A directive whose argument is a number must have an integer one: anything else (`max-age="10000"`, a
+      // decimal) makes the whole field invalid, to be ignored.
+      if (numericDirectives.has(key) && !(item.integer && /^\d+$/.test(String(item.value)))) return undefined;
+      value = item.value;
+      i = item.end;
+    } else if (numericDirectives.has(key)) {
+      return undefined;
+    }
+    // Parameters are allowed and ignored.
+    while (text[i] === ';') {
+      i++;
+      skipSpaces();
+      const name = /^[a-z*][a-z0-9_\-.*]*/.exec(text.slice(i))?.[0];
+      if (!name) return undefined;
+      i += name.length;
+      if (text[i] === '=') {
+        const item = parseBareItem(text, i + 1);
+        if (!item) return undefined;
+        i = item.end;
+      }
+    }
+    // The last occurrence of a dictionary key wins (RFC 8941 §3.2).
+    directives.delete(key);
+    if (value !== false) directives.set(key, value);
+    skipSpaces();
+    if (i === text.length) break;
+    if (text[i] !== ',') return undefined;
+    i++;
+    skipSpaces();
+    if (i === text.length) return undefined; // a trailing comma
+  }
+  return directives;
+}
+
+const numericDirectives = new Set(['max-age', 's-maxage', 'stale-while-revalidate', 'stale-if-error']);
+
+/** One RFC 8941 bare item at `start`: its value as a directive argument, whether it is an integer, its end. */
+function parseBareItem(
+  text: string,
+  start: number,
+): { value: string | true | false; end: number; integer?: boolean } | undefined {
+  const rest = text.slice(start);
+  const number = /^-?\d{1,15}(\.\d{1,3})?/.exec(rest);
+  if (number) return { value: number[0], end: start + number[0].length, integer: number[1] === undefined };
+  if (rest.startsWith('?1')) return { value: true, end: start + 2 };
+  if (rest.startsWith('?0')) return { value: false, end: start + 2 };
+  if (rest[0] === '"') {
+    let value = '';
+    let i = 1;
+    while (i < rest.length && rest[i] !== '"') {
+      if (rest[i] === '\\') {
+        if (rest[i + 1] !== '"' && rest[i + 1] !== '\\') return undefined;
+        i++;
+      } else if (rest.charCodeAt(i) < 0x20 || rest.charCodeAt(i) > 0x7e) return undefined;
+      value += rest[i];
+      i++;
+    }
+    if (rest[i] !== '"') return undefined;
+    return { value, end: start + i + 1 };
+  }
+  const token = /^[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*/.exec(rest);
+  if (token) return { value: `token:${token[0]}`, end: start + token[0].length };
+  const binary = /^:[A-Za-z0-9+/=]*:/.exec(rest);
+  if (binary) return { value: `binary:${binary[0]}`, end: start + binary[0].length };
+  return undefined;
+}
+
+/**
+ * The field names listed by a qualified `private="…"` or `no-cache="…"` (RFC 9111 §5.2.2.4, §5.2.2.7), lower
+ * case; `undefined` for the unqualified directive.
+ */
+export function qualifiedFields(argument: string | true | undefined): string[] | undefined {
+  if (typeof argument !== 'string') return undefined;
+  return argument
+    .split(',')
+    .map((name) => name.trim().toLowerCase())
+    .filter((name) => name !== '');
+}
