@@ -34,7 +34,9 @@ interface Suite {
 
 const suiteDir = process.env.CACHE_TESTS_DIR && resolve(process.env.CACHE_TESTS_DIR);
 if (!suiteDir || !existsSync(join(suiteDir, 'tests', 'index.mjs'))) {
-  console.error('Set CACHE_TESTS_DIR to a checkout of https://github.com/http-tests/cache-tests (npm install --omit=dev in it).');
+  console.error(
+    'Set CACHE_TESTS_DIR to a checkout of https://github.com/http-tests/cache-tests (npm install --omit=dev in it).',
+  );
   process.exit(2);
 }
 const args = process.argv.slice(2);
@@ -57,7 +59,10 @@ function score(results: Results) {
       if (kind === 'required') {
         counts.required++;
         if (result === resultTypes.pass) counts.requiredPassed++;
-        else failed.push(`${result === resultTypes.dependency_fail ? 'dependency' : 'failed'}: ${suite.id} ${test.id} ${results[test.id] === undefined ? '' : JSON.stringify(results[test.id])}`);
+        else
+          failed.push(
+            `${result === resultTypes.dependency_fail ? 'dependency' : 'failed'}: ${suite.id} ${test.id} ${results[test.id] === undefined ? '' : JSON.stringify(results[test.id])}`,
+          );
       } else if (kind === 'optimal') {
         counts.optimal++;
         if (result === resultTypes.pass) counts.optimalPassed++;
@@ -80,7 +85,15 @@ function startOrigin(port: number): ChildProcess {
   });
 }
 
-const hopByHop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer']);
+const hopByHop = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-connection',
+  'te',
+  'trailer',
+]);
 
 /** A reverse proxy to the origin: what the cache sits in front of. */
 function reverseProxy(originPort: number): express.RequestHandler {
@@ -89,7 +102,15 @@ function reverseProxy(originPort: number): express.RequestHandler {
     const headers: http.OutgoingHttpHeaders = {};
     for (const [name, value] of Object.entries(req.headers)) if (!hopByHop.has(name)) headers[name] = value;
     const upstream = http.request(
-      { insecureHTTPParser: true, agent: false, host: '127.0.0.1', port: originPort, method: req.method, path: req.originalUrl, headers },
+      {
+        insecureHTTPParser: true,
+        agent: false,
+        host: '127.0.0.1',
+        port: originPort,
+        method: req.method,
+        path: req.originalUrl,
+        headers,
+      },
       (reply) => {
         res.statusCode = reply.statusCode ?? 502;
         const grouped = new Map<string, string[]>();
@@ -144,7 +165,9 @@ async function runMode(mode: Mode, redisUrl: string, originPort: number): Promis
   const base = `http://localhost:${(server.address() as AddressInfo).port}`;
   // The runner keeps its results in module state: a fresh copy of it per mode.
   const runner = await import(`${join(suiteDir as string, 'test-engine', 'client', 'runner.mjs')}?mode=${mode}`);
-  const chosen = only ? suites.map((s) => ({ ...s, tests: s.tests.filter((t) => t.id === only) })).filter((s) => s.tests.length) : suites;
+  const chosen = only
+    ? suites.map((s) => ({ ...s, tests: s.tests.filter((t) => t.id === only) })).filter((s) => s.tests.length)
+    : suites;
   await runner.runTests(chosen, false, base);
   const results: Results = runner.getResults();
   server.closeAllConnections();
@@ -167,14 +190,20 @@ try {
       continue;
     }
     const scored = score(results);
-    rows.push(`| redisware, \`freshness: '${mode}'\` | ${scored.requiredPassed} of ${scored.required} | ${scored.optimalPassed} of ${scored.optimal} |`);
-    console.log(`\n${mode}: required ${scored.requiredPassed}/${scored.required}, optimal ${scored.optimalPassed}/${scored.optimal}`);
+    rows.push(
+      `| redisware, \`freshness: '${mode}'\` | ${scored.requiredPassed} of ${scored.required} | ${scored.optimalPassed} of ${scored.optimal} |`,
+    );
+    console.log(
+      `\n${mode}: required ${scored.requiredPassed}/${scored.required}, optimal ${scored.optimalPassed}/${scored.optimal}`,
+    );
     for (const line of scored.failed) console.log(`  ${line}`);
   }
   if (!only) {
     for (const name of published) {
       const scored = score(JSON.parse(readFileSync(join(suiteDir, 'results', `${name}.json`), 'utf8')));
-      rows.push(`| ${name} (published) | ${scored.requiredPassed} of ${scored.required} | ${scored.optimalPassed} of ${scored.optimal} |`);
+      rows.push(
+        `| ${name} (published) | ${scored.requiredPassed} of ${scored.required} | ${scored.optimalPassed} of ${scored.optimal} |`,
+      );
     }
     console.log(['\n| Cache | Required passed | Optimal passed |', '|---|---|---|', ...rows].join('\n'));
   }

@@ -80,6 +80,7 @@ const suites: Record<string, Suite> = {
     title: 'Response caching',
     variants: [
       'redisware cacheResponse()',
+      "redisware cacheResponse({ freshness: 'http' }), the response's Cache-Control: max-age=3600",
       "redisware cacheResponse(), the app's own ioredis 6 client",
       'redisware cacheResponse(), batch: false',
       'apicache 1.6 (node-redis 3)',

@@ -272,6 +272,17 @@ variants['redisware cacheResponse()'] = {
   },
 };
 
+variants["redisware cacheResponse({ freshness: 'http' }), the response's Cache-Control: max-age=3600"] = {
+  async build(url) {
+    const redis = createRedis(url);
+    const cached = cacheResponse({ redis, ttl: '1h', freshness: 'http', prefix: 'bench-rw-http-cache' });
+    return finish(baseApp(), [redis], (req, res, next) => {
+      res.setHeader('Cache-Control', 'max-age=3600');
+      cached(req, res, next);
+    });
+  },
+};
+
 variants["redisware cacheResponse(), the app's own ioredis 6 client"] = {
   async build(url) {
     const redis = appsOwnIoredis6(url);

@@ -183,10 +183,7 @@ export function httpStorage(facts: ResponseFacts, options: PolicyOptions): HttpS
   if (shareAuthorized) policy.shareAuthorized = true;
   const validator =
     lines(facts.headers, 'etag').length > 0 || parseHttpDate(lines(facts.headers, 'last-modified')[0]) !== undefined;
-  const freshUntil = Math.min(
-    facts.responseTime + (lifetime - initialAge) * 1000,
-    facts.responseTime + options.ttlMs,
-  );
+  const freshUntil = Math.min(facts.responseTime + (lifetime - initialAge) * 1000, facts.responseTime + options.ttlMs);
   const usableFor = noCache ? 0 : freshUntil - facts.responseTime;
   if (usableFor <= 0 && !validator && policy.staleWhileRevalidate === 0 && policy.staleIfError === 0) return undefined;
   return { policy, freshUntil, initialAge, strip, validator, responseTime: facts.responseTime };

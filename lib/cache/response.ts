@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import parseRange from 'range-parser';
 import { isPersonal, sessionIdentity } from '../http/marks.js';
@@ -53,6 +54,17 @@ interface Lookup {
   perSession: boolean;
 }
 
+/** Response headers as `[name, value]` lines (a list value as one line per item). */
+function headerPairs(headers: OutgoingHttpHeaders): [string, string][] {
+  const pairs: [string, string][] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const item of value) pairs.push([name, item]);
+    else pairs.push([name, String(value)]);
+  }
+  return pairs;
+}
+
 /** How a response that may be stored is stored: with `freshness: 'http'`, as its directives say. */
 interface StoreDecision {
   http?: HttpStorage;
@@ -81,7 +93,8 @@ function requestDirectives(value: string | string[] | undefined): RequestDirecti
     onlyIfCached: directives.has('only-if-cached'),
     maxAge: seconds('max-age'),
     minFresh: seconds('min-fresh'),
-    maxStale: maxStale === undefined ? undefined : maxStale === true ? Number.POSITIVE_INFINITY : (deltaSeconds(maxStale) ?? 0),
+    maxStale:
+      maxStale === undefined ? undefined : maxStale === true ? Number.POSITIVE_INFINITY : (deltaSeconds(maxStale) ?? 0),
   };
 }
 
@@ -216,6 +229,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     if (range) {
       res.statusCode = 206;
       res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${entry.body.length}`);
+      res.setHeader('Content-Length', String(range.end - range.start + 1));
       res.end(entry.body.subarray(range.start, range.end + 1));
       return;
     }
@@ -256,10 +270,11 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     if (Number.isFinite(length) && length > responseConfig.maxBytes) return undefined;
     if (isPersonal(req) && !lookup.perSession) return undefined;
     if (httpMode) {
+      // The response as it goes out decides, whoever set its headers (a Cache-Control set in front counts).
       const http = httpStorage(
         {
           status: head.status,
-          headers: head.handlerHeaders,
+          headers: headerPairs(head.all),
           authorized: req.headers.authorization !== undefined,
           requestTime,
           responseTime: Date.now(),
@@ -399,6 +414,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     if (http) {
       entry.initialAge = http.initialAge;
       entry.policy = http.policy;
+      if (http.strip.length) entry.headers = headers.filter(([name]) => !http.strip.includes(name.toLowerCase()));
     }
     // With `'http'`, a 304 whose merged headers forbid storing (`no-store`) answers but is not stored.
     return { entry, decision: httpMode ? http && { http } : {} };
