@@ -7,8 +7,8 @@
 //   CACHE_TESTS_DIR=<checkout, after `npm install --omit=dev` in it> npm run conformance [-- http|ttl ...] [-- --id <test>]
 //
 // Uses REDIS_URL when set (only keys under its own prefix), else a private redis-server. Method notes: bench/README.md.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -66,6 +66,7 @@ function score(results: Results) {
       } else if (kind === 'optimal') {
         counts.optimal++;
         if (result === resultTypes.pass) counts.optimalPassed++;
+        else if (process.env.CONFORMANCE_VERBOSE) failed.push(`optimal: ${suite.id} ${test.id}`);
       }
     }
   }
@@ -163,17 +164,41 @@ async function runMode(mode: Mode, redisUrl: string, originPort: number): Promis
   const server = app.listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   const base = `http://localhost:${(server.address() as AddressInfo).port}`;
-  // The runner keeps its results in module state: a fresh copy of it per mode.
-  const runner = await import(`${join(suiteDir as string, 'test-engine', 'client', 'runner.mjs')}?mode=${mode}`);
+  // The runner keeps its results in module state: emptied before each mode.
+  const runner = await import(join(suiteDir as string, 'test-engine', 'client', 'runner.mjs'));
+  const { testResults } = await import(join(suiteDir as string, 'test-engine', 'client', 'test.mjs'));
+  for (const id of Object.keys(testResults)) delete testResults[id];
   const chosen = only
     ? suites.map((s) => ({ ...s, tests: s.tests.filter((t) => t.id === only) })).filter((s) => s.tests.length)
     : suites;
   await runner.runTests(chosen, false, base);
   const results: Results = runner.getResults();
+  await new Promise((r) => setTimeout(r, 500)); // background refreshes and stores finish
   server.closeAllConnections();
   server.close();
-  redis.disconnect();
+  await redis.quit();
   return results;
+}
+
+/** A run of both modes replaces the table between the README's conformance markers. */
+function writeIntoReadme(table: string) {
+  const readmePath = join(import.meta.dirname, '..', 'README.md');
+  const readme = readFileSync(readmePath, 'utf8');
+  const [start, end] = ['<!-- conformance -->', '<!-- /conformance -->'];
+  if (!readme.includes(start) || !readme.includes(end)) return;
+  let revision = 'unknown revision';
+  try {
+    revision = execFileSync('git', ['-C', suiteDir as string, 'log', '-1', '--format=%h, %cs'], {
+      encoding: 'utf8',
+    }).trim();
+  } catch {}
+  const measured = `Measured ${new Date().toISOString().slice(0, 10)} with \`npm run conformance\` (cache-tests ${revision}), Node ${process.version}.`;
+  const body = `${start}\n${measured}\n\n${table}\n${end}`;
+  writeFileSync(
+    readmePath,
+    readme.slice(0, readme.indexOf(start)) + body + readme.slice(readme.indexOf(end) + end.length),
+  );
+  console.log('Written into README.md.');
 }
 
 const embedded = process.env.REDIS_URL ? undefined : await startEmbeddedRedis();
@@ -205,7 +230,11 @@ try {
         `| ${name} (published) | ${scored.requiredPassed} of ${scored.required} | ${scored.optimalPassed} of ${scored.optimal} |`,
       );
     }
-    console.log(['\n| Cache | Required passed | Optimal passed |', '|---|---|---|', ...rows].join('\n'));
+    const table = ['| Cache | Required tests passed | Optimal tests passed |', '| --- | ---: | ---: |', ...rows].join(
+      '\n',
+    );
+    console.log(`\n${table}`);
+    if (modes.length === 0) writeIntoReadme(table);
   }
 } finally {
   origin.kill();
