@@ -10,6 +10,7 @@ const expressTests = [
   'tests/redis/user-client.test.ts',
   'tests/stack.test.ts',
   'tests/http/**/*.test.ts',
+  'tests/adapters/**/*.test.ts',
 ];
 
 /** Files that talk to Redis: they run on ioredis 6 as well. */

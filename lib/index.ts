@@ -1,5 +1,10 @@
 // redisware — Express middleware backed by Redis. This barrel is the whole public API.
 
+export type { ClientRateLimitInfo, RateLimitStoreOptions } from './adapters/rate-limit-store.js';
+// Migration adapters: an express-rate-limit Store and an express-session Store (connect-redis' format) on ioredis.
+export { RateLimitStore } from './adapters/rate-limit-store.js';
+export type { SessionStoreOptions, StoredSession } from './adapters/session-store.js';
+export { SessionStore } from './adapters/session-store.js';
 export type { Cache, CacheResponseOptions, CacheValueOptions, CreateCacheOptions } from './cache/index.js';
 // Response caching and cache-aside: `cacheResponse()`, `createCache()`.
 export { cacheResponse, createCache } from './cache/index.js';

@@ -1,0 +1,105 @@
+// `new RateLimitStore({ redis })`: an express-rate-limit Store on redisware's fixed-window script, so an
+// express-rate-limit app gets one atomic round trip per request and no key without an expiry, options unchanged.
+import { z } from 'zod';
+import { lazyRedis } from '../connection.js';
+import { OutageReporter, resolveLogger } from '../logger.js';
+import { commonMiddlewareOptions, parseOptions } from '../options.js';
+import { fixedWindowScript } from '../rate-limit/scripts.js';
+import { boundedCaller, type RedisCaller } from '../redis/bounded.js';
+import type { RedisClient } from '../redis/client.js';
+import { RedisScript } from '../redis/script.js';
+import { perKey, scanPrefix } from './scan.js';
+
+/** Options of `new RateLimitStore()`. */
+export const rateLimitStoreSchema = z.strictObject({
+  ...commonMiddlewareOptions,
+  /** Key prefix: `rl:<client>`, as rate-limit-redis (whose keys it reads and writes alike). @default 'rl:' */
+  prefix: z.string().default('rl:'),
+});
+
+export type RateLimitStoreOptions = z.input<typeof rateLimitStoreSchema>;
+
+/** What express-rate-limit's Store methods return for a client. */
+export interface ClientRateLimitInfo {
+  totalHits: number;
+  resetTime: Date | undefined;
+}
+
+/** Takes one hit back, never below zero and never creating a key (so never one without an expiry). */
+const decrementScript = new RedisScript(
+  'rate-limit-store decrement',
+  `
+local used = tonumber(redis.call('GET', KEYS[1]))
+if used and used > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+`,
+  { keys: 1 },
+);
+
+const resetScript = new RedisScript('rate-limit-store reset', "return redis.call('DEL', KEYS[1])", { keys: 1 });
+
+/** No limit: express-rate-limit compares the count with its own `limit`. */
+const uncapped = Number.MAX_SAFE_INTEGER;
+
+/**
+ * An express-rate-limit `Store`: `rateLimit({ windowMs, limit, store: new RateLimitStore({ redis }) })`. Each
+ * `increment` is one EVALSHA (INCRBY and, for a new window, PEXPIRE, atomically; batched with the other calls of its
+ * event-loop turn), the window starts at the client's first hit, and the time comes from Redis.
+ */
+export class RateLimitStore {
+  readonly prefix: string;
+  /** Counts are shared by every instance that uses the same Redis (express-rate-limit checks this). */
+  readonly localKeys = false;
+  private windowMs = 60_000;
+  private readonly redis: () => RedisClient;
+  private readonly call: RedisCaller;
+  private readonly scanCount = 100;
+
+  constructor(options: RateLimitStoreOptions = {}) {
+    const config = parseOptions('RateLimitStore', rateLimitStoreSchema, options);
+    this.prefix = config.prefix;
+    const logger = resolveLogger(config.logger);
+    const outage = new OutageReporter(logger, 'RateLimitStore could not use Redis (down, slow or refusing)');
+    this.redis = lazyRedis(config.redis);
+    this.call = boundedCaller({ client: this.redis, timeoutMs: config.timeout, outage, logger, batch: config.batch });
+  }
+
+  /** Called by express-rate-limit with its options: the window is its `windowMs`. */
+  init(options: { windowMs: number }): void {
+    this.windowMs = options.windowMs;
+  }
+
+  private toInfo(reply: unknown): ClientRateLimitInfo {
+    const [, used, resetMs] = reply as [number, number, number, number];
+    return { totalHits: Number(used), resetTime: new Date(Date.now() + Number(resetMs)) };
+  }
+
+  /** Counts one hit: the client's hits in its window and when the window ends. */
+  async increment(key: string): Promise<ClientRateLimitInfo> {
+    const reply = await this.call.run(fixedWindowScript, [this.prefix + key], [1, this.windowMs, uncapped, '0']);
+    return this.toInfo(reply);
+  }
+
+  /** Takes one hit back (express-rate-limit's `skipSuccessfulRequests` / `skipFailedRequests`). */
+  async decrement(key: string): Promise<void> {
+    await this.call.run(decrementScript, [this.prefix + key], []);
+  }
+
+  /** The client's hits and window end, or `undefined` when it has none. */
+  async get(key: string): Promise<ClientRateLimitInfo | undefined> {
+    const reply = await this.call.run(fixedWindowScript, [this.prefix + key], [0, this.windowMs, uncapped, '1']);
+    return (reply as number[])[3] === 1 ? this.toInfo(reply) : undefined;
+  }
+
+  /** Forgets the client's hits. */
+  async resetKey(key: string): Promise<void> {
+    await this.call.run(resetScript, [this.prefix + key], []);
+  }
+
+  /** Forgets every client's hits under the prefix (SCAN, every master on a Cluster; never KEYS or FLUSHDB). */
+  async resetAll(): Promise<void> {
+    for await (const { node, keys } of scanPrefix(this.redis(), this.prefix, this.scanCount)) {
+      await perKey(node, keys, 'unlink');
+    }
+  }
+}

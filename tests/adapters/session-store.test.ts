@@ -1,0 +1,254 @@
+// SessionStore: express-session itself on ioredis, in connect-redis' key and value format, so an app switches stores
+// without logging anyone out; the store behaviours express-session relies on; single Redis and Cluster.
+import { RedisStore as ConnectRedisStore } from 'connect-redis';
+import express from 'express';
+import session from 'express-session';
+import { Redis } from 'ioredis';
+import { createClient } from 'redis';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRedis } from '../../lib/connection.js';
+import { SessionStore } from '../../lib/index.js';
+import { privateCluster } from '../support/private-cluster.js';
+import { privateRedis } from '../support/private-redis.js';
+import { recordingLogger, redisUrl, silentLogger, uniquePrefix, useTestRedis } from '../support/redis.js';
+
+const redis = useTestRedis('session-store');
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** An express-session app on `store`: /login sets the user, /me reads it, /logout destroys, /rotate regenerates. */
+function appWith(store: session.Store, cookie: session.CookieOptions = { maxAge: 60_000 }, rolling = false) {
+  const app = express();
+  app.use(session({ store, secret: 'a test secret', resave: false, saveUninitialized: false, cookie, rolling }));
+  app.post('/login', (req, res) => {
+    (req.session as unknown as { user: string }).user = 'alice';
+    res.json({ id: req.sessionID });
+  });
+  app.get('/me', (req, res) => {
+    res.json({ user: (req.session as unknown as { user?: string }).user ?? null, id: req.sessionID });
+  });
+  app.post('/logout', (req, res, next) => {
+    req.session.destroy((error) => (error ? next(error) : res.json({ ok: true })));
+  });
+  app.post('/rotate', (req, res, next) => {
+    req.session.regenerate((error) => {
+      if (error) return next(error);
+      (req.session as unknown as { user: string }).user = 'alice again';
+      res.json({ id: req.sessionID });
+    });
+  });
+  return app;
+}
+
+const newStore = (options: ConstructorParameters<typeof SessionStore>[0] = {}) =>
+  new SessionStore({ redis: redis.client(), prefix: `${uniquePrefix('sess')}:`, logger: silentLogger, ...options });
+
+describe('SessionStore under express-session', () => {
+  it('stores the session as connect-redis does: sess:<id>, JSON, expiring with the cookie', async () => {
+    const store = newStore();
+    const agent = request.agent(appWith(store));
+    const { id } = (await agent.post('/login').expect(200)).body;
+    expect((await agent.get('/me')).body).toEqual({ user: 'alice', id });
+    const stored = JSON.parse((await redis.client().get(store.prefix + id)) as string);
+    expect(stored.user).toBe('alice');
+    expect(stored.cookie.originalMaxAge).toBe(60_000);
+    const ttl = await redis.client().pttl(store.prefix + id);
+    expect(ttl).toBeGreaterThan(55_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+  });
+
+  it('a browser-session cookie (no maxAge) lives for the ttl option', async () => {
+    const store = newStore({ ttl: '2h' });
+    const agent = request.agent(appWith(store, {}));
+    const { id } = (await agent.post('/login')).body;
+    const ttl = await redis.client().pttl(store.prefix + id);
+    expect(ttl).toBeGreaterThan(7_100_000);
+    expect(ttl).toBeLessThanOrEqual(7_200_000);
+  });
+
+  it('touch extends the expiry on requests that leave the session unchanged, and never writes its data', async () => {
+    const store = newStore();
+    const agent = request.agent(appWith(store, { maxAge: 60_000 }, true));
+    const { id } = (await agent.post('/login')).body;
+    await redis.client().pexpire(store.prefix + id, 5_000);
+    await redis.client().set(`${store.prefix + id}:marker`, 'x', 'PX', 60_000);
+    const before = await redis.client().get(store.prefix + id);
+    await agent.get('/me').expect(200);
+    expect(await redis.client().pttl(store.prefix + id)).toBeGreaterThan(55_000);
+    expect(await redis.client().get(store.prefix + id)).toBe(before);
+  });
+
+  it('touch never shortens an expiry, nor brings back a destroyed session', async () => {
+    const store = newStore();
+    const key = `${store.prefix}s1`;
+    await store.set('s1', { cookie: { expires: new Date(Date.now() + 600_000) }, user: 'alice' });
+    await store.touch('s1', { cookie: { expires: new Date(Date.now() + 10_000) } });
+    expect(await redis.client().pttl(key)).toBeGreaterThan(590_000);
+    await store.destroy('s1');
+    await store.touch('s1', { cookie: { expires: new Date(Date.now() + 600_000) } });
+    expect(await redis.client().exists(key)).toBe(0);
+  });
+
+  it('disableTouch leaves the expiry alone on unchanged requests', async () => {
+    const store = newStore({ disableTouch: true });
+    const agent = request.agent(appWith(store, { maxAge: 60_000 }, true));
+    const { id } = (await agent.post('/login')).body;
+    await redis.client().pexpire(store.prefix + id, 5_000);
+    await agent.get('/me').expect(200);
+    expect(await redis.client().pttl(store.prefix + id)).toBeLessThanOrEqual(5_000);
+  });
+
+  it('logout deletes the session, and regenerate replaces it under a new id', async () => {
+    const store = newStore();
+    const agent = request.agent(appWith(store));
+    const { id } = (await agent.post('/login')).body;
+    const rotated = (await agent.post('/rotate')).body.id;
+    expect(rotated).not.toBe(id);
+    expect(await redis.client().exists(store.prefix + id)).toBe(0);
+    expect((await agent.get('/me')).body.user).toBe('alice again');
+    await agent.post('/logout').expect(200);
+    expect(await redis.client().exists(store.prefix + rotated)).toBe(0);
+    expect((await agent.get('/me')).body.user).toBeNull();
+  });
+
+  it('a session whose cookie has expired is not returned, and is deleted', async () => {
+    const store = newStore();
+    await redis
+      .client()
+      .set(`${store.prefix}old`, JSON.stringify({ cookie: { expires: new Date(Date.now() - 1_000) } }), 'PX', 60_000);
+    expect(await store.get('old')).toBeNull();
+    expect(await redis.client().exists(`${store.prefix}old`)).toBe(0);
+  });
+
+  it('an unreadable stored value is no session (with a warning), not a 500', async () => {
+    const logger = recordingLogger();
+    const store = newStore({ logger });
+    await redis.client().set(`${store.prefix}garbage`, '{not json', 'PX', 60_000);
+    expect(await store.get('garbage')).toBeNull();
+    expect(logger.warnings.join('\n')).toMatch(/unreadable/);
+  });
+
+  it('all, ids, length and clear walk the prefix with SCAN and touch nothing else', async () => {
+    const store = newStore();
+    const other = `${uniquePrefix('other')}:keep`;
+    await redis.client().set(other, '1', 'PX', 60_000);
+    for (const sid of ['a', 'b', 'c']) await store.set(sid, { cookie: { originalMaxAge: 60_000 }, n: sid });
+    expect((await store.ids()).sort()).toEqual(['a', 'b', 'c']);
+    expect(await store.length()).toBe(3);
+    const all = await store.all();
+    expect(all.map((s) => [s.id, s.n]).sort()).toEqual([
+      ['a', 'a'],
+      ['b', 'b'],
+      ['c', 'c'],
+    ]);
+    await store.clear();
+    expect(await store.length()).toBe(0);
+    expect(await redis.client().get(other)).toBe('1');
+  });
+
+  it('a prefix with glob characters matches only itself', async () => {
+    const base = uniquePrefix('glob');
+    const store = newStore({ prefix: `${base}:s*[` });
+    await store.set('x', { cookie: {} });
+    await redis.client().set(`${base}:sZZ`, '1', 'PX', 60_000);
+    expect(await store.ids()).toEqual(['x']);
+  });
+
+  it('rejects invalid options by name', () => {
+    expect(() => new SessionStore({ ttl: -5 })).toThrow(/option "ttl"/);
+    expect(() => new SessionStore({ ttl: '1 week' })).toThrow(/option "ttl"/);
+    expect(() => new SessionStore({ prefix: 5 as unknown as string })).toThrow(/option "prefix"/);
+    expect(() => new SessionStore({ redis: {} as never })).toThrow(/option "redis"/);
+  });
+});
+
+describe('switching from connect-redis without logging anyone out', () => {
+  const nodeRedis = createClient({ url: redisUrl() });
+  beforeAll(async () => {
+    await nodeRedis.connect();
+  });
+  afterAll(async () => {
+    await nodeRedis.quit();
+  });
+
+  it('a session written by connect-redis is read by SessionStore, and the other way round', async () => {
+    const prefix = `${uniquePrefix('switch')}:`;
+    const before = appWith(new ConnectRedisStore({ client: nodeRedis, prefix }));
+    const login = await request(before).post('/login');
+    const { id } = login.body;
+    const cookie = (login.headers['set-cookie'] as unknown as string[])[0].split(';')[0];
+    // The same browser (cookie), the app now on SessionStore:
+    const after = appWith(new SessionStore({ redis: redis.client(), prefix, logger: silentLogger }));
+    expect((await request(after).get('/me').set('Cookie', cookie)).body).toEqual({ user: 'alice', id });
+
+    const written = request.agent(after);
+    const second = (await written.post('/login')).body.id;
+    const back = new ConnectRedisStore({ client: nodeRedis, prefix });
+    const read = await new Promise((resolve, reject) => back.get(second, (e, s) => (e ? reject(e) : resolve(s))));
+    expect((read as { user: string }).user).toBe('alice');
+  });
+});
+
+describe('SessionStore when Redis fails', () => {
+  it('answers within its timeout with an error, never hangs, and unawaited calls never reject unhandled', async () => {
+    const server = await privateRedis();
+    const client = createRedis({ url: server.url, logger: silentLogger });
+    const store = new SessionStore({ redis: client, timeout: 300, logger: silentLogger });
+    await store.set('x', { cookie: { originalMaxAge: 60_000 } });
+    await server.stop();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      void store.get('x');
+      store.set('x', { cookie: {} });
+      store.touch('x', { cookie: {} });
+      store.destroy('x');
+      const started = Date.now();
+      const response = await request(appWith(store)).get('/me').set('Cookie', 'connect.sid=s%3Ax.forged');
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(response.status).toBeLessThan(600);
+      await expect(store.get('x')).rejects.toThrow();
+      await sleep(400);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      client.disconnect();
+    }
+  });
+});
+
+describe('SessionStore on Redis Cluster', () => {
+  let nodes: string[];
+  let cluster: ReturnType<typeof createRedis>;
+  beforeAll(async () => {
+    ({ nodes } = await privateCluster());
+    cluster = createRedis({ cluster: { nodes }, logger: silentLogger });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.quit();
+  });
+
+  it('serves express-session and walks every master for all, length and clear', async () => {
+    const store = new SessionStore({ redis: cluster, logger: silentLogger });
+    const agent = request.agent(appWith(store));
+    const { id } = (await agent.post('/login')).body;
+    expect((await agent.get('/me')).body.user).toBe('alice');
+    for (let i = 0; i < 30; i++) await store.set(`s${i}`, { cookie: { originalMaxAge: 60_000 } });
+    // Spread over the masters, as a Cluster does.
+    const perNode = await Promise.all(
+      nodes.map(async (node) => {
+        const direct = new Redis(node);
+        const [, keys] = await direct.scan('0', 'MATCH', 'sess:*', 'COUNT', 1000);
+        direct.disconnect();
+        return keys.length;
+      }),
+    );
+    expect(perNode.filter((count) => count > 0).length).toBeGreaterThan(1);
+    expect(await store.length()).toBe(31);
+    expect((await store.ids()).includes(id)).toBe(true);
+    expect((await store.all()).length).toBe(31);
+    await store.clear();
+    expect(await store.length()).toBe(0);
+  });
+});
