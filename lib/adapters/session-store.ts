@@ -172,9 +172,12 @@ export class SessionStore extends EventEmitter {
   /** How long `session` lives, in ms: until its cookie expires, else the `ttl` option. */
   private lifetimeMs(session: StoredSession): number {
     const expires = session?.cookie?.expires;
-    if (expires) return new Date(expires).getTime() - Date.now();
+    const at = expires ? new Date(expires).getTime() : Number.NaN;
+    if (Number.isFinite(at)) return at - Date.now();
     const { ttl } = this.config;
-    return (typeof ttl === 'function' ? ttl(session) : ttl) * 1000;
+    const seconds = typeof ttl === 'function' ? Number(ttl(session)) : ttl;
+    // A ttl function that returns nonsense gets the default day, never a key without an expiry.
+    return (Number.isFinite(seconds) ? seconds : 86_400) * 1000;
   }
 
   /** Reads a session; `null` when there is none, or when its cookie has already expired (then it is deleted). */
@@ -204,7 +207,7 @@ export class SessionStore extends EventEmitter {
     const work = (async () => {
       const ttlMs = Math.ceil(this.lifetimeMs(session));
       const value = ttlMs > 0 ? this.serializer.stringify(session) : '';
-      await this.call.run(setSessionScript, [this.prefix + sid], [value, ttlMs > 0 ? ttlMs : 0]);
+      await this.call.run(setSessionScript, [this.prefix + sid], [value, Math.max(ttlMs, 0)]);
     })();
     return settle(work, callback);
   }
