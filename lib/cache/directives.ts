@@ -222,12 +222,14 @@ function parseBareItem(
 
 /**
  * The field names listed by a qualified `private="…"` or `no-cache="…"` (RFC 9111 §5.2.2.4, §5.2.2.7), lower
- * case; `undefined` for the unqualified directive.
+ * case; `undefined` for the unqualified directive (and for a qualified one that names no field).
  */
 export function qualifiedFields(argument: string | true | undefined): string[] | undefined {
   if (typeof argument !== 'string') return undefined;
-  return argument
+  const fields = argument
     .split(',')
     .map((name) => name.trim().toLowerCase())
     .filter((name) => name !== '');
+  // `private=` or `no-cache=""` names nothing: read as the bare directive, the safe side.
+  return fields.length ? fields : undefined;
 }

@@ -65,8 +65,8 @@ export function varyNames(vary: string | undefined): string[] {
 
 /** The value of a request header as one string (repeats joined), or '' when absent. */
 export function requestHeader(headers: IncomingHttpHeaders, name: string): string {
-  const value = headers[name];
-  if (value === undefined) return '';
+  const value = Object.hasOwn(headers, name) ? headers[name] : undefined;
+  if (typeof value !== 'string' && !Array.isArray(value)) return '';
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
@@ -75,8 +75,8 @@ export function requestHeader(headers: IncomingHttpHeaders, name: string): strin
  * commas of a list dropped, `Accept-Language` without regard to case; an absent header differs from an empty one.
  */
 export function varyValue(headers: IncomingHttpHeaders, name: string): string {
-  const value = headers[name];
-  if (value === undefined) return '\u0000';
+  const value = Object.hasOwn(headers, name) ? headers[name] : undefined;
+  if (typeof value !== 'string' && !Array.isArray(value)) return '\u0000';
   const text = (Array.isArray(value) ? value.join(',') : value).trim().replace(/[ \t]*,[ \t]*/g, ',');
   return name === 'accept-language' ? text.toLowerCase() : text;
 }

@@ -193,5 +193,5 @@ export function httpStorage(facts: ResponseFacts, options: PolicyOptions): HttpS
 export function keepFor(storage: HttpStorage, now: number, ttlMs: number): number {
   if (storage.validator) return ttlMs;
   const windows = Math.max(storage.policy.staleWhileRevalidate, storage.policy.staleIfError);
-  return Math.max(1000, Math.min(ttlMs, storage.freshUntil - now + windows));
+  return Math.ceil(Math.max(1000, Math.min(ttlMs, storage.freshUntil - now + windows)));
 }

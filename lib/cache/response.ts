@@ -14,6 +14,7 @@ import {
   droppedBy304,
   forbidsStoring,
   hasNoBody,
+  ifNoneMatchMatches,
   notModified,
   safeMethods,
   varyNames,
@@ -65,6 +66,17 @@ function headerPairs(headers: OutgoingHttpHeaders): [string, string][] {
   return pairs;
 }
 
+/** Whether an `Accept-Encoding` accepts some content coding besides identity (RFC 9110 §12.5.3). */
+function acceptsEncoding(value: string | undefined): boolean {
+  if (value === undefined) return false;
+  return value.split(',').some((part) => {
+    const [coding, ...parameters] = part.split(';').map((piece) => piece.trim().toLowerCase());
+    if (coding === '' || coding === 'identity') return false;
+    const q = parameters.find((parameter) => parameter.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
+  });
+}
+
 /** How a response that may be stored is stored: with `freshness: 'http'`, as its directives say. */
 interface StoreDecision {
   http?: HttpStorage;
@@ -82,9 +94,13 @@ interface RequestDirectives {
   maxStale?: number;
 }
 
+/** Request directives a cache acts on (RFC 9111 §5.2.1); a request with none of them is a plain request. */
+const requestDirectiveNames = ['no-cache', 'no-store', 'only-if-cached', 'max-age', 'min-fresh', 'max-stale'];
+
 function requestDirectives(value: string | string[] | undefined): RequestDirectives | undefined {
   if (value === undefined) return undefined;
   const directives = parseCacheControl(Array.isArray(value) ? value : [value]);
+  if (!requestDirectiveNames.some((name) => directives.has(name))) return undefined;
   const seconds = (name: string) => (directives.has(name) ? (deltaSeconds(directives.get(name)) ?? 0) : undefined);
   const maxStale = directives.get('max-stale');
   return {
@@ -141,9 +157,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
    * Staleness it accepts (`max-stale`) is decided by the caller.
    */
   function usableFor(asked: RequestDirectives, entry: StoredResponse, now: number): boolean {
-    if (asked.noCache) return false;
-    if (asked.maxAge !== undefined && ageOf(entry, now) > asked.maxAge) return false;
-    if (asked.minFresh !== undefined && entry.freshUntil - now < asked.minFresh * 1000) return false;
+    if (refusedBy(asked, entry, now)) return false;
     if (!isFresh(entry, now)) {
       const staleFor = now - entry.freshUntil;
       return (
@@ -154,6 +168,13 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       );
     }
     return true;
+  }
+
+  /** Whether the request's `no-cache`, `max-age` or `min-fresh` refuses `entry` unless it is validated first. */
+  function refusedBy(asked: RequestDirectives, entry: StoredResponse, now: number): boolean {
+    if (asked.noCache) return true;
+    if (asked.maxAge !== undefined && ageOf(entry, now) > asked.maxAge) return true;
+    return asked.minFresh !== undefined && entry.freshUntil - now < asked.minFresh * 1000;
   }
 
   /** The `Last-Modified` a client's `If-Modified-Since` is compared with (with `'http'`, else its `Date`). */
@@ -244,6 +265,10 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
   function requestedRange(req: Request, entry: StoredResponse): { start: number; end: number } | undefined {
     const header = req.headers.range;
     if (header === undefined || entry.body.length === 0) return undefined;
+    // Byte ranges are of the stored bytes: a client that accepts a content coding may get the response encoded by
+    // middleware in front (compression()), whose bytes a Content-Range of ours would not describe. It gets it whole.
+    if (acceptsEncoding(req.headers['accept-encoding'])) return undefined;
+    if (headerOf(entry.headers, 'accept-ranges')?.trim().toLowerCase() === 'none') return undefined;
     const ifRange = req.headers['if-range'];
     if (ifRange !== undefined) {
       const strongEtag = entry.etagGenerated || entry.etag.startsWith('W/') ? undefined : entry.etag;
@@ -382,6 +407,8 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     stale: StoredResponse,
     notModifiedHeaders: [string, string][],
     requestTime: number,
+    outgoing: OutgoingHttpHeaders,
+    authorized: boolean,
   ): { entry: StoredResponse; decision?: StoreDecision } {
     const replaced = new Set(
       notModifiedHeaders.map(([name]) => name.toLowerCase()).filter((name) => !droppedBy304.has(name)),
@@ -395,9 +422,13 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       ...notModifiedHeaders.filter(([name]) => replaced.has(name.toLowerCase())),
     ];
     const now = Date.now();
+    // The policy reads the response as it goes out: these headers, and what middleware in front set (a
+    // Cache-Control of theirs), as when the entry was first stored.
+    const names = new Set(headers.map(([name]) => name.toLowerCase()));
+    const policyHeaders = [...headers, ...headerPairs(outgoing).filter(([name]) => !names.has(name.toLowerCase()))];
     const http = httpMode
       ? httpStorage(
-          { status: stale.status, headers, authorized: false, requestTime, responseTime: now },
+          { status: stale.status, headers: policyHeaders, authorized, requestTime, responseTime: now },
           { ...policyOptions, statuses: undefined },
         )
       : undefined;
@@ -471,13 +502,26 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       if (revalidate && head.status === 304) {
         // Still valid: the stored entry, freshened, answers this request (304 if the client's own validator
         // matches) and is stored again.
-        const { entry, decision: stored } = revalidated(revalidate, head.handlerHeaders, requestTime);
+        const { entry, decision: stored } = revalidated(
+          revalidate,
+          head.handlerHeaders,
+          requestTime,
+          head.all,
+          req.headers.authorization !== undefined,
+        );
+        // A 304 naming another representation than the stored one does not freshen it (RFC 9111 §4.3.4).
+        const notModifiedEtag = headerOf(head.handlerHeaders, 'etag');
+        const sameRepresentation =
+          notModifiedEtag === undefined ||
+          revalidate.etagGenerated ||
+          ifNoneMatchMatches(notModifiedEtag, revalidate.etag);
         freshened = entry;
         varyOn = Object.keys(entry.vary ?? {});
         const cacheControl = head.all['cache-control'];
         const storable =
           options.store &&
           stored !== undefined &&
+          sameRepresentation &&
           headerOf(head.handlerHeaders, 'set-cookie') === undefined &&
           (httpMode || !forbidsStoring(cacheControl === undefined ? undefined : String(cacheControl))) &&
           (!isPersonal(req) || lookup.perSession);
@@ -518,7 +562,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       const target = varyOn.length ? store.variantKey(lookup.base, variantId(req, varyOn)) : lookup.base;
       if (varyOn.length) store.rememberVary(lookup.base, varyOn);
       try {
-        const keep = decision.http ? keepFor(decision.http, Date.now(), ttlMs) : keepMs;
+        const keep = Math.ceil(decision.http ? keepFor(decision.http, Date.now(), ttlMs) : keepMs);
         await store.store(lookup.base, target, encodeResponse(entry), keep, tags, {
           names: varyOn,
           id: varyOn.length ? variantId(req, varyOn) : '',
@@ -670,7 +714,15 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       if (refresh) {
         // The background refresh of a stale entry (see above): produce and store it (the replay's end releases
         // the lock).
-        const produced = runAndStore(req, res, next, lookup, { label: 'MISS', store: true, revalidate: refresh.stale });
+        const { stale } = refresh;
+        // A failure within the entry's stale-if-error never replaces it (the stale entry answers the replay).
+        const fallback = Date.now() - stale.freshUntil < staleIfErrorOf(stale) ? stale : undefined;
+        const produced = runAndStore(req, res, next, lookup, {
+          label: 'MISS',
+          store: true,
+          revalidate: stale,
+          fallback,
+        });
         refresh.stored = produced.then(
           (entry) => entry !== undefined,
           () => false,
@@ -706,11 +758,13 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       }
       if (entry) {
         const now = Date.now();
-        if (asked && !usableFor(asked, entry, now)) {
-          return await missPath(req, res, next, lookup, { revalidate: entry });
+        const staleFor = now - entry.freshUntil;
+        // Should the handler fail, the entry answers within its stale-if-error (or while still fresh).
+        const fallback = !entry.policy?.noCache && staleFor < staleIfErrorOf(entry) ? entry : undefined;
+        if (asked && refusedBy(asked, entry, now)) {
+          return await missPath(req, res, next, lookup, { fallback, revalidate: entry });
         }
         if (isFresh(entry, now)) return serve(req, res, entry, 'HIT');
-        const staleFor = now - entry.freshUntil;
         if (asked?.maxStale !== undefined && !entry.policy?.mustRevalidate && !entry.policy?.noCache) {
           if (staleFor <= asked.maxStale * 1000) return serve(req, res, entry, 'STALE');
         }
@@ -738,7 +792,6 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           return;
         }
         // Stale: asked again of the handler, with the entry's validators (a 304 freshens it).
-        const fallback = !entry.policy?.noCache && staleFor < staleIfErrorOf(entry) ? entry : undefined;
         return await missPath(req, res, next, lookup, { fallback, revalidate: entry });
       }
       await missPath(req, res, next, lookup);

@@ -224,6 +224,111 @@ describe.concurrent("freshness: 'http'", () => {
     expect(runs).toBe(3);
   });
 
+  it('sends a client that accepts gzip the whole response, never a range of bytes compression() would re-encode', async () => {
+    const { app } = appWith((_req, res) => {
+      res.set('Cache-Control', 'max-age=600').type('text/plain').send('x'.repeat(5_000));
+    });
+    await request(app).get('/doc').expect(200);
+    const gzipClient = await request(app).get('/doc').set('Range', 'bytes=0-99').set('Accept-Encoding', 'gzip');
+    expect(gzipClient.status).toBe(200);
+    expect(gzipClient.headers['content-range']).toBeUndefined();
+    expect(gzipClient.text).toHaveLength(5_000);
+    const identity = await request(app).get('/doc').set('Range', 'bytes=0-99').set('Accept-Encoding', 'identity');
+    expect(identity.status).toBe(206);
+    expect(identity.headers['content-encoding']).toBeUndefined();
+    expect(identity.text).toHaveLength(100);
+  });
+
+  it('a background refresh that fails within stale-if-error keeps the good entry', async () => {
+    let failing = false;
+    const { app, counts } = appWith((_req, res) => {
+      if (failing) res.status(503).set('Cache-Control', 'max-age=600').json({ error: 'down' });
+      else res.set('Cache-Control', 'max-age=1, stale-while-revalidate=60, stale-if-error=600').json({ ok: 1 });
+    });
+    await request(app).get('/doc').expect(200);
+    await sleep(1_100);
+    failing = true;
+    expect((await request(app).get('/doc')).headers['x-cache']).toBe('STALE');
+    for (let i = 0; i < 50 && counts.runs < 2; i++) await sleep(20);
+    await sleep(150);
+    const after = await request(app).get('/doc');
+    expect(after.status).toBe(200);
+    expect(after.body).toEqual({ ok: 1 });
+  });
+
+  it('requestCacheControl: a request directive the cache does not act on leaves stale-if-error alone', async () => {
+    let failing = false;
+    const { app } = appWith(
+      (_req, res) => {
+        if (failing) res.status(503).json({ error: 'down' });
+        else res.set('Cache-Control', 'max-age=1, stale-if-error=600').json({ ok: 1 });
+      },
+      { requestCacheControl: true },
+    );
+    await request(app).get('/doc').expect(200);
+    await sleep(1_100);
+    failing = true;
+    const stale = await request(app).get('/doc').set('Cache-Control', 'no-transform');
+    expect(stale.status).toBe(200);
+    expect(stale.headers['x-cache']).toBe('STALE');
+    const noCache = await request(app).get('/doc').set('Cache-Control', 'no-cache');
+    expect(noCache.status).toBe(200); // revalidation failed: the entry answers within its stale-if-error
+  });
+
+  it('after a 304, a lifetime that middleware in front set still counts', async () => {
+    const cache = createCache({ redis: redis.client(), prefix: uniquePrefix('http-mode'), logger: silentLogger });
+    const app = express();
+    let runs = 0;
+    app.use((_req, res, next) => {
+      res.set('Cache-Control', 'public, max-age=1');
+      next();
+    });
+    app.get('/doc', cache.response({ freshness: 'http' }), (req, res) => {
+      runs++;
+      res.set('ETag', '"v1"');
+      if (req.headers['if-none-match'] === '"v1"') res.status(304).end();
+      else res.json({ ok: true });
+    });
+    await request(app).get('/doc').expect(200);
+    await sleep(1_100);
+    expect((await request(app).get('/doc')).headers['x-cache']).toBe('HIT'); // revalidated: 304
+    expect(runs).toBe(2);
+    expect((await request(app).get('/doc')).headers['x-cache']).toBe('HIT'); // fresh again for max-age=1
+    expect(runs).toBe(2);
+  });
+
+  it('a 304 naming another ETag than the stored one does not freshen the stored entry', async () => {
+    const { app, counts } = appWith((req, res) => {
+      res.set({ 'Cache-Control': 'max-age=1', ETag: req.headers['if-none-match'] ? '"other"' : '"v1"' });
+      if (req.headers['if-none-match']) res.status(304).end();
+      else res.json({ ok: true });
+    });
+    await request(app).get('/doc').expect(200);
+    await sleep(1_100);
+    await request(app).get('/doc').expect(200);
+    await request(app).get('/doc').expect(200);
+    expect(counts.runs).toBe(3); // not stored as fresh: asked again
+  });
+
+  it('a private or no-cache that names no field is read as the bare directive', async () => {
+    for (const cc of ['private=, max-age=600', 'private="", max-age=600']) {
+      const { app, counts } = appWith(answering({ 'Cache-Control': cc }));
+      await request(app).get('/doc');
+      expect((await request(app).get('/doc')).headers['x-cache'], cc).toBe('MISS');
+      expect(counts.runs).toBe(2);
+    }
+    const { app, counts } = appWith(answering({ 'Cache-Control': 'no-cache=, max-age=600' }));
+    await request(app).get('/doc');
+    await request(app).get('/doc');
+    expect(counts.runs).toBe(2); // no-cache: not served without asking the handler
+  });
+
+  it('a Vary naming a property every object has is a header like any other', async () => {
+    const { app } = appWith(answering({ 'Cache-Control': 'max-age=600', Vary: 'Constructor, toString' }));
+    await request(app).get('/doc').expect(200);
+    expect((await request(app).get('/doc').expect(200)).headers['x-cache']).toBe('HIT');
+  });
+
   it('rejects invalid options by name', () => {
     const cache = createCache({ redis: redis.client(), prefix: uniquePrefix('http-mode'), logger: silentLogger });
     expect(() => cache.response({ freshness: 'rfc' as 'http' })).toThrow(/freshness/);
