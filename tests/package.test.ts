@@ -22,8 +22,15 @@ beforeAll(() => {
 
 afterAll(() => rmSync(consumer, { recursive: true, force: true }));
 
-const probe = "JSON.stringify({ key: m.key('user', 'a:b'), createRedis: typeof m.createRedis })";
-const expected = { key: 'user:a%3Ab', createRedis: 'function' };
+// SessionStore needs express-session, an optional peer the consumer did not install: it says so.
+const probe =
+  "JSON.stringify({ key: m.key('user', 'a:b'), createRedis: typeof m.createRedis, rateLimitStore: typeof new m.RateLimitStore().increment, sessionStore: (() => { try { new m.SessionStore(); return 'constructed'; } catch (error) { return error.message; } })() })";
+const expected = {
+  key: 'user:a%3Ab',
+  createRedis: 'function',
+  rateLimitStore: 'function',
+  sessionStore: 'SessionStore: express-session is not installed (npm install express-session)',
+};
 
 describe('the packed package', () => {
   it('ships only the build output, README and package.json', () => {
