@@ -1,6 +1,7 @@
 // Graceful shutdown: on SIGTERM stop accepting connections, let requests in flight finish (closing idle keep-alive
 // connections at once, and the rest after a deadline), then close the shared Redis client with
-// `closeDefaultRedis()`, so the process exits by itself with nothing left open.
+// `closeDefaultRedis()`, so the process exits by itself with nothing left open. (A request still running after the
+// deadline that uses Redis would open a new shared client: the deadline is there to be longer than any request.)
 //   npx tsx examples/graceful-shutdown.ts   then   kill -TERM <pid>
 import type { Server } from 'node:http';
 import express from 'express';

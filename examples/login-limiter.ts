@@ -1,5 +1,7 @@
-// A strict limiter on the login route beside a loose one for everything: 5 failed logins per 15 minutes per
-// client and username (a success does not count), and 300 requests per 15 minutes per client overall.
+// Strict limits on the login route beside a loose one for everything. Failed logins are limited twice: per client
+// address (one address cannot try many accounts) and per account (many addresses cannot try one account). A
+// successful login is not counted. The per-account limit lets anyone lock an account out for the window by
+// failing on purpose; keep it loose enough, or answer with a captcha instead of a 429 (`handler`).
 //   npx tsx examples/login-limiter.ts
 import express from 'express';
 import { type RedisClient, rateLimit } from '../lib/index.js';
@@ -11,18 +13,25 @@ export function createApp(redis: RedisClient, options: { prefix?: string } = {})
   app.use(express.json());
   app.use(rateLimit({ redis, prefix: `${prefix}:all`, limit: 300, window: '15m' }));
 
-  const loginLimiter = rateLimit({
+  // 20 failed logins per 15 minutes per client address, whatever the accounts.
+  const perAddress = rateLimit({
     redis,
-    prefix: `${prefix}:login`,
+    prefix: `${prefix}:login-address`,
+    limit: 20,
+    window: '15m',
+    skipSuccessfulRequests: true,
+  });
+  // 5 failed logins per 15 minutes per account, whatever the addresses.
+  const perAccount = rateLimit({
+    redis,
+    prefix: `${prefix}:login-account`,
     limit: 5,
     window: '15m',
-    // Per client and per username: one attacker cannot lock everyone out of one account from many addresses
-    // unnoticed, nor try many accounts from one address.
-    key: (req) => `${req.ip}:${String(req.body?.username ?? '').toLowerCase()}`,
+    key: (req) => `user:${String(req.body?.username ?? '').toLowerCase()}`,
     skipSuccessfulRequests: true,
   });
 
-  app.post('/login', loginLimiter, (req, res) => {
+  app.post('/login', perAddress, perAccount, (req, res) => {
     if (req.body?.username === 'ada' && req.body?.password === 'lovelace') return void res.json({ ok: true });
     res.status(401).json({ error: 'wrong username or password' });
   });

@@ -1,6 +1,7 @@
 // Pub/sub between two processes. Publishing is a command like any other, on the app's client; a subscriber gets a
 // connection of its own (`redis.duplicate()`), since a subscribed connection can run nothing else. ioredis
-// reconnects it, and subscribes it again, by itself when Redis restarts.
+// reconnects it, and subscribes it again, by itself when Redis restarts. Pub/sub delivers to whoever listens at that
+// moment: what is published while a subscriber is disconnected is not kept for it (use a Redis stream for that).
 //   npx tsx examples/pubsub.ts             (starts a subscriber process, then publishes to it)
 //   REDIS_URL=redis://… npx tsx examples/pubsub.ts subscriber   (a subscriber on its own)
 import { fork } from 'node:child_process';

@@ -21,10 +21,14 @@ export function createApp(redis: RedisClient, options: { prefix?: string } = {})
     redisSession({ redis, prefix: `${prefix}:session`, secret: 'replace me with 32+ random characters, from the env' }),
   );
 
-  app.post('/login/:name', async (req, res) => {
-    await req.session.regenerate();
-    req.session.name = req.params.name;
-    res.json({ ok: true });
+  app.post('/login/:name', async (req, res, next) => {
+    try {
+      await req.session.regenerate();
+      req.session.name = req.params.name;
+      res.json({ ok: true });
+    } catch (error) {
+      next(error); // Express 4 does not catch a rejected handler by itself
+    }
   });
 
   // Public: the same for everyone, cached once.

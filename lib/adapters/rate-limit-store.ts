@@ -3,10 +3,9 @@
 import { z } from 'zod';
 import { lazyRedis } from '../connection.js';
 import { OutageReporter, resolveLogger } from '../logger.js';
-import { commonMiddlewareOptions, parseOptions } from '../options.js';
+import { commonMiddlewareOptions, maxDurationMs, parseOptions } from '../options.js';
 import { fixedWindowScript } from '../rate-limit/scripts.js';
 import { boundedCaller, type RedisCaller } from '../redis/bounded.js';
-import type { RedisClient } from '../redis/client.js';
 import { RedisScript } from '../redis/script.js';
 import { perKey, scanPrefix } from './scan.js';
 
@@ -14,7 +13,7 @@ import { perKey, scanPrefix } from './scan.js';
 export const rateLimitStoreSchema = z.strictObject({
   ...commonMiddlewareOptions,
   /** Key prefix: `rl:<client>`, as rate-limit-redis (whose keys it reads and writes alike). @default 'rl:' */
-  prefix: z.string().default('rl:'),
+  prefix: z.string().min(1).default('rl:'),
 });
 
 export type RateLimitStoreOptions = z.input<typeof rateLimitStoreSchema>;
@@ -51,7 +50,6 @@ export class RateLimitStore {
   /** Counts are shared by every instance that uses the same Redis (express-rate-limit checks this). */
   readonly localKeys = false;
   private windowMs = 60_000;
-  private readonly redis: () => RedisClient;
   private readonly call: RedisCaller;
   private readonly scanCount = 100;
 
@@ -60,13 +58,25 @@ export class RateLimitStore {
     this.prefix = config.prefix;
     const logger = resolveLogger(config.logger);
     const outage = new OutageReporter(logger, 'RateLimitStore could not use Redis (down, slow or refusing)');
-    this.redis = lazyRedis(config.redis);
-    this.call = boundedCaller({ client: this.redis, timeoutMs: config.timeout, outage, logger, batch: config.batch });
+    this.call = boundedCaller({
+      client: lazyRedis(config.redis),
+      timeoutMs: config.timeout,
+      outage,
+      logger,
+      batch: config.batch,
+    });
   }
 
-  /** Called by express-rate-limit with its options: the window is its `windowMs`. */
+  /**
+   * Called by express-rate-limit with its options: the window is its `windowMs`, in whole ms (a fraction would be
+   * refused by PEXPIRE after the count was taken), between 1 ms and 1000 years.
+   */
   init(options: { windowMs: number }): void {
-    this.windowMs = options.windowMs;
+    const windowMs = Number(options?.windowMs);
+    if (!Number.isFinite(windowMs) || windowMs <= 0) {
+      throw new TypeError(`RateLimitStore: windowMs is invalid: ${String(options?.windowMs)} (expected ms > 0)`);
+    }
+    this.windowMs = Math.min(Math.ceil(windowMs), maxDurationMs);
   }
 
   private toInfo(reply: unknown): ClientRateLimitInfo {
@@ -98,8 +108,8 @@ export class RateLimitStore {
 
   /** Forgets every client's hits under the prefix (SCAN, every master on a Cluster; never KEYS or FLUSHDB). */
   async resetAll(): Promise<void> {
-    for await (const { node, keys } of scanPrefix(this.redis(), this.prefix, this.scanCount)) {
-      await perKey(node, keys, 'unlink');
+    for await (const { node, keys } of scanPrefix(this.call, this.prefix, this.scanCount)) {
+      await perKey(this.call, node, keys, 'unlink');
     }
   }
 }

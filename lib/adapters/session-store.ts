@@ -6,9 +6,8 @@ import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { lazyRedis } from '../connection.js';
 import { type Logger, OutageReporter, resolveLogger } from '../logger.js';
-import { commonMiddlewareOptions, fn, parseOptions, timerDurationMs } from '../options.js';
+import { commonMiddlewareOptions, fn, maxDurationMs, parseOptions, timerDurationMs } from '../options.js';
 import { boundedCaller, type RedisCaller } from '../redis/bounded.js';
-import type { RedisClient } from '../redis/client.js';
 import { RedisScript } from '../redis/script.js';
 import { perKey, scanPrefix } from './scan.js';
 
@@ -37,16 +36,16 @@ export const sessionStoreSchema = z.strictObject({
   ...commonMiddlewareOptions,
   /** The longest a store call waits on Redis before it fails (express-session then answers with the error). */
   timeout: timerDurationMs.default(1_000),
-  /** Key prefix, as connect-redis: `sess:<id>`. @default 'sess:' */
-  prefix: z.string().default('sess:'),
+  /** Key prefix, as connect-redis: `sess:<id>` (not empty: `clear()` deletes everything under it). @default 'sess:' */
+  prefix: z.string().min(1).default('sess:'),
   /**
-   * Lifetime of a session whose cookie has no expiry (a browser-session cookie): seconds, as connect-redis takes it,
-   * a duration string (`'1d'`), or `(session) => seconds`. A cookie with `maxAge` always decides by itself.
-   * @default 86400 (one day)
+   * How long a session lives in Redis, as connect-redis takes it: `(session) => seconds` always decides; seconds (or
+   * a duration string, `'1d'`) only for a session whose cookie has no expiry (a browser-session cookie), the cookie's
+   * expiry deciding otherwise. @default 86400 (one day)
    */
   ttl: z
     .union([
-      z.number().int().positive(),
+      z.number().positive(),
       z.string().transform((value, ctx) => {
         const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(value.trim());
         const unit = { ms: 0.001, s: 1, m: 60, h: 3_600, d: 86_400 };
@@ -60,6 +59,10 @@ export const sessionStoreSchema = z.strictObject({
     .default(86_400),
   /** Never extend a session's expiry on requests that do not change it (express-session's `touch`). @default false */
   disableTouch: z.boolean().default(false),
+  /** connect-redis' `disableTTL` is not offered: every key redisware writes expires. */
+  disableTTL: z
+    .custom<never>(() => false, { message: 'not supported: every key redisware writes expires (give a long ttl)' })
+    .optional(),
   /** How sessions are written and read. @default JSON */
   serializer: serializerSchema.optional(),
   /** SCAN's COUNT for `all()`, `ids()`, `length()` and `clear()`. @default 100 */
@@ -113,11 +116,19 @@ function expressSessionStore(): { prototype: object } {
  * handled here, so a caller that neither passes a callback nor awaits (as express-session's own calls do) never
  * causes an unhandled rejection; one that awaits still gets it.
  */
-function settle<T>(work: Promise<T>, callback: Callback | undefined): Promise<T> {
+function settle<T>(work: Promise<T>, callback: Callback | undefined, logger: Logger): Promise<T> {
   if (callback) {
+    // A callback that throws is the app's bug: logged, never an unhandled rejection.
+    const invoke = (error: unknown, value?: T) => {
+      try {
+        callback(error, value);
+      } catch (thrown) {
+        logger.error(`redisware SessionStore: a callback threw: ${String(thrown)}`);
+      }
+    };
     work.then(
-      (value) => callback(null, value),
-      (error) => callback(error),
+      (value) => invoke(null, value),
+      (error) => invoke(error),
     );
   }
   work.catch(() => {});
@@ -140,7 +151,6 @@ export class SessionStore extends EventEmitter {
   // biome-ignore lint/suspicious/noExplicitAny: express-session's Request, SessionData and Session types
   declare createSession: (req: any, session: any) => any;
   private readonly config: z.output<typeof sessionStoreSchema>;
-  private readonly redis: () => RedisClient;
   private readonly call: RedisCaller;
   private readonly serializer: { parse(text: string): unknown; stringify(value: unknown): string };
   private readonly logger: Logger;
@@ -159,9 +169,8 @@ export class SessionStore extends EventEmitter {
     const logger = resolveLogger(this.config.logger);
     this.logger = logger;
     const outage = new OutageReporter(logger, 'SessionStore could not use Redis (down, slow or refusing)');
-    this.redis = lazyRedis(this.config.redis);
     this.call = boundedCaller({
-      client: this.redis,
+      client: lazyRedis(this.config.redis),
       timeoutMs: this.config.timeout,
       outage,
       logger,
@@ -169,47 +178,59 @@ export class SessionStore extends EventEmitter {
     });
   }
 
-  /** How long `session` lives, in ms: until its cookie expires, else the `ttl` option. */
+  /**
+   * How long `session` lives, in whole ms (as connect-redis decides): the `ttl` function's answer, else until its
+   * cookie expires, else the `ttl` option. At most 1000 years; 0 or less means it is already over.
+   */
   private lifetimeMs(session: StoredSession): number {
-    const expires = session?.cookie?.expires;
-    const at = expires ? new Date(expires).getTime() : Number.NaN;
-    if (Number.isFinite(at)) return at - Date.now();
     const { ttl } = this.config;
-    const seconds = typeof ttl === 'function' ? Number(ttl(session)) : ttl;
-    // A ttl function that returns nonsense gets the default day, never a key without an expiry.
-    return (Number.isFinite(seconds) ? seconds : 86_400) * 1000;
+    let ms: number;
+    if (typeof ttl === 'function') {
+      const seconds = Number(ttl(session));
+      // A ttl function that returns nonsense gets the default day, never a key without an expiry.
+      ms = (Number.isFinite(seconds) ? seconds : 86_400) * 1000;
+    } else {
+      const expires = session?.cookie?.expires;
+      const at = expires ? new Date(expires).getTime() : Number.NaN;
+      ms = Number.isFinite(at) ? at - Date.now() : ttl * 1000;
+    }
+    return Math.ceil(Math.min(ms, maxDurationMs));
   }
 
-  /** Reads a session; `null` when there is none, or when its cookie has already expired (then it is deleted). */
+  /**
+   * A stored value as a session, or `null` when it is not one (written by something else under this prefix): no
+   * session, rather than a 500 on every request.
+   */
+  private async parse(sid: string, raw: string): Promise<StoredSession | null> {
+    try {
+      const session = (await this.serializer.parse(raw)) as unknown;
+      if (typeof session === 'object' && session !== null && !Array.isArray(session)) return session as StoredSession;
+      throw new Error('not an object');
+    } catch (error) {
+      this.logger.warn(`redisware SessionStore: session ${sid} is unreadable, treated as none: ${String(error)}`);
+      return null;
+    }
+  }
+
+  /**
+   * Reads a session; `null` when there is none. Its expiry is the key's: as with connect-redis, the stored
+   * `cookie.expires` is the one of its last write (`touch` extends the key, not the stored value).
+   */
   get(sid: string, callback?: Callback): Promise<StoredSession | null> {
-    const key = this.prefix + sid;
-    const work = this.call.run(getSessionScript, [key], []).then((raw) => {
-      if (raw === null || raw === undefined) return null;
-      let session: StoredSession;
-      try {
-        session = this.serializer.parse(String(raw)) as StoredSession;
-      } catch (error) {
-        // Unreadable (written by something else under this prefix): no session, rather than a 500 on every request.
-        this.logger.warn(`redisware SessionStore: session ${sid} is unreadable, treated as none: ${String(error)}`);
-        return null;
-      }
-      const expires = session?.cookie?.expires;
-      if (expires && new Date(expires).getTime() <= Date.now()) {
-        return this.destroy(sid).then(() => null);
-      }
-      return session;
-    });
-    return settle(work, callback);
+    const work = this.call
+      .run(getSessionScript, [this.prefix + sid], [])
+      .then((raw) => (raw === null || raw === undefined ? null : this.parse(sid, String(raw))));
+    return settle(work, callback, this.logger);
   }
 
   /** Writes a session, expiring with its cookie (one that has already expired is deleted instead). */
   set(sid: string, session: StoredSession, callback?: Callback): Promise<void> {
     const work = (async () => {
-      const ttlMs = Math.ceil(this.lifetimeMs(session));
+      const ttlMs = this.lifetimeMs(session);
       const value = ttlMs > 0 ? this.serializer.stringify(session) : '';
       await this.call.run(setSessionScript, [this.prefix + sid], [value, Math.max(ttlMs, 0)]);
     })();
-    return settle(work, callback);
+    return settle(work, callback, this.logger);
   }
 
   /**
@@ -217,48 +238,53 @@ export class SessionStore extends EventEmitter {
    * session): never writes its data, never shortens it, never brings back one that was destroyed.
    */
   touch(sid: string, session: StoredSession, callback?: Callback): Promise<void> {
-    if (this.config.disableTouch) return settle(Promise.resolve(), callback);
+    if (this.config.disableTouch) return settle(Promise.resolve(), callback, this.logger);
     const work = (async () => {
-      const ttlMs = Math.ceil(this.lifetimeMs(session));
+      const ttlMs = this.lifetimeMs(session);
+      // A lifetime that is already over ends the session, as connect-redis' EXPIRE 0 does.
       if (ttlMs > 0) await this.call.run(touchSessionScript, [this.prefix + sid], [ttlMs]);
+      else await this.call.run(destroySessionScript, [this.prefix + sid], []);
     })();
-    return settle(work, callback);
+    return settle(work, callback, this.logger);
   }
 
   /** Deletes a session. */
   destroy(sid: string, callback?: Callback): Promise<void> {
     const work = this.call.run(destroySessionScript, [this.prefix + sid], []).then(() => undefined);
-    return settle(work, callback);
+    return settle(work, callback, this.logger);
   }
 
   /** Every stored session id (SCAN under the prefix; every master on a Cluster; never KEYS). */
   ids(callback?: Callback): Promise<string[]> {
     const work = (async () => {
       const ids: string[] = [];
-      for await (const { keys } of scanPrefix(this.redis(), this.prefix, this.config.scanCount)) {
-        for (const key of keys) ids.push(key.slice(this.prefix.length));
+      for await (const { names } of scanPrefix(this.call, this.prefix, this.config.scanCount)) {
+        for (const name of names) ids.push(name.slice(this.prefix.length));
       }
       return ids;
     })();
-    return settle(work, callback);
+    return settle(work, callback, this.logger);
   }
 
   /** Every stored session, each with its `id` (as connect-redis returns them). */
   all(callback?: Callback): Promise<StoredSession[]> {
     const work = (async () => {
       const sessions: StoredSession[] = [];
-      for await (const { node, keys } of scanPrefix(this.redis(), this.prefix, this.config.scanCount)) {
-        const values = await perKey<string>(node, keys, 'get');
-        values.forEach((raw, i) => {
-          if (raw === null) return; // expired between SCAN and GET
-          const session = this.serializer.parse(raw) as StoredSession;
-          session.id = keys[i].slice(this.prefix.length);
+      for await (const { node, keys, names } of scanPrefix(this.call, this.prefix, this.config.scanCount)) {
+        const values = await perKey<string>(this.call, node, keys, 'get');
+        for (let i = 0; i < values.length; i++) {
+          const raw = values[i];
+          if (raw === null) continue; // expired between SCAN and GET
+          const id = names[i].slice(this.prefix.length);
+          const session = await this.parse(id, raw);
+          if (!session) continue;
+          session.id = id;
           sessions.push(session);
-        });
+        }
       }
       return sessions;
     })();
-    return settle(work, callback);
+    return settle(work, callback, this.logger);
   }
 
   /** How many sessions are stored. */
@@ -266,16 +292,17 @@ export class SessionStore extends EventEmitter {
     return settle(
       this.ids().then((ids) => ids.length),
       callback,
+      this.logger,
     );
   }
 
   /** Deletes every session under the prefix (and nothing else: never FLUSHDB). */
   clear(callback?: Callback): Promise<void> {
     const work = (async () => {
-      for await (const { node, keys } of scanPrefix(this.redis(), this.prefix, this.config.scanCount)) {
-        await perKey(node, keys, 'unlink');
+      for await (const { node, keys } of scanPrefix(this.call, this.prefix, this.config.scanCount)) {
+        await perKey(this.call, node, keys, 'unlink');
       }
     })();
-    return settle(work, callback);
+    return settle(work, callback, this.logger);
   }
 }

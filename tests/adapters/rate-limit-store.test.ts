@@ -97,7 +97,18 @@ describe('RateLimitStore under express-rate-limit', () => {
     expect(await redis.client().get(outside)).toBe('1');
   });
 
+  it('a fractional windowMs still gives every key an expiry', async () => {
+    const store = newStore();
+    store.init({ windowMs: 1500.5 });
+    expect((await store.increment('f')).totalHits).toBe(1);
+    const ttl = await redis.client().pttl(`${store.prefix}f`);
+    expect(ttl).toBeGreaterThan(1_000);
+    expect(ttl).toBeLessThanOrEqual(1_501);
+    expect(() => store.init({ windowMs: Number.NaN })).toThrow(/windowMs/);
+  });
+
   it('rejects invalid options by name', () => {
+    expect(() => new RateLimitStore({ prefix: '' })).toThrow(/option "prefix"/);
     expect(() => new RateLimitStore({ prefix: 1 as unknown as string })).toThrow(/option "prefix"/);
     expect(() => new RateLimitStore({ timeout: '1 minute' })).toThrow(/option "timeout"/);
   });

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis } from '../../lib/connection.js';
 import { SessionStore } from '../../lib/index.js';
 import { privateCluster } from '../support/private-cluster.js';
-import { privateRedis } from '../support/private-redis.js';
+import { privateRedis, privateRedisWithAdmin } from '../support/private-redis.js';
 import { recordingLogger, redisUrl, silentLogger, uniquePrefix, useTestRedis } from '../support/redis.js';
 
 const redis = useTestRedis('session-store');
@@ -111,21 +111,72 @@ describe('SessionStore under express-session', () => {
     expect((await agent.get('/me')).body.user).toBeNull();
   });
 
-  it('a session whose cookie has expired is not returned, and is deleted', async () => {
+  it('keeps a rolling session alive on requests that only read it (touch extends the key, as connect-redis)', async () => {
     const store = newStore();
-    await redis
-      .client()
-      .set(`${store.prefix}old`, JSON.stringify({ cookie: { expires: new Date(Date.now() - 1_000) } }), 'PX', 60_000);
-    expect(await store.get('old')).toBeNull();
-    expect(await redis.client().exists(`${store.prefix}old`)).toBe(0);
+    const agent = request.agent(appWith(store, { maxAge: 2_000 }, true));
+    await agent.post('/login').expect(200);
+    for (let i = 0; i < 5; i++) {
+      await sleep(700);
+      expect((await agent.get('/me')).body.user, `after ${(i + 1) * 700} ms`).toBe('alice');
+    }
   });
 
-  it('an unreadable stored value is no session (with a warning), not a 500', async () => {
+  it('a ttl function decides over the cookie, as in connect-redis; one that says 0 ends the session on touch', async () => {
+    const store = newStore({ ttl: () => 10 });
+    await store.set('f', { cookie: { expires: new Date(Date.now() + 86_400_000) } });
+    const ttl = await redis.client().pttl(`${store.prefix}f`);
+    expect(ttl).toBeGreaterThan(9_000);
+    expect(ttl).toBeLessThanOrEqual(10_000);
+    const ending = newStore({ ttl: () => 0 });
+    await redis.client().set(`${ending.prefix}g`, '{"cookie":{}}', 'PX', 60_000);
+    await ending.touch('g', { cookie: {} });
+    expect(await redis.client().exists(`${ending.prefix}g`)).toBe(0);
+  });
+
+  it('a stored value that is not a session is no session (with a warning), not a 500, and all() skips it', async () => {
     const logger = recordingLogger();
     const store = newStore({ logger });
-    await redis.client().set(`${store.prefix}garbage`, '{not json', 'PX', 60_000);
-    expect(await store.get('garbage')).toBeNull();
+    const values = ['{not json', '42', '"text"', '[]', 'null'];
+    for (const [i, value] of values.entries()) await redis.client().set(`${store.prefix}bad${i}`, value, 'PX', 60_000);
+    await store.set('good', { cookie: {}, n: 1 });
+    for (let i = 0; i < values.length; i++) expect(await store.get(`bad${i}`), values[i]).toBeNull();
     expect(logger.warnings.join('\n')).toMatch(/unreadable/);
+    const app = appWith(store);
+    await request(app).get('/me').set('Cookie', 'connect.sid=s%3Abad1.x').expect(200);
+    expect((await store.all()).map((session) => session.id)).toEqual(['good']);
+  });
+
+  it('a callback that throws is logged, never an unhandled rejection', async () => {
+    const logger = recordingLogger();
+    const store = newStore({ logger });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      store.get('nobody', () => {
+        throw new Error('the app callback failed');
+      });
+      await sleep(100);
+      expect(unhandled).toEqual([]);
+      expect(logger.errors.join('\n')).toMatch(/the app callback failed/);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it("works with a client that has an ioredis keyPrefix: all, ids and clear find the store's keys", async () => {
+    const prefixed = new Redis(redisUrl(), { keyPrefix: `${uniquePrefix('kp')}:` });
+    try {
+      const store = new SessionStore({ redis: prefixed, prefix: 'sess:', logger: silentLogger });
+      await store.set('one', { cookie: {}, n: 1 });
+      expect(await store.ids()).toEqual(['one']);
+      expect((await store.all()).map((session) => session.n)).toEqual([1]);
+      await store.clear();
+      expect(await store.length()).toBe(0);
+      expect(await store.get('one')).toBeNull();
+    } finally {
+      prefixed.disconnect();
+    }
   });
 
   it('all, ids, length and clear walk the prefix with SCAN and touch nothing else', async () => {
@@ -154,7 +205,9 @@ describe('SessionStore under express-session', () => {
     expect(await store.ids()).toEqual(['x']);
   });
 
-  it('rejects invalid options by name', () => {
+  it('rejects invalid options by name, and says why there is no disableTTL', () => {
+    expect(() => new SessionStore({ disableTTL: true } as never)).toThrow(/option "disableTTL".*every key/);
+    expect(() => new SessionStore({ prefix: '' })).toThrow(/option "prefix"/);
     expect(() => new SessionStore({ ttl: -5 })).toThrow(/option "ttl"/);
     expect(() => new SessionStore({ ttl: '1 week' })).toThrow(/option "ttl"/);
     expect(() => new SessionStore({ prefix: 5 as unknown as string })).toThrow(/option "prefix"/);
@@ -218,6 +271,26 @@ describe('SessionStore when Redis fails', () => {
   });
 });
 
+describe('SessionStore when Redis is slow', () => {
+  it('bounds all, ids, length and clear by its timeout too', async () => {
+    const { admin, client: newClient } = await privateRedisWithAdmin();
+    const client = newClient();
+    const store = new SessionStore({ redis: client, timeout: 200, logger: silentLogger });
+    await store.set('x', { cookie: {} });
+    await admin.client('PAUSE', 1_500);
+    try {
+      for (const method of ['ids', 'all', 'length', 'clear'] as const) {
+        const started = Date.now();
+        await expect(store[method](), method).rejects.toThrow();
+        expect(Date.now() - started, method).toBeLessThan(1_000);
+      }
+    } finally {
+      await admin.client('UNPAUSE');
+      client.disconnect();
+    }
+  });
+});
+
 describe('SessionStore on Redis Cluster', () => {
   let nodes: string[];
   let cluster: ReturnType<typeof createRedis>;
@@ -227,6 +300,23 @@ describe('SessionStore on Redis Cluster', () => {
   }, 60_000);
   afterAll(async () => {
     await cluster?.quit();
+  });
+
+  it('waits for a Cluster client that is not ready yet before walking its masters', async () => {
+    const fresh = createRedis({ cluster: { nodes }, logger: silentLogger });
+    const store = new SessionStore({ redis: fresh, prefix: `${uniquePrefix('fresh')}:`, logger: silentLogger });
+    try {
+      expect(await store.ids()).toEqual([]);
+      await store.set('a', { cookie: {} });
+      const again = createRedis({ cluster: { nodes }, logger: silentLogger });
+      const other = new SessionStore({ redis: again, prefix: store.prefix, logger: silentLogger });
+      expect(await other.ids()).toEqual(['a']); // asked before this client had learned the slots
+      await other.clear();
+      expect(await store.length()).toBe(0);
+      await again.quit();
+    } finally {
+      await fresh.quit();
+    }
   });
 
   it('serves express-session and walks every master for all, length and clear', async () => {

@@ -80,14 +80,26 @@ describe('examples/login.ts', () => {
 });
 
 describe('examples/login-limiter.ts', () => {
-  it('blocks a sixth failed login for that username, while a success and other routes are not counted', async () => {
+  const login = (app: ReturnType<typeof loginLimiterApp>, username: string, password: string, address = '10.0.0.1') =>
+    request(app).post('/login').set('X-Forwarded-For', address).send({ username, password });
+
+  it('blocks a sixth failed login to one account, from any address; a success and other routes are not counted', async () => {
     const app = loginLimiterApp(redis.client(), { prefix: uniquePrefix('limiter') });
-    await request(app).post('/login').send({ username: 'ada', password: 'lovelace' }).expect(200);
-    for (let i = 0; i < 5; i++) await request(app).post('/login').send({ username: 'ada', password: 'x' }).expect(401);
-    const blocked = await request(app).post('/login').send({ username: 'ada', password: 'x' }).expect(429);
+    app.set('trust proxy', true);
+    await login(app, 'ada', 'lovelace').expect(200);
+    for (let i = 0; i < 5; i++) await login(app, 'ada', 'x', `10.0.1.${i}`).expect(401);
+    const blocked = await login(app, 'ada', 'x', '10.0.2.1').expect(429);
     expect(blocked.headers['retry-after']).toBeDefined();
-    await request(app).post('/login').send({ username: 'grace', password: 'x' }).expect(401); // another account
+    await login(app, 'grace', 'x', '10.0.2.1').expect(401); // another account
     await request(app).get('/').expect(200);
+  });
+
+  it('blocks one address that tries many accounts', async () => {
+    const app = loginLimiterApp(redis.client(), { prefix: uniquePrefix('limiter') });
+    app.set('trust proxy', true);
+    for (let i = 0; i < 20; i++) await login(app, `user${i}`, 'x').expect(401);
+    await login(app, 'user99', 'x').expect(429);
+    await login(app, 'user99', 'x', '10.9.9.9').expect(401); // another address
   });
 });
 
