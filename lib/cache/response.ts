@@ -66,14 +66,15 @@ function headerPairs(headers: OutgoingHttpHeaders): [string, string][] {
   return pairs;
 }
 
-/** Whether an `Accept-Encoding` accepts some content coding besides identity (RFC 9110 §12.5.3). */
+/**
+ * Whether an `Accept-Encoding` names any content coding besides identity (RFC 9110 §12.5.3), whatever its weight:
+ * middleware in front parses weights its own way, so only a client that names none is sure to get identity bytes.
+ */
 function acceptsEncoding(value: string | undefined): boolean {
   if (value === undefined) return false;
   return value.split(',').some((part) => {
-    const [coding, ...parameters] = part.split(';').map((piece) => piece.trim().toLowerCase());
-    if (coding === '' || coding === 'identity') return false;
-    const q = parameters.find((parameter) => parameter.startsWith('q='));
-    return q === undefined || Number(q.slice(2)) > 0;
+    const coding = part.split(';')[0].trim().toLowerCase();
+    return coding !== '' && coding !== 'identity';
   });
 }
 
@@ -251,6 +252,13 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       res.statusCode = 206;
       res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${entry.body.length}`);
       res.setHeader('Content-Length', String(range.end - range.start + 1));
+      // The range is of the stored bytes: no middleware in front (compression() with `enforceEncoding`) nor proxy
+      // may encode it, or its Content-Range would describe other bytes.
+      const cacheControl = res.getHeader('Cache-Control');
+      const directives = cacheControl === undefined ? '' : [cacheControl].flat().join(', ');
+      if (!/(^|,)\s*no-transform\s*(,|$)/i.test(directives)) {
+        res.setHeader('Cache-Control', directives ? `${directives}, no-transform` : 'no-transform');
+      }
       res.end(entry.body.subarray(range.start, range.end + 1));
       return;
     }
@@ -272,7 +280,13 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     const ifRange = req.headers['if-range'];
     if (ifRange !== undefined) {
       const strongEtag = entry.etagGenerated || entry.etag.startsWith('W/') ? undefined : entry.etag;
-      if (ifRange !== strongEtag && ifRange !== headerOf(entry.headers, 'last-modified')) return undefined;
+      // A date is a strong validator only if Last-Modified is at least a second before Date (RFC 9110 §13.1.5).
+      const lastModified = headerOf(entry.headers, 'last-modified');
+      const strongDate =
+        lastModified !== undefined &&
+        Date.parse(headerOf(entry.headers, 'date') ?? '') - Date.parse(lastModified) >= 1000 &&
+        ifRange === lastModified;
+      if (ifRange !== strongEtag && !strongDate) return undefined;
     }
     const ranges = parseRange(entry.body.length, header, { combine: true });
     if (!Array.isArray(ranges) || ranges.type !== 'bytes' || ranges.length !== 1) return undefined;
@@ -285,6 +299,9 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
    */
   function storableHead(req: Request, head: Head, lookup: Lookup, requestTime: number): StoreDecision | undefined {
     if (req.method !== 'GET') return undefined;
+    // A partial response (a Range the handler answered itself) is never an entry: replayed, it would answer every
+    // request with that part.
+    if (head.status === 206) return undefined;
     if (!httpMode && !statuses.has(head.status)) return undefined;
     // The handler's cookie (set during it, or by a listener registered during it, such as a session saved there):
     // a cookie that outer middleware set before the cache is theirs, set again on every HIT.

@@ -239,6 +239,68 @@ describe.concurrent("freshness: 'http'", () => {
     expect(identity.text).toHaveLength(100);
   });
 
+  it('marks a 206 no-transform, so that compression() encoding every response still leaves the range alone', async () => {
+    const cache = createCache({ redis: redis.client(), prefix: uniquePrefix('http-mode'), logger: silentLogger });
+    const app = express();
+    app.use(compression({ enforceEncoding: 'gzip', threshold: 0 }));
+    app.get('/doc', cache.response({ ttl: '1h' }), (_req, res) => {
+      res.type('text/plain').send('y'.repeat(5_000));
+    });
+    await request(app).get('/doc').expect(200);
+    for (const acceptEncoding of ['identity', 'gzip;Q=0']) {
+      const response = await request(app).get('/doc').set('Range', 'bytes=0-99').set('Accept-Encoding', acceptEncoding);
+      if (response.status === 206) {
+        expect(response.headers['content-encoding'], acceptEncoding).toBeUndefined();
+        expect(response.text).toHaveLength(100);
+        expect(response.headers['cache-control']).toMatch(/no-transform/);
+      } else {
+        expect(response.status, acceptEncoding).toBe(200); // whole, and compressed as any response
+        expect(response.text).toHaveLength(5_000);
+      }
+    }
+    const identity = await request(app).get('/doc').set('Range', 'bytes=0-99').set('Accept-Encoding', 'identity');
+    expect(identity.status).toBe(206);
+  });
+
+  it('never stores a partial response the handler gave to a Range, even when statuses includes 206', async () => {
+    let runs = 0;
+    const cache = createCache({ redis: redis.client(), prefix: uniquePrefix('http-mode'), logger: silentLogger });
+    const app = express();
+    app.get('/doc', cache.response({ ttl: '1h', statuses: [200, 206] }), (req, res) => {
+      runs++;
+      if (req.headers.range) res.status(206).set('Content-Range', 'bytes 0-1/10').send('01');
+      else res.send('0123456789');
+    });
+    await request(app).get('/doc').set('Range', 'bytes=0-1').expect(206);
+    const whole = await request(app).get('/doc').expect(200);
+    expect(whole.text).toBe('0123456789');
+    expect(runs).toBe(2);
+  });
+
+  it('If-Range with a date gets the range only when Last-Modified is a strong validator', async () => {
+    const lastModified = new Date(Date.now() - 60_000).toUTCString();
+    const { app } = appWith((_req, res) => {
+      res.set({ 'Cache-Control': 'max-age=600', 'Last-Modified': lastModified }).type('text/plain').send('0123456789');
+    });
+    await request(app).get('/doc').expect(200);
+    const ranged = await request(app)
+      .get('/doc')
+      .set({ Range: 'bytes=0-1', 'If-Range': lastModified, 'Accept-Encoding': 'identity' });
+    expect(ranged.status).toBe(206);
+    const { app: sameSecond } = appWith((_req, res) => {
+      const now = new Date().toUTCString();
+      res
+        .set({ 'Cache-Control': 'max-age=600', 'Last-Modified': now, Date: now })
+        .type('text/plain')
+        .send('0123456789');
+    });
+    const stored = await request(sameSecond).get('/doc');
+    const weak = await request(sameSecond)
+      .get('/doc')
+      .set({ Range: 'bytes=0-1', 'If-Range': stored.headers['last-modified'], 'Accept-Encoding': 'identity' });
+    expect(weak.status).toBe(200);
+  });
+
   it('a background refresh that fails within stale-if-error keeps the good entry', async () => {
     let failing = false;
     const { app, counts } = appWith((_req, res) => {
