@@ -1,25 +1,17 @@
 // How long a response may be served without asking its handler again (RFC 9111 §4.2): at most the cache's `ttl`,
 // and never longer than the response itself says.
 
-/** The largest Age a cache needs to represent (RFC 9111 §1.2.2): anything larger is the same "very old". */
-const maxDeltaSeconds = 2 ** 31;
+import { deltaSeconds as strictDeltaSeconds } from './directives.js';
+import { firstHeader, type HeaderLines, headerLines } from './http.js';
 
-/** A delta-seconds value (RFC 9111 §1.2.2): digits only, capped at 2^31; `undefined` when malformed. */
+/** A delta-seconds value (RFC 9111 §1.2.2), tolerating spaces and quotes around it; `undefined` when malformed. */
 function deltaSeconds(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const value = text.trim().replace(/^"(.*)"$/, '$1');
-  if (!/^\d+$/.test(value)) return undefined;
-  return Math.min(Number(value), maxDeltaSeconds);
-}
-
-function headerValue(headers: readonly [string, string][], name: string): string | undefined {
-  for (const [key, value] of headers) if (key.toLowerCase() === name) return value;
-  return undefined;
+  return text === undefined ? undefined : strictDeltaSeconds(text.trim().replace(/^"(.*)"$/, '$1'));
 }
 
 /** Every value of a list header, as one (`Cache-Control: public` and `Cache-Control: max-age=1` are one list). */
-function listHeader(headers: readonly [string, string][], name: string): string | undefined {
-  const values = headers.filter(([key]) => key.toLowerCase() === name).map(([, value]) => value);
+function listHeader(headers: HeaderLines, name: string): string | undefined {
+  const values = headerLines(headers, name);
   return values.length ? values.join(', ') : undefined;
 }
 
@@ -37,7 +29,7 @@ function directiveArgument(cacheControl: string, directive: string): string | un
  * `Expires` less `Date` (an invalid `Expires` means already expired). `undefined` when it states none: the cache's
  * `ttl` alone then decides.
  */
-export function statedLifetime(headers: readonly [string, string][]): number | undefined {
+export function statedLifetime(headers: HeaderLines): number | undefined {
   const cacheControl = listHeader(headers, 'cache-control');
   if (cacheControl !== undefined) {
     for (const directive of ['s-maxage', 'max-age']) {
@@ -45,11 +37,11 @@ export function statedLifetime(headers: readonly [string, string][]): number | u
       if (seconds !== undefined) return seconds;
     }
   }
-  const expires = headerValue(headers, 'expires');
+  const expires = firstHeader(headers, 'expires');
   if (expires === undefined) return undefined;
   const expiresAt = Date.parse(expires);
   if (Number.isNaN(expiresAt)) return 0;
-  const date = Date.parse(headerValue(headers, 'date') ?? '');
+  const date = Date.parse(firstHeader(headers, 'date') ?? '');
   return Math.max(0, (expiresAt - (Number.isNaN(date) ? Date.now() : date)) / 1000);
 }
 
@@ -57,15 +49,15 @@ export function statedLifetime(headers: readonly [string, string][]): number | u
  * How old the response already is as it is stored, in seconds (RFC 9111 §4.2.3): its `Age` (the first value; a
  * malformed one is ignored), or the time since its `Date`, whichever is larger.
  */
-export function initialAge(headers: readonly [string, string][], now: number): number {
-  const age = deltaSeconds(headerValue(headers, 'age')?.split(',')[0]) ?? 0;
-  const date = Date.parse(headerValue(headers, 'date') ?? '');
+export function initialAge(headers: HeaderLines, now: number): number {
+  const age = deltaSeconds(firstHeader(headers, 'age')?.split(',')[0]) ?? 0;
+  const date = Date.parse(firstHeader(headers, 'date') ?? '');
   const apparent = Number.isNaN(date) ? 0 : Math.max(0, Math.floor((now - date) / 1000));
   return Math.max(age, apparent);
 }
 
 /** Until when (ms since the epoch) a response stored `now` is fresh: `ttlMs` from now, or less if it says so. */
-export function freshUntil(headers: readonly [string, string][], now: number, ttlMs: number): number {
+export function freshUntil(headers: HeaderLines, now: number, ttlMs: number): number {
   const lifetime = statedLifetime(headers);
   if (lifetime === undefined) return now + ttlMs;
   return now + Math.min(ttlMs, (lifetime - initialAge(headers, now)) * 1000);

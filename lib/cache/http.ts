@@ -37,6 +37,22 @@ export function storedHeaderFilter(connection: OutgoingHttpHeaders[string]): (na
   };
 }
 
+/** Response headers as stored: `[name, value]` lines in the order sent, repeats as separate lines. */
+export type HeaderLines = readonly [string, string][];
+
+/** The first value of header `name` (lower case) among `headers`, or `undefined`. */
+export function firstHeader(headers: HeaderLines, name: string): string | undefined {
+  for (const [key, value] of headers) if (key.toLowerCase() === name) return value;
+  return undefined;
+}
+
+/** Every line of header `name` (lower case) among `headers`, in order. */
+export function headerLines(headers: HeaderLines, name: string): string[] {
+  const found: string[] = [];
+  for (const [key, value] of headers) if (key.toLowerCase() === name) found.push(value);
+  return found;
+}
+
 /** The directives of a `Cache-Control` value (lower case names, without their arguments). */
 function directives(cacheControl: string): string[] {
   return cacheControl

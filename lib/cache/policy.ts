@@ -10,6 +10,7 @@ import {
   parseTargetedCacheControl,
   qualifiedFields,
 } from './directives.js';
+import { type HeaderLines, headerLines } from './http.js';
 
 /** What a HIT needs to know of a stored response's directives (kept in the entry, compactly). */
 export interface EntryPolicy {
@@ -44,7 +45,7 @@ export interface HttpStorage {
 export interface ResponseFacts {
   status: number;
   /** The handler's headers, `[name, value]` in order, repeats as separate lines. */
-  headers: readonly [string, string][];
+  headers: HeaderLines;
   /** The request carried `Authorization`. */
   authorized: boolean;
   /** When the handler was asked (ms): §4.2.3's request_time. */
@@ -75,25 +76,19 @@ const understood = new Set([
   410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501, 502, 503, 504, 505,
 ]);
 
-function lines(headers: readonly [string, string][], name: string): string[] {
-  const found: string[] = [];
-  for (const [key, value] of headers) if (key.toLowerCase() === name) found.push(value);
-  return found;
-}
-
 /** The directives that decide: CDN-Cache-Control when present and valid (RFC 9213 §2.1), else Cache-Control. */
 function governingDirectives(
-  headers: readonly [string, string][],
+  headers: HeaderLines,
   cdnCacheControl: boolean,
 ): { directives: Directives; targeted: boolean } {
   if (cdnCacheControl) {
-    const targeted = lines(headers, 'cdn-cache-control');
+    const targeted = headerLines(headers, 'cdn-cache-control');
     if (targeted.length) {
       const directives = parseTargetedCacheControl(targeted);
       if (directives) return { directives, targeted: true };
     }
   }
-  return { directives: parseCacheControl(lines(headers, 'cache-control')), targeted: false };
+  return { directives: parseCacheControl(headerLines(headers, 'cache-control')), targeted: false };
 }
 
 /**
@@ -110,16 +105,16 @@ function lifetimeOf(
   for (const name of ['s-maxage', 'max-age']) {
     if (directives.has(name)) return deltaSeconds(directives.get(name)) ?? 0;
   }
-  const date = parseHttpDate(lines(facts.headers, 'date')[0]) ?? facts.responseTime;
+  const date = parseHttpDate(headerLines(facts.headers, 'date')[0]) ?? facts.responseTime;
   if (!targeted) {
-    const expires = lines(facts.headers, 'expires');
+    const expires = headerLines(facts.headers, 'expires');
     if (expires.length) {
       const expiresAt = expires.length === 1 ? parseHttpDate(expires[0]) : undefined;
       return expiresAt === undefined ? 0 : Math.max(0, (expiresAt - date) / 1000);
     }
   }
   if (options.heuristic > 0 && (heuristicallyCacheable.has(facts.status) || directives.has('public'))) {
-    const lastModified = parseHttpDate(lines(facts.headers, 'last-modified')[0]);
+    const lastModified = parseHttpDate(headerLines(facts.headers, 'last-modified')[0]);
     if (lastModified !== undefined && lastModified < date) return ((date - lastModified) / 1000) * options.heuristic;
   }
   return undefined;
@@ -130,10 +125,10 @@ function lifetimeOf(
  * and its `Age` plus the time the handler took.
  */
 export function correctedInitialAge(facts: ResponseFacts): number {
-  const date = parseHttpDate(lines(facts.headers, 'date')[0]);
+  const date = parseHttpDate(headerLines(facts.headers, 'date')[0]);
   const apparentAge = date === undefined ? 0 : Math.max(0, (facts.responseTime - date) / 1000);
   const responseDelay = Math.max(0, (facts.responseTime - facts.requestTime) / 1000);
-  const correctedAgeValue = (parseAge(lines(facts.headers, 'age')) ?? 0) + responseDelay;
+  const correctedAgeValue = (parseAge(headerLines(facts.headers, 'age')) ?? 0) + responseDelay;
   return Math.max(apparentAge, correctedAgeValue);
 }
 
@@ -182,7 +177,8 @@ export function httpStorage(facts: ResponseFacts, options: PolicyOptions): HttpS
   if (mustRevalidate) policy.mustRevalidate = true;
   if (shareAuthorized) policy.shareAuthorized = true;
   const validator =
-    lines(facts.headers, 'etag').length > 0 || parseHttpDate(lines(facts.headers, 'last-modified')[0]) !== undefined;
+    headerLines(facts.headers, 'etag').length > 0 ||
+    parseHttpDate(headerLines(facts.headers, 'last-modified')[0]) !== undefined;
   const freshUntil = Math.min(facts.responseTime + (lifetime - initialAge) * 1000, facts.responseTime + options.ttlMs);
   const usableFor = noCache ? 0 : freshUntil - facts.responseTime;
   if (usableFor <= 0 && !validator && policy.staleWhileRevalidate === 0 && policy.staleIfError === 0) return undefined;

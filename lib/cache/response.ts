@@ -12,6 +12,7 @@ import { freshUntil } from './freshness.js';
 import {
   conditionalRequestHeaders,
   droppedBy304,
+  firstHeader,
   forbidsStoring,
   hasNoBody,
   ifNoneMatchMatches,
@@ -115,12 +116,6 @@ function requestDirectives(value: string | string[] | undefined): RequestDirecti
   };
 }
 
-/** The header value of `name` among stored pairs (the first, case-insensitively). */
-function headerOf(headers: readonly [string, string][], name: string): string | undefined {
-  for (const [key, value] of headers) if (key.toLowerCase() === name) return value;
-  return undefined;
-}
-
 /** The response-caching middleware of one route, or of a whole app or router (`app.use(cache.response())`). */
 export function createResponseMiddleware(parts: ResponseCacheParts, responseConfig: ResponseConfig): RequestHandler {
   const { store, coalescer } = parts;
@@ -148,7 +143,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
 
   /** The `Age` of a stored response now, in whole seconds: its age when stored plus the time since. */
   function ageOf(entry: StoredResponse, now: number): number {
-    const initial = entry.initialAge ?? (Number(headerOf(entry.headers, 'age')) || 0);
+    const initial = entry.initialAge ?? (Number(firstHeader(entry.headers, 'age')) || 0);
     return Math.floor(initial + Math.max(0, (now - entry.storedAt) / 1000));
   }
 
@@ -180,7 +175,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
 
   /** The `Last-Modified` a client's `If-Modified-Since` is compared with (with `'http'`, else its `Date`). */
   const lastModifiedOf = (entry: StoredResponse) =>
-    headerOf(entry.headers, 'last-modified') ?? (httpMode ? headerOf(entry.headers, 'date') : undefined);
+    firstHeader(entry.headers, 'last-modified') ?? (httpMode ? firstHeader(entry.headers, 'date') : undefined);
 
   /** The lookup of a request: its key, where its entry lives, and what the response had when the cache was entered. */
   function lookupOf(req: Request, res: Response): Lookup {
@@ -276,15 +271,15 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     // Byte ranges are of the stored bytes: a client that accepts a content coding may get the response encoded by
     // middleware in front (compression()), whose bytes a Content-Range of ours would not describe. It gets it whole.
     if (acceptsEncoding(req.headers['accept-encoding'])) return undefined;
-    if (headerOf(entry.headers, 'accept-ranges')?.trim().toLowerCase() === 'none') return undefined;
+    if (firstHeader(entry.headers, 'accept-ranges')?.trim().toLowerCase() === 'none') return undefined;
     const ifRange = req.headers['if-range'];
     if (ifRange !== undefined) {
       const strongEtag = entry.etagGenerated || entry.etag.startsWith('W/') ? undefined : entry.etag;
       // A date is a strong validator only if Last-Modified is at least a second before Date (RFC 9110 §13.1.5).
-      const lastModified = headerOf(entry.headers, 'last-modified');
+      const lastModified = firstHeader(entry.headers, 'last-modified');
       const strongDate =
         lastModified !== undefined &&
-        Date.parse(headerOf(entry.headers, 'date') ?? '') - Date.parse(lastModified) >= 1000 &&
+        Date.parse(firstHeader(entry.headers, 'date') ?? '') - Date.parse(lastModified) >= 1000 &&
         ifRange === lastModified;
       if (ifRange !== strongEtag && !strongDate) return undefined;
     }
@@ -305,7 +300,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     if (!httpMode && !statuses.has(head.status)) return undefined;
     // The handler's cookie (set during it, or by a listener registered during it, such as a session saved there):
     // a cookie that outer middleware set before the cache is theirs, set again on every HIT.
-    if (headerOf(head.handlerHeaders, 'set-cookie') !== undefined) return undefined;
+    if (firstHeader(head.handlerHeaders, 'set-cookie') !== undefined) return undefined;
     if (varyNames(head.all.vary === undefined ? undefined : String(head.all.vary)).includes('*')) return undefined;
     if (String(head.all['content-type'] ?? '').startsWith('text/event-stream')) return undefined;
     const length = Number(head.all['content-length']);
@@ -332,8 +327,8 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     if (
       freshUntil(head.handlerHeaders, Date.now(), ttlMs) <= Date.now() &&
       keepMs === ttlMs &&
-      headerOf(head.handlerHeaders, 'etag') === undefined &&
-      headerOf(head.handlerHeaders, 'last-modified') === undefined
+      firstHeader(head.handlerHeaders, 'etag') === undefined &&
+      firstHeader(head.handlerHeaders, 'last-modified') === undefined
     ) {
       return undefined;
     }
@@ -354,7 +349,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     const headers = strip.length
       ? captured.headers.filter(([name]) => !strip.includes(name.toLowerCase()))
       : captured.headers;
-    let etag = headerOf(headers, 'etag');
+    let etag = firstHeader(headers, 'etag');
     const etagGenerated = !etag;
     if (!etag) {
       etag = computeEtag(captured.body);
@@ -365,7 +360,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     const fresh = http ? http.freshUntil : freshUntil(headers, now, ttlMs);
     // The stored Date is the response's own, replayed on every HIT (RFC 9111 §5): the handler's, or when it
     // generated it.
-    if (headerOf(headers, 'date') === undefined) headers.push(['Date', new Date(now).toUTCString()]);
+    if (firstHeader(headers, 'date') === undefined) headers.push(['Date', new Date(now).toUTCString()]);
     const entry: StoredResponse = {
       status: captured.status,
       headers,
@@ -456,7 +451,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       headers,
       storedAt: now,
       freshUntil: fresh,
-      etag: headerOf(headers, 'etag') ?? stale.etag,
+      etag: firstHeader(headers, 'etag') ?? stale.etag,
       version: newVersion(),
     };
     if (http) {
@@ -499,7 +494,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       // Only a validator the handler gave: an If-None-Match of ours would never match, and would make it ignore
       // If-Modified-Since (RFC 9110 §13.1.3).
       if (!revalidate.etagGenerated) req.headers['if-none-match'] = revalidate.etag;
-      const lastModified = headerOf(revalidate.headers, 'last-modified');
+      const lastModified = firstHeader(revalidate.headers, 'last-modified');
       if (lastModified !== undefined) req.headers['if-modified-since'] = lastModified;
     }
     const restoreConditional = () => {
@@ -527,7 +522,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           req.headers.authorization !== undefined,
         );
         // A 304 naming another representation than the stored one does not freshen it (RFC 9111 §4.3.4).
-        const notModifiedEtag = headerOf(head.handlerHeaders, 'etag');
+        const notModifiedEtag = firstHeader(head.handlerHeaders, 'etag');
         const sameRepresentation =
           notModifiedEtag === undefined ||
           revalidate.etagGenerated ||
@@ -539,7 +534,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           options.store &&
           stored !== undefined &&
           sameRepresentation &&
-          headerOf(head.handlerHeaders, 'set-cookie') === undefined &&
+          firstHeader(head.handlerHeaders, 'set-cookie') === undefined &&
           (httpMode || !forbidsStoring(cacheControl === undefined ? undefined : String(cacheControl))) &&
           (!isPersonal(req) || lookup.perSession);
         decision = storable ? stored : undefined;
@@ -549,7 +544,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       }
       // The handler's own Vary: one set by outer middleware is about what they add, which is not stored and is
       // added again on every HIT (per-origin CORS sets Vary: Origin, and its header is this request's on a HIT).
-      varyOn = varyNames(headerOf(head.handlerHeaders, 'vary'));
+      varyOn = varyNames(firstHeader(head.handlerHeaders, 'vary'));
       decision = options.store ? storableHead(req, head, lookup, requestTime) : undefined;
       const storable = decision !== undefined;
       options.onHead?.(storable);
