@@ -233,3 +233,35 @@ export function qualifiedFields(argument: string | true | undefined): string[] |
   // `private=` or `no-cache=""` names nothing: read as the bare directive, the safe side.
   return fields.length ? fields : undefined;
 }
+
+/** What a request's own Cache-Control asks of a cache (RFC 9111 §5.2.1; `requestCacheControl`). */
+export interface RequestDirectives {
+  noCache: boolean;
+  noStore: boolean;
+  onlyIfCached: boolean;
+  /** Seconds; `undefined` when not asked. */
+  maxAge?: number;
+  minFresh?: number;
+  /** Seconds of staleness accepted (Infinity for a bare `max-stale`). */
+  maxStale?: number;
+}
+
+/** Request directives a cache acts on (RFC 9111 §5.2.1); a request with none of them is a plain request. */
+const requestDirectiveNames = ['no-cache', 'no-store', 'only-if-cached', 'max-age', 'min-fresh', 'max-stale'];
+
+export function requestDirectives(value: string | string[] | undefined): RequestDirectives | undefined {
+  if (value === undefined) return undefined;
+  const directives = parseCacheControl(Array.isArray(value) ? value : [value]);
+  if (!requestDirectiveNames.some((name) => directives.has(name))) return undefined;
+  const seconds = (name: string) => (directives.has(name) ? (deltaSeconds(directives.get(name)) ?? 0) : undefined);
+  const maxStale = directives.get('max-stale');
+  return {
+    noCache: directives.has('no-cache'),
+    noStore: directives.has('no-store'),
+    onlyIfCached: directives.has('only-if-cached'),
+    maxAge: seconds('max-age'),
+    minFresh: seconds('min-fresh'),
+    maxStale:
+      maxStale === undefined ? undefined : maxStale === true ? Number.POSITIVE_INFINITY : (deltaSeconds(maxStale) ?? 0),
+  };
+}

@@ -53,6 +53,29 @@ export function headerLines(headers: HeaderLines, name: string): string[] {
   return found;
 }
 
+/** Response headers as `[name, value]` lines (a list value as one line per item). */
+export function headerPairs(headers: OutgoingHttpHeaders): [string, string][] {
+  const pairs: [string, string][] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const item of value) pairs.push([name, item]);
+    else pairs.push([name, String(value)]);
+  }
+  return pairs;
+}
+
+/**
+ * Whether an `Accept-Encoding` names any content coding besides identity (RFC 9110 §12.5.3), whatever its weight:
+ * middleware in front parses weights its own way, so only a client that names none is sure to get identity bytes.
+ */
+export function acceptsEncoding(value: string | undefined): boolean {
+  if (value === undefined) return false;
+  return value.split(',').some((part) => {
+    const coding = part.split(';')[0].trim().toLowerCase();
+    return coding !== '' && coding !== 'identity';
+  });
+}
+
 /** The directives of a `Cache-Control` value (lower case names, without their arguments). */
 function directives(cacheControl: string): string[] {
   return cacheControl

@@ -6,15 +6,17 @@ import { isPersonal, sessionIdentity } from '../http/marks.js';
 import { holdEnd } from '../http/response.js';
 import { type CapturedResponse, captureResponse, type Head, type HeadDecision, headerSnapshot } from './capture.js';
 import type { Coalescer } from './coalesce.js';
-import { deltaSeconds, parseCacheControl } from './directives.js';
+import { type RequestDirectives, requestDirectives } from './directives.js';
 import { computeEtag, encodeResponse, newVersion, type StoredResponse } from './entry.js';
 import { freshUntil } from './freshness.js';
 import {
+  acceptsEncoding,
   conditionalRequestHeaders,
   droppedBy304,
   firstHeader,
   forbidsStoring,
   hasNoBody,
+  headerPairs,
   ifNoneMatchMatches,
   notModified,
   safeMethods,
@@ -56,64 +58,9 @@ interface Lookup {
   perSession: boolean;
 }
 
-/** Response headers as `[name, value]` lines (a list value as one line per item). */
-function headerPairs(headers: OutgoingHttpHeaders): [string, string][] {
-  const pairs: [string, string][] = [];
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const item of value) pairs.push([name, item]);
-    else pairs.push([name, String(value)]);
-  }
-  return pairs;
-}
-
-/**
- * Whether an `Accept-Encoding` names any content coding besides identity (RFC 9110 §12.5.3), whatever its weight:
- * middleware in front parses weights its own way, so only a client that names none is sure to get identity bytes.
- */
-function acceptsEncoding(value: string | undefined): boolean {
-  if (value === undefined) return false;
-  return value.split(',').some((part) => {
-    const coding = part.split(';')[0].trim().toLowerCase();
-    return coding !== '' && coding !== 'identity';
-  });
-}
-
 /** How a response that may be stored is stored: with `freshness: 'http'`, as its directives say. */
 interface StoreDecision {
   http?: HttpStorage;
-}
-
-/** What the request's own Cache-Control asks (`requestCacheControl`, `freshness: 'http'`). */
-interface RequestDirectives {
-  noCache: boolean;
-  noStore: boolean;
-  onlyIfCached: boolean;
-  /** Seconds; `undefined` when not asked. */
-  maxAge?: number;
-  minFresh?: number;
-  /** Seconds of staleness accepted (Infinity for a bare `max-stale`). */
-  maxStale?: number;
-}
-
-/** Request directives a cache acts on (RFC 9111 §5.2.1); a request with none of them is a plain request. */
-const requestDirectiveNames = ['no-cache', 'no-store', 'only-if-cached', 'max-age', 'min-fresh', 'max-stale'];
-
-function requestDirectives(value: string | string[] | undefined): RequestDirectives | undefined {
-  if (value === undefined) return undefined;
-  const directives = parseCacheControl(Array.isArray(value) ? value : [value]);
-  if (!requestDirectiveNames.some((name) => directives.has(name))) return undefined;
-  const seconds = (name: string) => (directives.has(name) ? (deltaSeconds(directives.get(name)) ?? 0) : undefined);
-  const maxStale = directives.get('max-stale');
-  return {
-    noCache: directives.has('no-cache'),
-    noStore: directives.has('no-store'),
-    onlyIfCached: directives.has('only-if-cached'),
-    maxAge: seconds('max-age'),
-    minFresh: seconds('min-fresh'),
-    maxStale:
-      maxStale === undefined ? undefined : maxStale === true ? Number.POSITIVE_INFINITY : (deltaSeconds(maxStale) ?? 0),
-  };
 }
 
 /** The response-caching middleware of one route, or of a whole app or router (`app.use(cache.response())`). */
