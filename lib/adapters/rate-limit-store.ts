@@ -35,8 +35,6 @@ return 0
   { keys: 1 },
 );
 
-const resetScript = new RedisScript('rate-limit-store reset', "return redis.call('DEL', KEYS[1])", { keys: 1 });
-
 /** No limit: express-rate-limit compares the count with its own `limit`. */
 const uncapped = Number.MAX_SAFE_INTEGER;
 
@@ -103,7 +101,7 @@ export class RateLimitStore {
 
   /** Forgets the client's hits. */
   async resetKey(key: string): Promise<void> {
-    await this.call.run(resetScript, [this.prefix + key], []);
+    await this.call((redis) => redis.del(this.prefix + key));
   }
 
   /** Forgets every client's hits under the prefix (SCAN, every master on a Cluster; never KEYS or FLUSHDB). */

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { lazyRedis } from '../connection.js';
+import { tryParseDuration } from '../duration.js';
 import { type Logger, OutageReporter, resolveLogger } from '../logger.js';
 import { commonMiddlewareOptions, fn, maxDurationMs, parseOptions, timerDurationMs } from '../options.js';
 import { boundedCaller, type RedisCaller } from '../redis/bounded.js';
@@ -47,9 +48,7 @@ export const sessionStoreSchema = z.strictObject({
     .union([
       z.number().positive(),
       z.string().transform((value, ctx) => {
-        const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(value.trim());
-        const unit = { ms: 0.001, s: 1, m: 60, h: 3_600, d: 86_400 };
-        const seconds = match ? Math.ceil(Number(match[1]) * unit[match[2] as keyof typeof unit]) : 0;
+        const seconds = Math.ceil((tryParseDuration(value) ?? 0) / 1000);
         if (seconds > 0) return seconds;
         ctx.addIssue({ code: 'custom', message: "expected seconds or a duration like '30m', '1d'" });
         return z.NEVER;
@@ -71,20 +70,6 @@ export const sessionStoreSchema = z.strictObject({
 
 export type SessionStoreOptions = z.input<typeof sessionStoreSchema>;
 
-/** Stores `ARGV[1]` at KEYS[1] for ARGV[2] ms, or deletes it when that is not positive. */
-const setSessionScript = new RedisScript(
-  'session-store set',
-  `
-if tonumber(ARGV[2]) <= 0 then
-  redis.call('DEL', KEYS[1])
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-`,
-  { keys: 1 },
-);
-
 /** Extends KEYS[1]'s expiry to ARGV[1] ms, never shortening it and never creating the key. */
 const touchSessionScript = new RedisScript(
   'session-store touch',
@@ -96,11 +81,6 @@ return 1
 `,
   { keys: 1 },
 );
-
-const getSessionScript = new RedisScript('session-store get', "return redis.call('GET', KEYS[1])", { keys: 1 });
-const destroySessionScript = new RedisScript('session-store destroy', "return redis.call('DEL', KEYS[1])", {
-  keys: 1,
-});
 
 /** express-session's own `Store`, resolved from the app (it is an optional peer dependency). */
 function expressSessionStore(): { prototype: object } {
@@ -217,9 +197,8 @@ export class SessionStore extends EventEmitter {
    * `cookie.expires` is the one of its last write (`touch` extends the key, not the stored value).
    */
   get(sid: string, callback?: Callback): Promise<StoredSession | null> {
-    const work = this.call
-      .run(getSessionScript, [this.prefix + sid], [])
-      .then((raw) => (raw === null || raw === undefined ? null : this.parse(sid, String(raw))));
+    const key = this.prefix + sid;
+    const work = this.call((redis) => redis.get(key)).then((raw) => (raw === null ? null : this.parse(sid, raw)));
     return settle(work, callback, this.logger);
   }
 
@@ -227,8 +206,13 @@ export class SessionStore extends EventEmitter {
   set(sid: string, session: StoredSession, callback?: Callback): Promise<void> {
     const work = (async () => {
       const ttlMs = this.lifetimeMs(session);
-      const value = ttlMs > 0 ? this.serializer.stringify(session) : '';
-      await this.call.run(setSessionScript, [this.prefix + sid], [value, Math.max(ttlMs, 0)]);
+      const key = this.prefix + sid;
+      if (ttlMs > 0) {
+        const value = this.serializer.stringify(session);
+        await this.call((redis) => redis.set(key, value, 'PX', ttlMs));
+      } else {
+        await this.call((redis) => redis.del(key)); // a lifetime that is already over ends the session
+      }
     })();
     return settle(work, callback, this.logger);
   }
@@ -242,15 +226,17 @@ export class SessionStore extends EventEmitter {
     const work = (async () => {
       const ttlMs = this.lifetimeMs(session);
       // A lifetime that is already over ends the session, as connect-redis' EXPIRE 0 does.
-      if (ttlMs > 0) await this.call.run(touchSessionScript, [this.prefix + sid], [ttlMs]);
-      else await this.call.run(destroySessionScript, [this.prefix + sid], []);
+      const key = this.prefix + sid;
+      if (ttlMs > 0) await this.call.run(touchSessionScript, [key], [ttlMs]);
+      else await this.call((redis) => redis.del(key));
     })();
     return settle(work, callback, this.logger);
   }
 
   /** Deletes a session. */
   destroy(sid: string, callback?: Callback): Promise<void> {
-    const work = this.call.run(destroySessionScript, [this.prefix + sid], []).then(() => undefined);
+    const key = this.prefix + sid;
+    const work = this.call((redis) => redis.del(key)).then(() => undefined);
     return settle(work, callback, this.logger);
   }
 
