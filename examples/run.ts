@@ -12,9 +12,12 @@ export const isMain = (moduleUrl: string) =>
 
 /** A Redis URL: REDIS_URL, or a private redis-server started now (and its stop function). */
 export async function exampleRedisUrl(): Promise<{ url: string; stop(): Promise<void> }> {
-  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: async () => {} };
+  if (process.env.REDIS_URL) {
+    console.log(`Using Redis at REDIS_URL (${process.env.REDIS_URL.replace(/\/\/[^@/]*@/, '//***@')})`);
+    return { url: process.env.REDIS_URL, stop: async () => {} };
+  }
   const embedded = await startEmbeddedRedis();
-  console.log(`No REDIS_URL set: started an embedded redis-server at ${embedded.url}`);
+  console.log(`No REDIS_URL set: started an embedded redis-server at ${embedded.url} (stopped on exit)`);
   return { url: embedded.url, stop: () => embedded.stop() };
 }
 
@@ -23,8 +26,14 @@ export async function runExample(build: (redis: RedisClient) => Express): Promis
   const redisUrl = await exampleRedisUrl();
   const redis = createRedis(redisUrl.url);
   const port = Number(process.env.PORT ?? 3000);
-  const server = build(redis).listen(port, '127.0.0.1', () => console.log(`listening on http://127.0.0.1:${port}/`));
+  const server = build(redis).listen(port, '127.0.0.1', () => {
+    const { port: listening } = server.address() as { port: number };
+    console.log(`listening on http://127.0.0.1:${listening}/ (Ctrl-C to stop)`);
+  });
+  let stopping = false;
   const stop = async () => {
+    if (stopping) return;
+    stopping = true;
     server.closeAllConnections();
     server.close();
     await redis.quit().catch(() => redis.disconnect());

@@ -189,7 +189,7 @@ describe('examples/graceful-shutdown.ts', () => {
       /listening on http:\/\/127\.0\.0\.1:\d+/,
     );
     await run.started;
-    const port = Number(/127\.0\.0\.1:(\d+)/.exec(run.output())?.[1]);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(run.output())?.[1]);
     const inFlight = fetch(`http://127.0.0.1:${port}/slow`).then((response) => response.json());
     await sleep(100);
     const exited = once(run.child, 'exit');
