@@ -11,6 +11,8 @@ const expressTests = [
   'tests/stack.test.ts',
   'tests/http/**/*.test.ts',
   'tests/adapters/**/*.test.ts',
+  'tests/events.test.ts',
+  'tests/metrics/**/*.test.ts',
 ];
 
 /** Files that talk to Redis: they run on ioredis 6 as well. */

@@ -2,8 +2,9 @@ import { once } from 'node:events';
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { RedisUnavailableError } from './errors.js';
+import { type Emit, eventEmitter } from './events.js';
 import { type Logger, resolveLogger } from './logger.js';
-import { durationMs, loggerSchema, parseOptions } from './options.js';
+import { durationMs, loggerSchema, onEventOption, parseOptions } from './options.js';
 import type { RedisClient } from './redis/client.js';
 
 /** Reconnection schedule: exponential backoff with jitter. */
@@ -72,6 +73,8 @@ const connectionSchema = z.strictObject({
   }),
   /** Receives one warning per outage. @default console */
   logger: loggerSchema.optional(),
+  /** Receives a `redis.error` event (`source: 'connection'`) for every connection error. */
+  onEvent: onEventOption,
   /** Connect to a Redis Cluster instead: `{ nodes: ['redis://10.0.0.1:7000', { host, port }] }`. */
   cluster: z
     .strictObject({
@@ -116,9 +119,17 @@ function toClusterNode(node: z.output<typeof nodeSchema>): ClusterNode {
 }
 
 /** Logs a refused or dropped connection once per outage; a client without an `error` listener would crash the process. */
-function reportOutages(client: RedisClient, logger: Logger, label: string): void {
+function reportOutages(client: RedisClient, logger: Logger, label: string, emit: Emit | undefined): void {
   let down = false;
   client.on('error', (error: Error) => {
+    emit?.({
+      type: 'redis.error',
+      source: 'connection',
+      action: 'reconnecting',
+      operation: 'connection',
+      error,
+      durationMs: 0,
+    });
     if (down) return;
     down = true;
     logger.warn(`redisware: Redis connection to ${label} failed: ${error.message}`);
@@ -138,7 +149,11 @@ function reportOutages(client: RedisClient, logger: Logger, label: string): void
  */
 export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisClient {
   const input = typeof urlOrOptions === 'string' ? { url: urlOrOptions } : urlOrOptions;
-  const { retry, logger, cluster, sentinel, url, ...rest } = parseOptions('createRedis', connectionSchema, input);
+  const { retry, logger, cluster, sentinel, url, onEvent, ...rest } = parseOptions(
+    'createRedis',
+    connectionSchema,
+    input,
+  );
   const retryStrategy = (attempt: number) => backoffDelay(attempt, retry);
   const common: RedisOptions = {
     ...rest,
@@ -147,6 +162,7 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
     retryStrategy,
   };
   const log = resolveLogger(logger);
+  const emit = eventEmitter(onEvent, log, 'createRedis');
 
   if (cluster) {
     const nodes = cluster.nodes.map(toClusterNode);
@@ -162,6 +178,7 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
       client,
       log,
       `cluster ${nodes.map((n) => (typeof n === 'object' ? `${n.host}:${n.port}` : n)).join(',')}`,
+      emit,
     );
     return client;
   }
@@ -181,14 +198,14 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
       sentinelReconnectStrategy: () => null,
     });
     rejectUnansweredOnClose(client);
-    reportOutages(client, log, `sentinel master ${sentinel.name}`);
+    reportOutages(client, log, `sentinel master ${sentinel.name}`, emit);
     return client;
   }
 
   const target = url ?? (rest.host || rest.port ? undefined : defaultRedisUrl());
   const client = target === undefined ? new Redis(common) : new Redis(target, common);
   rejectUnansweredOnClose(client);
-  reportOutages(client, log, target ? redactUrl(target) : `${rest.host ?? '127.0.0.1'}:${rest.port ?? 6379}`);
+  reportOutages(client, log, target ? redactUrl(target) : `${rest.host ?? '127.0.0.1'}:${rest.port ?? 6379}`, emit);
   return client;
 }
 

@@ -16,6 +16,22 @@ export type { Duration } from './duration.js';
 export { parseDuration } from './duration.js';
 // Errors a caller may want to tell apart (instanceof or `code`).
 export { LockTimeoutError, RedisTimeoutError, RedisUnavailableError } from './errors.js';
+export type {
+  CacheBypassEvent,
+  CacheCoalescedEvent,
+  CacheInvalidatedEvent,
+  CacheLookupEvent,
+  CacheStoredEvent,
+  EventHook,
+  LockEvent,
+  RateLimitAllowedEvent,
+  RateLimitBlockedEvent,
+  RedisErrorEvent,
+  RediswareEvent,
+  SessionEvent,
+} from './events.js';
+// The `onEvent` stream: every event type, and one hook feeding several.
+export { combineEventHooks, eventTypes } from './events.js';
 export type { KeyPart, Keyspace } from './keys.js';
 // Key naming: collision-free keys, per-app keyspaces, Cluster hash tags.
 export { hashTag, key, keyspace } from './keys.js';

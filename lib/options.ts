@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { type Duration, durationExpectation, tryParseDuration } from './duration.js';
+import type { EventHook } from './events.js';
 import type { Logger } from './logger.js';
 import type { AnyRedisClient, RedisClient } from './redis/client.js';
 
@@ -117,6 +118,12 @@ export const loggerSchema = z.custom<Logger>(
     typeof (value as Logger).error === 'function',
   { message: 'expected an object with warn() and error() methods' },
 );
+
+/**
+ * The `onEvent` option of every factory: called with each event (`rateLimit.blocked`, `cache.hit`, …; see
+ * `RediswareEvent`). A hook that throws is logged once and never breaks a request. Unset, events cost nothing.
+ */
+export const onEventOption = fn<EventHook>().optional();
 
 /** An ioredis `Redis` or `Cluster`, from any copy of ioredis 5 or 6 (see `AnyRedisClient`). */
 export const redisSchema = z

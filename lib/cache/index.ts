@@ -1,4 +1,5 @@
 import type { RequestHandler } from 'express';
+import { now as clock, since } from '../events.js';
 import { nameArgument } from '../keys.js';
 import { parseOptions } from '../options.js';
 import { createCoalescer } from './coalesce.js';
@@ -55,7 +56,7 @@ type Read<T> = { found: true; value: T } | { found: false };
 export function createCache(options?: CreateCacheOptions): Cache {
   const config = parseOptions('createCache', cacheSchema, options);
   const store = createCacheStore(config);
-  const { call, valueKey } = store;
+  const { call, valueKey, emit } = store;
   const filled = `${config.prefix}:filled`;
   const responses = createCoalescer<StoredResponse>(store, filled);
   const values = createCoalescer<Read<unknown>>(store, filled);
@@ -71,8 +72,10 @@ export function createCache(options?: CreateCacheOptions): Cache {
   }
 
   async function invalidateTags(...tags: string[]): Promise<number> {
+    const started = emit ? clock() : 0;
     let deleted = 0;
     for (const tag of tags) deleted += await store.invalidateTag(tag);
+    emit?.({ type: 'cache.invalidated', tags, count: deleted, durationMs: since(started) });
     return deleted;
   }
 
@@ -82,20 +85,38 @@ export function createCache(options?: CreateCacheOptions): Cache {
    */
   async function loadValue<T>(key: string, loader: () => T | Promise<T>, ttlMs: number, tags: string[]): Promise<T> {
     let cached: Read<T>;
+    const started = emit ? clock() : 0;
     try {
       cached = await readValue<T>(key);
-    } catch {
+    } catch (error) {
+      emit?.({
+        type: 'redis.error',
+        source: 'cache',
+        action: 'bypassed',
+        operation: 'read',
+        error: error as Error,
+        durationMs: since(started),
+      });
       return loader(); // Redis unreachable: load without the cache
     }
-    if (cached.found) return cached.value;
+    if (cached.found) {
+      emit?.({ type: 'cache.hit', route: key, key: valueKey(key), durationMs: since(started) });
+      return cached.value;
+    }
+    emit?.({ type: 'cache.miss', route: key, key: valueKey(key), durationMs: since(started) });
     const lockKey = `lock:${valueKey(key)}`;
     const lock = await values.lock(lockKey, 10_000);
     if (lock === null) return loader();
     if (lock === undefined) {
       // Another process is loading it: wait until it says it finished, then read its value or load ourselves.
+      const waitStarted = emit ? clock() : 0;
       if (await values.waitForHolder(valueKey(key), lockKey, 3_000)) {
         const again = await readValue<T>(key).catch((): Read<T> => ({ found: false }));
-        if (again.found) return again.value;
+        if (again.found) {
+          const durationMs = since(waitStarted);
+          emit?.({ type: 'cache.coalesced', route: key, key: valueKey(key), across: 'instances', durationMs });
+          return again.value;
+        }
       }
       return loader();
     }
@@ -109,7 +130,18 @@ export function createCache(options?: CreateCacheOptions): Cache {
         store.logger.error(`redisware ${(error as Error).message}`);
       }
       if (json !== undefined) {
-        await store.store(valueKey(key), valueKey(key), json, ttlMs, tags).catch(() => {});
+        const storeStarted = emit ? clock() : 0;
+        await store.store(valueKey(key), valueKey(key), json, ttlMs, tags).then(
+          () => {
+            const size = Buffer.byteLength(json);
+            const durationMs = since(storeStarted);
+            emit?.({ type: 'cache.stored', route: key, key: valueKey(key), size, ttlMs, durationMs });
+          },
+          (error: Error) => {
+            const durationMs = since(storeStarted);
+            emit?.({ type: 'redis.error', source: 'cache', action: 'bypassed', operation: 'store', error, durationMs });
+          },
+        );
       }
       return value;
     } finally {
@@ -140,9 +172,11 @@ export function createCache(options?: CreateCacheOptions): Cache {
 
     async delete(key: string): Promise<void> {
       nameArgument(key, 'cache.delete: key');
-      await store.deleteKey(key);
+      const started = emit ? clock() : 0;
+      let count = await store.deleteKey(key);
       const path = deletedPath(key);
-      if (path !== undefined) await store.invalidateTag(urlTag(path));
+      if (path !== undefined) count += await store.invalidateTag(urlTag(path));
+      emit?.({ type: 'cache.invalidated', key, count, durationMs: since(started) });
     },
 
     async invalidateTags(...tags: string[]): Promise<number> {
@@ -160,8 +194,13 @@ export function createCache(options?: CreateCacheOptions): Cache {
       const { ttl, tags } = parseOptions('cache.wrap', valueSchema, valueOptions);
       const running = values.flight(key);
       if (running) {
+        const started = emit ? clock() : 0;
         const shared = await running.outcome;
-        if (shared?.found) return shared.value as T;
+        if (shared?.found) {
+          const durationMs = since(started);
+          emit?.({ type: 'cache.coalesced', route: key, key: valueKey(key), across: 'process', durationMs });
+          return shared.value as T;
+        }
       }
       const flight = values.begin(key);
       try {
@@ -185,8 +224,8 @@ let defaultCache: Cache | undefined;
  * Takes the response options plus `redis` and `prefix`; without them it uses a default cache on `defaultRedis()`.
  */
 export function cacheResponse(options: CacheResponseOptions & CreateCacheOptions = {}): RequestHandler {
-  const { redis, prefix, logger, timeout, localBytes, batch, ...responseOptions } = options;
-  const cacheOptions = { redis, prefix, logger, timeout, localBytes, batch };
+  const { redis, prefix, logger, timeout, localBytes, batch, onEvent, ...responseOptions } = options;
+  const cacheOptions = { redis, prefix, logger, timeout, localBytes, batch, onEvent };
   if (Object.values(cacheOptions).some((value) => value !== undefined)) {
     return createCache(cacheOptions).response(responseOptions);
   }

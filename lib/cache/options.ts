@@ -1,6 +1,14 @@
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { durationMs, fn, loggerSchema, positiveDurationMs, redisSchema, timerDurationMs } from '../options.js';
+import {
+  durationMs,
+  fn,
+  loggerSchema,
+  onEventOption,
+  positiveDurationMs,
+  redisSchema,
+  timerDurationMs,
+} from '../options.js';
 
 /** Options of `createCache()`. */
 export const cacheSchema = z.strictObject({
@@ -25,6 +33,8 @@ export const cacheSchema = z.strictObject({
     .int()
     .min(0)
     .default(32 * 1024 * 1024),
+  /** Receives `cache.hit` / `miss` / `stale` / `bypass` / `coalesced` / `stored` / `invalidated` and `redis.error` events. */
+  onEvent: onEventOption,
 });
 
 export type CreateCacheOptions = z.input<typeof cacheSchema>;

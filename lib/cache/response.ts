@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import parseRange from 'range-parser';
-import { isPersonal, sessionIdentity } from '../http/marks.js';
+import { now as clock, since } from '../events.js';
+import { isBackground, isPersonal, sessionIdentity } from '../http/marks.js';
 import { holdEnd } from '../http/response.js';
 import { type CapturedResponse, captureResponse, type Head, type HeadDecision, headerSnapshot } from './capture.js';
 import type { Coalescer } from './coalesce.js';
@@ -56,6 +57,8 @@ interface Lookup {
   snapshot: Map<string, string>;
   /** Whether the key names the request's session (`perSession`, with a session middleware in front). */
   perSession: boolean;
+  /** How long the lookup waited on Redis, in ms (measured only with an `onEvent` hook). */
+  redisMs: number;
 }
 
 /** How a response that may be stored is stored: with `freshness: 'http'`, as its directives say. */
@@ -80,6 +83,43 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     statuses: responseConfig.statuses ? statuses : undefined,
   };
   const lockConfig = responseConfig.lock;
+  const { emit } = store;
+
+  /** The route of an event: the route's pattern when the cache is on one (`/users/:id`), else the path. */
+  function routeOf(req: Request): string {
+    const pattern = (req.route as { path?: unknown } | undefined)?.path;
+    return `${req.baseUrl ?? ''}${typeof pattern === 'string' ? pattern : req.path}`;
+  }
+
+  /** Reports how a client's request was answered (background refreshes are not client requests). */
+  function reportLookup(req: Request, lookup: Lookup, type: 'cache.hit' | 'cache.stale' | 'cache.miss', size?: number) {
+    if (!emit || isBackground(req)) return;
+    emit({ type, route: routeOf(req), key: lookup.base, durationMs: lookup.redisMs, size });
+  }
+
+  /** Answers from `entry` (see `serve`), reporting it as a HIT or STALE. */
+  function serveFound(req: Request, res: Response, entry: StoredResponse, label: 'HIT' | 'STALE', lookup: Lookup) {
+    if (emit) reportLookup(req, lookup, label === 'HIT' ? 'cache.hit' : 'cache.stale', entry.body.length);
+    serve(req, res, entry, label);
+  }
+
+  /** Answers with the entry another request produced (see `serve`), reporting the wait. */
+  function serveCoalesced(
+    req: Request,
+    res: Response,
+    entry: StoredResponse,
+    lookup: Lookup,
+    across: 'process' | 'instances',
+    started: number,
+  ) {
+    emit?.({ type: 'cache.coalesced', route: routeOf(req), key: lookup.base, across, durationMs: since(started) });
+    serve(req, res, entry, 'HIT');
+  }
+
+  function reportBypass(req: Request, reason: 'method' | 'authorization' | 'redis-error') {
+    if (!emit) return;
+    emit({ type: 'cache.bypass', route: routeOf(req), key: '', reason });
+  }
 
   /** Whether `entry` may answer a request without asking the handler. */
   const isFresh = (entry: StoredResponse, now: number) => entry.freshUntil > now && !entry.policy?.noCache;
@@ -141,6 +181,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       base: store.responseKey(cacheKey),
       snapshot: headerSnapshot(res),
       perSession: session !== undefined,
+      redisMs: 0,
     };
   }
 
@@ -456,6 +497,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     const captured = captureResponse(res, lookup.snapshot, responseConfig.maxBytes, (head): HeadDecision => {
       if (fallback && head.status >= 500) {
         options.onHead?.(false);
+        if (emit) reportLookup(req, lookup, 'cache.stale', fallback.body.length);
         return answerWith(req, fallback, 'STALE', false);
       }
       if (revalidate && head.status === 304) {
@@ -487,6 +529,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         decision = storable ? stored : undefined;
         options.onHead?.(storable);
         restoreConditional();
+        if (emit) reportLookup(req, lookup, 'cache.hit', entry.body.length);
         return answerWith(req, entry, 'HIT', true);
       }
       // The handler's own Vary: one set by outer middleware is about what they add, which is not stored and is
@@ -496,6 +539,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       const storable = decision !== undefined;
       options.onHead?.(storable);
       restoreConditional();
+      if (emit && options.label === 'MISS') reportLookup(req, lookup, 'cache.miss');
       const etag = head.all.etag === undefined ? undefined : String(head.all.etag);
       const lastModified = head.all['last-modified'] === undefined ? undefined : String(head.all['last-modified']);
       if ((head.status === 200 || head.status === 203) && notModified(req.headers, etag, lastModified)) {
@@ -520,16 +564,35 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       }
       const target = varyOn.length ? store.variantKey(lookup.base, variantId(req, varyOn)) : lookup.base;
       if (varyOn.length) store.rememberVary(lookup.base, varyOn);
+      const started = emit ? clock() : 0;
+      const keep = Math.ceil(decision.http ? keepFor(decision.http, Date.now(), ttlMs) : keepMs);
       try {
-        const keep = Math.ceil(decision.http ? keepFor(decision.http, Date.now(), ttlMs) : keepMs);
         await store.store(lookup.base, target, encodeResponse(entry), keep, tags, {
           names: varyOn,
           id: varyOn.length ? variantId(req, varyOn) : '',
         });
-      } catch {
+      } catch (error) {
         // Stored or not, the client already has its response; the next request simply misses.
+        const durationMs = since(started);
+        emit?.({
+          type: 'redis.error',
+          source: 'cache',
+          action: 'bypassed',
+          operation: 'store',
+          error: error as Error,
+          durationMs,
+        });
         return undefined;
       }
+      emit?.({
+        type: 'cache.stored',
+        route: routeOf(req),
+        key: target,
+        size: entry.body.length,
+        ttlMs: keep,
+        durationMs: since(started),
+        background: isBackground(req) || undefined,
+      });
       return entry;
     });
   }
@@ -554,6 +617,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     }
     const running = coalescer.flight(lookup.base);
     if (running) {
+      const started = emit ? clock() : 0;
       let timer: NodeJS.Timeout | undefined;
       const shared = await Promise.race([
         running.outcome,
@@ -562,7 +626,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         }),
       ]);
       clearTimeout(timer);
-      if (shared && varyMatches(shared, req)) return serve(req, res, shared, 'HIT');
+      if (shared && varyMatches(shared, req)) return serveCoalesced(req, res, shared, lookup, 'process', started);
       // Not a response for this request (not stored, another variant, or too slow): produce and store its own.
       await runAndStore(req, res, next, lookup, { label: 'MISS', store: true, fallback, revalidate });
       return;
@@ -572,11 +636,12 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     const lock = await coalescer.lock(lockKey, lockConfig.ttl);
     if (lock === undefined) {
       // Another process is producing it: wait until it says it finished, then use its entry, or produce ours.
+      const started = emit ? clock() : 0;
       const finished = await coalescer.waitForHolder(lookup.base, lockKey, lockConfig.wait);
       const found = finished ? await store.readResponse(lookup.cacheKey, req).catch(() => undefined) : undefined;
       if (found && found.entry.freshUntil > Date.now() && varyMatches(found.entry, req)) {
         flight.settle(found.entry);
-        return serve(req, res, found.entry, 'HIT');
+        return serveCoalesced(req, res, found.entry, lookup, 'instances', started);
       }
       // Finished without an entry for us: produce and store our own. Timed out: produce it, and leave the storing
       // to the process that holds the lock.
@@ -629,7 +694,13 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       const invalidations: Promise<unknown>[] = [];
       try {
         if (responseConfig.key) {
-          invalidations.push(store.deleteKey(responseConfig.key(req)));
+          const key = responseConfig.key(req);
+          const started = emit ? clock() : 0;
+          invalidations.push(
+            store
+              .deleteKey(key)
+              .then((count) => emit?.({ type: 'cache.invalidated', key, count, durationMs: since(started) })),
+          );
         } else {
           paths.add(requestPath(req));
           const origin = originOf(req);
@@ -656,6 +727,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     try {
       const method = req.method;
       if (method !== 'GET' && method !== 'HEAD') {
+        if (emit) reportBypass(req, 'method');
         res.setHeader('X-Cache', 'BYPASS');
         if (!safeMethods.has(method)) invalidateOnSuccess(req, res);
         return next();
@@ -664,6 +736,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       // its response stored only if they do: RFC 9111 §3.5).
       const authorized = req.headers.authorization !== undefined && !responseConfig.allowAuthorized;
       if (authorized && !httpMode) {
+        if (emit) reportBypass(req, 'authorization');
         res.setHeader('X-Cache', 'BYPASS');
         return next();
       }
@@ -692,9 +765,23 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       const asked =
         httpMode && responseConfig.requestCacheControl ? requestDirectives(req.headers['cache-control']) : undefined;
       let found: Awaited<ReturnType<typeof store.readResponse>>;
+      const started = emit ? clock() : 0;
       try {
         found = await store.readResponse(cacheKey, req);
-      } catch {
+        if (emit) lookup.redisMs = since(started);
+      } catch (error) {
+        if (emit) {
+          const durationMs = since(started);
+          emit({
+            type: 'redis.error',
+            source: 'cache',
+            action: 'bypassed',
+            operation: 'read',
+            error: error as Error,
+            durationMs,
+          });
+          reportBypass(req, 'redis-error');
+        }
         await runAndStore(req, res, next, lookup, { label: 'BYPASS', store: false });
         return;
       }
@@ -703,6 +790,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       if (entry && !varyMatches(entry, req)) entry = undefined;
       if (asked?.onlyIfCached && (!entry || !usableFor(asked, entry, Date.now()))) {
         // RFC 9111 §5.2.1.7: nothing stored that may answer it.
+        if (emit) reportLookup(req, lookup, 'cache.miss');
         res.setHeader('X-Cache', 'MISS');
         res.status(504).end();
         return;
@@ -710,7 +798,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       if (authorized || asked?.noStore) {
         // Not shared with anyone else's flight: produced for this request, stored only if its directives allow.
         if (entry && (asked ? usableFor(asked, entry, Date.now()) : isFresh(entry, Date.now()))) {
-          return serve(req, res, entry, 'HIT');
+          return serveFound(req, res, entry, 'HIT', lookup);
         }
         await runAndStore(req, res, next, lookup, { label: 'MISS', store: !asked?.noStore, revalidate: entry });
         return;
@@ -723,15 +811,15 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         if (asked && refusedBy(asked, entry, now)) {
           return await missPath(req, res, next, lookup, { fallback, revalidate: entry });
         }
-        if (isFresh(entry, now)) return serve(req, res, entry, 'HIT');
+        if (isFresh(entry, now)) return serveFound(req, res, entry, 'HIT', lookup);
         if (asked?.maxStale !== undefined && !entry.policy?.mustRevalidate && !entry.policy?.noCache) {
-          if (staleFor <= asked.maxStale * 1000) return serve(req, res, entry, 'STALE');
+          if (staleFor <= asked.maxStale * 1000) return serveFound(req, res, entry, 'STALE', lookup);
         }
         if (!entry.policy?.noCache && staleFor < staleWhileRevalidateOf(entry)) {
           // Every request gets the stale entry at once; one of them, across processes (whoever gets the lock),
           // has it refreshed in the background.
           const connection = connectionFacts(req);
-          serve(req, res, entry, 'STALE');
+          serveFound(req, res, entry, 'STALE', lookup);
           const leaseMs = lockConfig?.ttl ?? 10_000;
           const lock = await coalescer.lock(store.lockKey(lookup.base), leaseMs);
           if (lock) {

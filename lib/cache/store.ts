@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import type { Request } from 'express';
 import type { z } from 'zod';
 import { lazyRedis } from '../connection.js';
+import { eventEmitter } from '../events.js';
 import { hashTag, keyspace } from '../keys.js';
 import { type Logger, OutageReporter, resolveLogger } from '../logger.js';
 import { boundedCaller } from '../redis/bounded.js';
@@ -319,6 +320,8 @@ export function createCacheStore(config: z.output<typeof cacheSchema>) {
     deleteKey,
     localCopies,
     logger,
+    /** Reports to `onEvent`; `undefined` without one. */
+    emit: eventEmitter(config.onEvent, logger, 'cache'),
     timeout: config.timeout,
     ttl: config.ttl,
   };

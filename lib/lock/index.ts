@@ -2,8 +2,18 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { defaultRedis } from '../connection.js';
 import { LockTimeoutError } from '../errors.js';
+import { now as clock, eventEmitter, since } from '../events.js';
 import { keyspace, nameArgument } from '../keys.js';
-import { maxTimerMs, parseOptions, positiveDurationMs, redisSchema, timerDurationMs } from '../options.js';
+import { resolveLogger } from '../logger.js';
+import {
+  loggerSchema,
+  maxTimerMs,
+  onEventOption,
+  parseOptions,
+  positiveDurationMs,
+  redisSchema,
+  timerDurationMs,
+} from '../options.js';
 import { pause } from '../pause.js';
 import { boundedCall } from '../redis/bounded.js';
 import type { RedisClient } from '../redis/client.js';
@@ -18,6 +28,10 @@ const lockSchema = z.strictObject({
   waitTimeout: timerDurationMs.default(5_000),
   /** The longest one Redis command may take. @default '1s' */
   timeout: timerDurationMs.default(1_000),
+  /** Receives `lock.acquired`, `lock.timeout` and `redis.error` events. */
+  onEvent: onEventOption,
+  /** Where a throwing `onEvent` is reported. @default console */
+  logger: loggerSchema.optional(),
 });
 
 /** Options of {@link withLock}. */
@@ -101,11 +115,29 @@ export async function withLock<T>(resource: string, fn: () => T | Promise<T>, op
   if (typeof fn !== 'function') throw new TypeError('withLock: fn is invalid (expected a function)');
   const config = parseOptions('withLock', lockSchema, options);
   const redis = config.redis ?? defaultRedis();
+  const emit = eventEmitter(config.onEvent, resolveLogger(config.logger), 'withLock');
+  const key = lockKey(resource);
+  const started = emit ? clock() : 0;
   const deadline = Date.now() + config.waitTimeout;
   let delay = 10;
   for (;;) {
-    const lock = await tryLock(redis, lockKey(resource), config.ttl, config.timeout);
+    let lock: HeldLock | undefined;
+    try {
+      lock = await tryLock(redis, key, config.ttl, config.timeout);
+    } catch (error) {
+      const durationMs = since(started);
+      emit?.({
+        type: 'redis.error',
+        source: 'lock',
+        action: 'failed',
+        operation: 'lock',
+        error: error as Error,
+        durationMs,
+      });
+      throw error;
+    }
     if (lock) {
+      emit?.({ type: 'lock.acquired', resource, key, durationMs: since(started) });
       try {
         return await fn();
       } finally {
@@ -113,7 +145,10 @@ export async function withLock<T>(resource: string, fn: () => T | Promise<T>, op
       }
     }
     const left = deadline - Date.now();
-    if (left <= 0) throw new LockTimeoutError(resource, config.waitTimeout);
+    if (left <= 0) {
+      emit?.({ type: 'lock.timeout', resource, key, durationMs: since(started) });
+      throw new LockTimeoutError(resource, config.waitTimeout);
+    }
     await pause(Math.min(left, delay / 2 + Math.random() * delay));
     delay = Math.min(delay * 2, 200);
   }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { lazyRedis } from '../connection.js';
+import { now as clock, eventEmitter, since } from '../events.js';
 import { isBackground } from '../http/marks.js';
 import { hashTag, keyspace, nameArgument } from '../keys.js';
 import { OutageReporter, resolveLogger } from '../logger.js';
@@ -73,6 +74,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     logger,
     'rateLimit could not use Redis (down, slow or refusing), applying onRedisError',
   );
+  const emit = eventEmitter(config.onEvent, logger, 'rateLimit');
   const scripts = algorithms[config.algorithm];
   const rules: RateLimitRule[] | undefined = Array.isArray(config.limit) ? config.limit : undefined;
   const rulesScript = rules
@@ -283,14 +285,32 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     if (blocked) {
       req.rateLimit = blocked;
       setRateLimitHeaders(res, config.headers, blocked, windowSeconds, now);
+      emit?.({
+        type: 'rateLimit.blocked',
+        key: clientKey,
+        limit: blocked.limit,
+        used: blocked.used,
+        retryAfter: retryAfterSeconds(blocked, now),
+        fromMemory: true,
+        durationMs: 0,
+      });
       return respondLimited(req, res, next, blocked, now);
     }
     if (blocks && !listeningForResets) listenForResets();
     const script = rulesScript ?? scripts.hit;
     const args = cost === fixedCost && limit === fixedLimit ? fixedHitArgs : hitArgs(cost, limit);
+    const started = emit ? clock() : 0;
     call.script(script, keys, args, (error, reply) => {
       try {
         if (error) {
+          emit?.({
+            type: 'redis.error',
+            source: 'rateLimit',
+            action: config.onRedisError === 'allow' ? 'allowed' : 'denied',
+            operation: 'hit',
+            error,
+            durationMs: since(started),
+          });
           if (config.onRedisError === 'allow') return next();
           res.setHeader('Retry-After', '1');
           res.status(503).send('Service Unavailable: the rate limiter cannot reach its store.');
@@ -304,10 +324,27 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
         setRateLimitHeaders(res, config.headers, info, windowSeconds, answeredAt);
         if ((reply as number[])[0] !== 1) {
           blocks?.set(keys[0], info, cost);
+          emit?.({
+            type: 'rateLimit.blocked',
+            key: clientKey,
+            limit: info.limit,
+            used: info.used,
+            retryAfter: retryAfterSeconds(info, answeredAt),
+            fromMemory: false,
+            durationMs: since(started),
+          });
           respondLimited(req, res, next, info, answeredAt)?.catch(next);
           return;
         }
         if (refundOn && cost > 0) refundWhenDone(res, hit, reply as number[], answeredAt);
+        emit?.({
+          type: 'rateLimit.allowed',
+          key: clientKey,
+          limit: info.limit,
+          used: info.used,
+          remaining: info.remaining,
+          durationMs: since(started),
+        });
         next();
       } catch (thrown) {
         next(thrown);

@@ -1,6 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
-import { commonMiddlewareOptions, fn, positiveDurationMs } from '../options.js';
+import { commonMiddlewareOptions, fn, onEventOption, positiveDurationMs } from '../options.js';
 
 /** One rule of a limiter with several (`limit: [{ limit, window }, …]`), as it stands for a client. */
 export interface RateLimitRuleInfo {
@@ -133,6 +133,8 @@ export const rateLimitSchema = z.strictObject({
   onRedisError: z.enum(['allow', 'deny']).default('allow'),
   /** Answer an already-limited client from memory until its reset, without asking Redis. @default true */
   blockCache: z.boolean().default(true),
+  /** Receives `rateLimit.allowed`, `rateLimit.blocked` and `redis.error` events. */
+  onEvent: onEventOption,
 });
 
 /** Options of `rateLimit()` (all optional). */

@@ -1,4 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { now as clock, since } from '../events.js';
 import { isBackground, provideSessionIdentity } from '../http/marks.js';
 import { beforeHeaders, holdEnd } from '../http/response.js';
 import { nameArgument } from '../keys.js';
@@ -168,13 +169,23 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
         sendCookie(req, res, session, false);
         return proceed();
       }
+      const started = config.emit ? clock() : 0;
       storage.write(session, changes, (error) => {
         if (!error) {
           sendCookie(req, res, session);
           return proceed();
         }
         config.logger.error(`redisware redisSession: saving the session failed: ${error.message}`);
-        if (config.onRedisError === 'fail' && !res.headersSent) {
+        const deny = config.onRedisError === 'fail' && !res.headersSent;
+        config.emit?.({
+          type: 'redis.error',
+          source: 'session',
+          action: deny ? 'denied' : 'bypassed',
+          operation: 'save',
+          error,
+          durationMs: since(started),
+        });
+        if (deny) {
           respondUnavailable(res);
           proceed('Service Unavailable: the session could not be saved.');
         } else {
@@ -224,10 +235,23 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
       attach(req, res, next, new RedisSession(storage, req, newId, undefined, false));
       return;
     }
+    const emit = config.emit;
+    const started = emit ? clock() : 0;
     storage.loadThen(id, config.rolling, (error, loaded) => {
       try {
+        if (error) {
+          emit?.({
+            type: 'redis.error',
+            source: 'session',
+            action: config.onRedisError === 'continue' ? 'bypassed' : 'denied',
+            operation: 'load',
+            error,
+            durationMs: since(started),
+          });
+        }
         if (!error) {
           const found = Array.isArray(loaded) ? loaded : undefined;
+          if (!found) emit?.({ type: 'session.expired', durationMs: since(started) });
           const freshId = found || !config.genid ? undefined : storage.newId(req);
           attach(req, res, next, new RedisSession(storage, req, found ? id : freshId, found, false));
         } else if (config.onRedisError === 'continue') {

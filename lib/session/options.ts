@@ -2,9 +2,17 @@ import { serialize } from 'cookie';
 import type { Request } from 'express';
 import { z } from 'zod';
 import { lazyRedis } from '../connection.js';
+import { eventEmitter } from '../events.js';
 import { keyspace } from '../keys.js';
 import { OutageReporter, resolveLogger } from '../logger.js';
-import { commonMiddlewareOptions, durationMs, fn, parseOptions, positiveDurationMs } from '../options.js';
+import {
+  commonMiddlewareOptions,
+  durationMs,
+  fn,
+  onEventOption,
+  parseOptions,
+  positiveDurationMs,
+} from '../options.js';
 import { boundedCaller } from '../redis/bounded.js';
 
 const secretSchema = z.string().min(32, 'each secret must be at least 32 characters');
@@ -77,6 +85,8 @@ export const sessionSchema = z.strictObject({
     .optional(),
   /** Redis unreachable or slower than `timeout`: `'fail'` answers 503, `'continue'` gives an empty, unsaved session. @default 'fail' */
   onRedisError: z.enum(['fail', 'continue']).default('fail'),
+  /** Receives `session.created` / `regenerated` / `destroyed` / `expired` and `redis.error` events. */
+  onEvent: onEventOption,
 });
 
 /** Options of `redisSession()`. */
@@ -92,6 +102,8 @@ export function resolveConfig(options: RedisSessionOptions) {
     ...config,
     secrets: typeof config.secret === 'string' ? [config.secret] : config.secret,
     logger,
+    /** Reports to `onEvent`; `undefined` without one. */
+    emit: eventEmitter(config.onEvent, logger, 'redisSession'),
     /** Runs a command within `timeout`, logging each outage once. */
     call: boundedCaller({
       client: lazyRedis(config.redis),

@@ -1,5 +1,6 @@
 // The Redis side of sessions: loading, saving, regenerating and destroying them, and the per-user index.
 import type { Request } from 'express';
+import { now as clock, since } from '../events.js';
 import type { ScriptCallback } from '../redis/script.js';
 import {
   type Changes,
@@ -42,7 +43,7 @@ const genidPattern = /^[A-Za-z0-9_-]{8,128}$/;
 
 /** Loads, diffs and saves the sessions of one `redisSession()` middleware, and keeps its per-user index. */
 export function createSessionStorage(config: SessionConfig) {
-  const { call, sessionKey, userKey } = config;
+  const { call, sessionKey, userKey, emit } = config;
   /** The load script's arguments, built once: it runs on every request that has a session. */
   const loadArgs = {
     rolling: [config.ttl, config.absoluteTimeout, 1],
@@ -162,6 +163,7 @@ export function createSessionStorage(config: SessionConfig) {
               () => undefined,
               (error: Error) => error,
             );
+      const started = emit ? clock() : 0;
       call.script(saveSessionScript, [sessionKey(id)], args, (saveError, saved) => {
         const finish = (indexError: Error | undefined) => {
           const error =
@@ -174,7 +176,10 @@ export function createSessionStorage(config: SessionConfig) {
           s.indexedUser = user;
           // saved !== 1: destroyed or expired while this request ran; its changes must not bring it back.
           if (saved === 1) {
-            if (s.isNew) s.cookieOwed = true;
+            if (s.isNew) {
+              s.cookieOwed = true;
+              emit?.({ type: 'session.created', userId: user, durationMs: since(started) });
+            }
             s.isNew = false;
             if (lifetimeChanged && s.lifetime === lifetime) s.lifetimeChanged = false;
             for (let i = 0; i < changes.set.length; i += 2) s.saved.set(changes.set[i], changes.set[i + 1]);
@@ -211,6 +216,8 @@ export function createSessionStorage(config: SessionConfig) {
       mayChange(s, true);
       if (s.detached || s.destroyed) return;
       const wasStored = !s.isNew;
+      const started = emit ? clock() : 0;
+      const userId = s.indexedUser;
       const loaded = wasStored ? await storage.load(session.id, false) : null;
       if (loaded) {
         storage.fill(session, loaded);
@@ -219,7 +226,10 @@ export function createSessionStorage(config: SessionConfig) {
         s.isNew = true;
         // Gone (expired or destroyed elsewhere): like a request whose cookie names a gone session, it starts over
         // under a new id, never the old one.
-        if (wasStored) s.id = undefined;
+        if (wasStored) {
+          s.id = undefined;
+          emit?.({ type: 'session.expired', userId, durationMs: since(started) });
+        }
       }
     },
 
@@ -232,10 +242,13 @@ export function createSessionStorage(config: SessionConfig) {
     async regenerate(session: RedisSession, keepData: boolean): Promise<void> {
       const s = stateOf(session);
       mayChange(s, true);
+      const started = emit ? clock() : 0;
+      const userId = s.indexedUser;
       if (!s.isNew && s.id !== undefined) {
         const oldId = s.id;
         await Promise.all([call((c) => c.del(sessionKey(oldId))), updateUserIndex(oldId, s.indexedUser, undefined)]);
       }
+      emit?.({ type: 'session.regenerated', userId, durationMs: since(started) });
       if (!keepData) clearData(session);
       s.id = storage.newId(s.req);
       s.isNew = true;
@@ -261,7 +274,9 @@ export function createSessionStorage(config: SessionConfig) {
       s.indexedUser = undefined;
       clearData(session);
       if (stored === undefined) return;
+      const started = emit ? clock() : 0;
       await Promise.all([call((c) => c.del(sessionKey(stored))), updateUserIndex(stored, indexed, undefined)]);
+      emit?.({ type: 'session.destroyed', reason: 'destroy', userId: indexed, durationMs: since(started) });
     },
 
     /** The live sessions of `userId` (canonical: `42` and `'42'` are one user). Gone ones leave the index. */
@@ -301,6 +316,7 @@ export function createSessionStorage(config: SessionConfig) {
      * logged in meanwhile keeps its entry. Resolves to how many were deleted.
      */
     async destroyByUser(userId: string): Promise<number> {
+      const started = emit ? clock() : 0;
       const sessions = await storage.listByUser(userId);
       // The stored forms of this user: the string, and the number whose decimal string it is.
       const userJson = [JSON.stringify(userId)];
@@ -313,6 +329,10 @@ export function createSessionStorage(config: SessionConfig) {
       );
       const destroyed = sessions.filter((_, i) => deleted[i] === 1).map(({ id }) => id);
       if (destroyed.length) await call((redis) => redis.zrem(userKey(userId), ...destroyed));
+      if (emit) {
+        const durationMs = since(started);
+        for (const _ of destroyed) emit({ type: 'session.destroyed', reason: 'destroyByUser', userId, durationMs });
+      }
       return destroyed.length;
     },
   };

@@ -1,0 +1,227 @@
+// The `onEvent` hook every factory takes: what happened, as one object with a `type`, for dashboards and metrics.
+import type { Logger } from './logger.js';
+
+/** A request counted and let through by `rateLimit()`. */
+export interface RateLimitAllowedEvent {
+  type: 'rateLimit.allowed';
+  /** The client key (an IP address, an IPv6 network, or what `key` returned). */
+  key: string;
+  limit: number;
+  used: number;
+  remaining: number;
+  /** How long the request waited on Redis, in ms. */
+  durationMs: number;
+}
+
+/** A request refused by `rateLimit()` (429, or the `handler`). */
+export interface RateLimitBlockedEvent {
+  type: 'rateLimit.blocked';
+  key: string;
+  limit: number;
+  used: number;
+  /** Seconds until the client is admitted again (the `Retry-After` sent). */
+  retryAfter: number;
+  /** Answered from the in-memory block cache, without asking Redis (`durationMs` is then 0). */
+  fromMemory: boolean;
+  durationMs: number;
+}
+
+/**
+ * A session event of `redisSession()`. Session ids are never part of an event (they are bearer tokens); `userId` is
+ * the session's `userField`, when it has one.
+ */
+export interface SessionEvent {
+  /**
+   * `created`: a new session was first saved. `regenerated`: `regenerate()` moved it to a new id. `destroyed`:
+   * `destroy()` or `destroyByUser()` deleted it. `expired`: a request's signed cookie named a session Redis no
+   * longer holds (idle or absolute timeout, or deleted elsewhere).
+   */
+  type: 'session.created' | 'session.regenerated' | 'session.destroyed' | 'session.expired';
+  userId?: string;
+  /** For `session.destroyed`: `'destroy'` (that session's own request) or `'destroyByUser'` (log out everywhere). */
+  reason?: 'destroy' | 'destroyByUser';
+  /** How long the Redis step took, in ms. */
+  durationMs: number;
+}
+
+/** The fields every cache event carries. */
+interface CacheEventBase {
+  /** The route pattern when the cache is mounted on a route (`/users/:id`), else the request path; for `wrap` the key. */
+  route: string;
+  /** The Redis key of the entry (`cache:{…}`). */
+  key: string;
+}
+
+/** A cache answer of `cache.response()` / `cacheResponse()`, or a `wrap()` lookup. */
+export interface CacheLookupEvent extends CacheEventBase {
+  /**
+   * `hit`: answered from Redis, fresh (or freshened by the handler's 304). `stale`: answered with a stale entry
+   * (stale-while-revalidate, stale-if-error, `max-stale`). `miss`: the handler (or loader) produces the answer.
+   */
+  type: 'cache.hit' | 'cache.stale' | 'cache.miss';
+  /** How long the lookup waited on Redis, in ms. */
+  durationMs: number;
+  /** Bytes of the body served (`hit`, `stale`). */
+  size?: number;
+}
+
+/** A request the cache let through without looking (`cache.response()`). */
+export interface CacheBypassEvent extends CacheEventBase {
+  type: 'cache.bypass';
+  /** `'method'` (not GET or HEAD), `'authorization'` (an Authorization header), `'redis-error'` (Redis failed). */
+  reason: 'method' | 'authorization' | 'redis-error';
+}
+
+/** A MISS that waited for another request's handler instead of running its own. */
+export interface CacheCoalescedEvent extends CacheEventBase {
+  type: 'cache.coalesced';
+  /** `'process'`: a request in this process was producing it; `'instances'`: another instance held the lock. */
+  across: 'process' | 'instances';
+  /** How long it waited, in ms. */
+  durationMs: number;
+}
+
+/** An entry written to Redis. */
+export interface CacheStoredEvent extends CacheEventBase {
+  type: 'cache.stored';
+  /** Bytes of the stored body (of the JSON, for `wrap`). */
+  size: number;
+  /** How long Redis keeps it, in ms. */
+  ttlMs: number;
+  /** How long the write took, in ms. */
+  durationMs: number;
+  /** Stored by a background refresh (stale-while-revalidate), not for a waiting client. */
+  background?: boolean;
+}
+
+/** Entries deleted: `invalidateTags`, `delete`, or an unsafe request's own URL. */
+export interface CacheInvalidatedEvent {
+  type: 'cache.invalidated';
+  /** The tags invalidated (a URL's tag is `url:<path>`), or the key deleted. */
+  tags?: string[];
+  key?: string;
+  /** How many entries were deleted. */
+  count: number;
+  durationMs: number;
+}
+
+/** The lock of `withLock()` taken, or given up on. */
+export interface LockEvent {
+  /** `acquired`: `fn` runs now. `timeout`: `waitTimeout` passed without the lock (`LockTimeoutError`). */
+  type: 'lock.acquired' | 'lock.timeout';
+  resource: string;
+  /** The lock's Redis key (`lock:<resource>`). */
+  key: string;
+  /** How long it waited for the lock, in ms. */
+  durationMs: number;
+}
+
+/** Redis failed (down, slower than `timeout`, or refusing) and a middleware acted without it. */
+export interface RedisErrorEvent {
+  type: 'redis.error';
+  /** Who saw it. */
+  source: 'rateLimit' | 'session' | 'cache' | 'lock' | 'connection';
+  /**
+   * What it did instead: `'allowed'` the request (rateLimit `onRedisError: 'allow'`), `'denied'` it (503),
+   * `'bypassed'` Redis (the cache; a session with `onRedisError: 'continue'`; a change not saved), `'failed'` (the
+   * call rejected: `withLock`, `cache.wrap` then loads without the cache), `'reconnecting'` (a connection of
+   * `createRedis()`).
+   */
+  action: 'allowed' | 'denied' | 'bypassed' | 'failed' | 'reconnecting';
+  /** What failed: `'hit'`, `'load'`, `'save'`, `'read'`, `'store'`, `'lock'`, `'connection'`. */
+  operation: string;
+  error: Error;
+  /** How long it waited before giving up, in ms (0 for a connection error). */
+  durationMs: number;
+}
+
+/** Every event `onEvent` receives; tell them apart by `type`. */
+export type RediswareEvent =
+  | RateLimitAllowedEvent
+  | RateLimitBlockedEvent
+  | SessionEvent
+  | CacheLookupEvent
+  | CacheBypassEvent
+  | CacheCoalescedEvent
+  | CacheStoredEvent
+  | CacheInvalidatedEvent
+  | LockEvent
+  | RedisErrorEvent;
+
+/** Every event type, for code that enumerates them (metrics, dashboards). */
+export const eventTypes = [
+  'rateLimit.allowed',
+  'rateLimit.blocked',
+  'session.created',
+  'session.regenerated',
+  'session.destroyed',
+  'session.expired',
+  'cache.hit',
+  'cache.miss',
+  'cache.stale',
+  'cache.bypass',
+  'cache.coalesced',
+  'cache.stored',
+  'cache.invalidated',
+  'lock.acquired',
+  'lock.timeout',
+  'redis.error',
+] as const satisfies readonly RediswareEvent['type'][];
+
+/** The `onEvent` option: called synchronously, once per event. What it returns (a Promise too) is ignored. */
+export type EventHook = (event: RediswareEvent) => unknown;
+
+/** Calls the hook; never throws, never leaves a rejection unhandled. */
+export type Emit = (event: RediswareEvent) => void;
+
+/**
+ * The emitter of one factory, or `undefined` without a hook: call sites write `emit?.({ … })`, which builds no
+ * event object when there is no hook. A hook that throws (or rejects) is reported once through `logger`, and the
+ * request goes on as if it had not been called.
+ */
+export function eventEmitter(hook: EventHook | undefined, logger: Logger, factory: string): Emit | undefined {
+  if (hook === undefined) return undefined;
+  let reported = false;
+  const report = (error: unknown) => {
+    if (reported) return;
+    reported = true;
+    const reason = error instanceof Error ? error.message : String(error);
+    logger.error(`redisware ${factory}: the onEvent hook threw (${reason}); further throws are not logged`);
+  };
+  return (event) => {
+    try {
+      const returned = hook(event) as { then?: unknown } | undefined;
+      if (returned && typeof returned.then === 'function') (returned as Promise<unknown>).then(undefined, report);
+    } catch (error) {
+      report(error);
+    }
+  };
+}
+
+/**
+ * One `onEvent` hook that calls each of `hooks` in turn (metrics and a dashboard, say); one that throws does not
+ * keep the others from being called.
+ */
+export function combineEventHooks(...hooks: (EventHook | undefined)[]): EventHook {
+  const given = hooks.filter((hook): hook is EventHook => typeof hook === 'function');
+  return (event) => {
+    let failure: unknown;
+    let failed = false;
+    for (const hook of given) {
+      try {
+        const returned = hook(event) as { then?: unknown } | undefined;
+        if (returned && typeof returned.then === 'function') (returned as Promise<unknown>).then(undefined, () => {});
+      } catch (error) {
+        if (!failed) failure = error;
+        failed = true;
+      }
+    }
+    if (failed) throw failure;
+  };
+}
+
+/** A monotonic clock in ms, for the `durationMs` fields. */
+export const now = () => performance.now();
+
+/** `ms` since `started` (from {@link now}), rounded to µs. */
+export const since = (started: number) => Math.round((performance.now() - started) * 1000) / 1000;

@@ -1,0 +1,423 @@
+// The `onEvent` hook of every factory, seen the way an app sees it: through a real middleware stack (compression,
+// cors, helmet, a request id, body parsers), with events for each outcome, a hook that throws, and Redis down.
+import compression from 'compression';
+import cors from 'cors';
+import express, { type Express, type RequestHandler } from 'express';
+import requestId from 'express-request-id';
+import helmet from 'helmet';
+import type { Redis } from 'ioredis';
+import request from 'supertest';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  combineEventHooks,
+  createCache,
+  createRedis,
+  LockTimeoutError,
+  type RediswareEvent,
+  rateLimit,
+  redisSession,
+  withLock,
+} from '../lib/index.js';
+import { recordingLogger, silentLogger, uniquePrefix, useTestRedis } from './support/redis.js';
+
+const redis = useTestRedis('events');
+const secret = 'a-session-secret-of-at-least-32-characters';
+
+/** A hook that keeps every event, and the types seen so far. */
+function recorder() {
+  const events: RediswareEvent[] = [];
+  return {
+    events,
+    onEvent: (event: RediswareEvent) => void events.push(event),
+    types: () => events.map((event) => event.type),
+    of: <T extends RediswareEvent['type']>(type: T) =>
+      events.filter((event): event is RediswareEvent & { type: T } => event.type === type),
+  };
+}
+
+/** The stack apps mount redisware in, with `mount` in the middle and a JSON echo route behind it. */
+function stackApp(mount: (app: Express) => void): Express {
+  const app = express();
+  app.use(compression({ threshold: 0 }));
+  app.use(cors());
+  app.use(helmet());
+  app.use(requestId());
+  app.use(express.json());
+  app.use(express.urlencoded({ extended: false }));
+  mount(app);
+  return app;
+}
+
+/** A client of a Redis that is not there: every command waits until the middleware's timeout. */
+const downClients: Redis[] = [];
+function downRedis(onEvent?: (event: RediswareEvent) => void): Redis {
+  const client = createRedis({
+    url: 'redis://127.0.0.1:1',
+    logger: silentLogger,
+    retry: { maxDelay: 100 },
+    onEvent,
+  }) as Redis;
+  downClients.push(client);
+  return client;
+}
+afterAll(() => {
+  for (const client of downClients) client.disconnect();
+});
+
+const durationIsMeasured = (event: { durationMs: number }) =>
+  expect(event.durationMs).toSatisfy((ms: number) => Number.isFinite(ms) && ms >= 0);
+
+describe('rateLimit() onEvent', () => {
+  it('reports each counted request as allowed, then blocked (from Redis, then from memory), with its numbers', async () => {
+    const seen = recorder();
+    const limiter = rateLimit({ redis: redis.client(), prefix: uniquePrefix('rl'), limit: 2, onEvent: seen.onEvent });
+    const app = stackApp((app) => app.get('/', limiter, (_req, res) => res.json({ ok: true })));
+    await request(app).get('/').expect(200);
+    await request(app).get('/').expect(200);
+    await request(app).get('/').expect(429);
+    await request(app).get('/').expect(429);
+    expect(seen.types()).toEqual(['rateLimit.allowed', 'rateLimit.allowed', 'rateLimit.blocked', 'rateLimit.blocked']);
+    const [first, second] = seen.of('rateLimit.allowed');
+    expect(first).toMatchObject({ key: '127.0.0.1', limit: 2, used: 1, remaining: 1 });
+    expect(second).toMatchObject({ used: 2, remaining: 0 });
+    durationIsMeasured(first);
+    const [fromRedis, fromMemory] = seen.of('rateLimit.blocked');
+    expect(fromRedis).toMatchObject({ limit: 2, used: 3, fromMemory: false });
+    expect(fromRedis.retryAfter).toBeGreaterThan(0);
+    expect(fromMemory).toMatchObject({ fromMemory: true, durationMs: 0 });
+  });
+
+  it('reports a Redis outage with what it did: allowed, or denied with 503', async () => {
+    const seen = recorder();
+    const common = { redis: downRedis(), timeout: '100ms', logger: silentLogger, onEvent: seen.onEvent } as const;
+    const allow = rateLimit({ ...common, prefix: 'allow' });
+    const deny = rateLimit({ ...common, prefix: 'deny', onRedisError: 'deny' });
+    const app = stackApp((app) => {
+      app.get('/allow', allow, (_req, res) => res.send('ok'));
+      app.get('/deny', deny, (_req, res) => res.send('ok'));
+    });
+    await request(app).get('/allow').expect(200);
+    await request(app).get('/deny').expect(503);
+    const errors = seen.of('redis.error');
+    expect(errors.map(({ source, action, operation }) => ({ source, action, operation }))).toEqual([
+      { source: 'rateLimit', action: 'allowed', operation: 'hit' },
+      { source: 'rateLimit', action: 'denied', operation: 'hit' },
+    ]);
+    expect(errors[0].error).toBeInstanceOf(Error);
+    expect(errors[0].durationMs).toBeGreaterThanOrEqual(90);
+  });
+
+  it('goes on answering when the hook throws or rejects, and logs it once', async () => {
+    const logger = recordingLogger();
+    let calls = 0;
+    const throwing = rateLimit({
+      redis: redis.client(),
+      prefix: uniquePrefix('rl-throw'),
+      limit: 1,
+      logger,
+      onEvent: () => {
+        calls++;
+        throw new Error('dashboard down');
+      },
+    });
+    const rejecting = rateLimit({
+      redis: redis.client(),
+      prefix: uniquePrefix('rl-reject'),
+      limit: 1,
+      logger,
+      onEvent: async () => {
+        calls++;
+        throw new Error('async dashboard down');
+      },
+    });
+    const app = stackApp((app) => {
+      app.get('/throw', throwing, (_req, res) => res.send('ok'));
+      app.get('/reject', rejecting, (_req, res) => res.send('ok'));
+    });
+    await request(app).get('/throw').expect(200);
+    await request(app).get('/throw').expect(429);
+    await request(app).get('/throw').expect(429);
+    await request(app).get('/reject').expect(200);
+    await request(app).get('/reject').expect(429);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(calls).toBe(5);
+    expect(logger.errors).toEqual([
+      'redisware rateLimit: the onEvent hook threw (dashboard down); further throws are not logged',
+      'redisware rateLimit: the onEvent hook threw (async dashboard down); further throws are not logged',
+    ]);
+  });
+});
+
+describe('redisSession() onEvent', () => {
+  function sessionStack(onEvent: (event: RediswareEvent) => void, client: Redis = redis.client(), prefix?: string) {
+    const sessions = redisSession({
+      secret,
+      redis: client,
+      prefix: prefix ?? uniquePrefix('session'),
+      timeout: '100ms',
+      logger: silentLogger,
+      onEvent,
+    });
+    const app = stackApp((app) => {
+      app.use(sessions);
+      app.post('/login', async (req, res) => {
+        await req.session.regenerate();
+        req.session.userId = String(req.body.user);
+        res.json({ id: req.session.id });
+      });
+      app.get('/me', (req, res) => res.json({ userId: req.session.userId ?? null }));
+      app.post('/logout', async (req, res) => {
+        await req.session.destroy();
+        res.json({ ok: true });
+      });
+      app.post('/logout-everywhere', async (req, res) => {
+        res.json({ destroyed: await sessions.destroyByUser(req.session.userId as string) });
+      });
+    });
+    return { app, sessions };
+  }
+
+  it('reports login (regenerated, created), logout (destroyed), log out everywhere and an expired cookie', async () => {
+    const seen = recorder();
+    const prefix = uniquePrefix('session');
+    const { app } = sessionStack(seen.onEvent, redis.client(), prefix);
+    const laptop = request.agent(app);
+    const phone = request.agent(app);
+    const tablet = request.agent(app);
+    const { id } = (await laptop.post('/login').send({ user: 'ada' }).expect(200)).body;
+    await phone.post('/login').send({ user: 'ada' }).expect(200);
+    await tablet.post('/login').send({ user: 'ada' }).expect(200);
+    expect(seen.types()).toEqual([
+      'session.regenerated',
+      'session.created',
+      'session.regenerated',
+      'session.created',
+      'session.regenerated',
+      'session.created',
+    ]);
+    expect(seen.of('session.created')[0]).toMatchObject({ userId: 'ada' });
+    durationIsMeasured(seen.of('session.created')[0]);
+
+    seen.events.length = 0;
+    await tablet.post('/logout').expect(200);
+    expect(seen.events).toEqual([
+      { type: 'session.destroyed', reason: 'destroy', userId: 'ada', durationMs: expect.any(Number) },
+    ]);
+
+    seen.events.length = 0;
+    expect((await laptop.post('/logout-everywhere').expect(200)).body).toEqual({ destroyed: 2 });
+    expect(seen.of('session.destroyed').map((event) => [event.reason, event.userId])).toEqual([
+      ['destroyByUser', 'ada'],
+      ['destroyByUser', 'ada'],
+    ]);
+
+    seen.events.length = 0;
+    expect((await phone.get('/me').expect(200)).body).toEqual({ userId: null });
+    expect(seen.types()).toEqual(['session.expired']);
+    // A session id is a bearer token: no event carries one.
+    expect(JSON.stringify(seen.events)).not.toContain(id);
+  });
+
+  it('reports Redis down on load as denied (503) or bypassed (continue)', async () => {
+    const { app: up } = sessionStack(() => {}, redis.client(), 'shared-session');
+    const cookie = (await request(up).post('/login').send({ user: 'bob' }).expect(200)).headers['set-cookie'];
+    const seen = recorder();
+    const { app: down } = sessionStack(seen.onEvent, downRedis(), 'shared-session');
+    await request(down).get('/me').set('Cookie', cookie).expect(503);
+    expect(seen.of('redis.error')).toMatchObject([{ source: 'session', action: 'denied', operation: 'load' }]);
+  });
+
+  it('never breaks a login when the hook throws', async () => {
+    const { app } = sessionStack(() => {
+      throw new Error('boom');
+    });
+    const agent = request.agent(app);
+    await agent.post('/login').send({ user: 'ada' }).expect(200);
+    expect((await agent.get('/me').expect(200)).body).toEqual({ userId: 'ada' });
+    await agent.post('/logout').expect(200);
+  });
+});
+
+describe('cache onEvent', () => {
+  function cacheStack(onEvent: (event: RediswareEvent) => void, options: { redis?: Redis; handlerMs?: number } = {}) {
+    const cache = createCache({
+      redis: options.redis ?? redis.client(),
+      prefix: uniquePrefix('cache'),
+      timeout: '100ms',
+      logger: silentLogger,
+      onEvent,
+    });
+    let runs = 0;
+    const handler: RequestHandler = async (req, res) => {
+      runs++;
+      await new Promise((resolve) => setTimeout(resolve, options.handlerMs ?? 0));
+      res.json({ id: req.params.id, body: 'x'.repeat(100) });
+    };
+    const app = stackApp((app) => {
+      app.get('/items/:id', cache.response({ ttl: '1m' }), handler);
+      app.get('/stale/:id', cache.response({ ttl: '100ms', staleWhileRevalidate: '1m' }), handler);
+      app.post('/items/:id', cache.response(), (_req, res) => res.json({ saved: true }));
+    });
+    return { app, cache, runs: () => runs };
+  }
+
+  it('reports miss, stored, hit, bypass and invalidation per route, with sizes and Redis waits', async () => {
+    const seen = recorder();
+    const { app } = cacheStack(seen.onEvent);
+    await request(app).get('/items/1').expect(200);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the entry is stored after the response
+    const hit = await request(app).get('/items/1').expect(200);
+    expect(hit.headers['x-cache']).toBe('HIT');
+    await request(app).get('/items/1').set('Authorization', 'Bearer t').expect(200);
+    await request(app).post('/items/1').send({ name: 'new' }).expect(200);
+    expect(seen.types()).toEqual([
+      'cache.miss',
+      'cache.stored',
+      'cache.hit',
+      'cache.bypass',
+      'cache.bypass',
+      'cache.invalidated',
+    ]);
+    const [miss] = seen.of('cache.miss');
+    expect(miss.route).toBe('/items/:id');
+    expect(miss.key).toMatch(/^redisware-test:cache:[^:]+:\{/);
+    durationIsMeasured(miss);
+    const [stored] = seen.of('cache.stored');
+    expect(stored).toMatchObject({ route: '/items/:id', key: miss.key, ttlMs: 60_000 });
+    expect(stored.size).toBe(Buffer.byteLength(JSON.stringify({ id: '1', body: 'x'.repeat(100) })));
+    expect(seen.of('cache.hit')[0]).toMatchObject({ route: '/items/:id', key: miss.key, size: stored.size });
+    expect(seen.of('cache.bypass').map((event) => event.reason)).toEqual(['authorization', 'method']);
+    expect(seen.of('cache.invalidated')[0]).toMatchObject({ tags: ['url:/items/1'], count: 1 });
+  });
+
+  it('reports concurrent misses as one miss and coalesced followers', async () => {
+    const seen = recorder();
+    const { app, runs } = cacheStack(seen.onEvent, { handlerMs: 200 });
+    const server = app.listen(0, '127.0.0.1');
+    try {
+      await Promise.all(Array.from({ length: 4 }, () => request(server).get('/items/2').expect(200)));
+    } finally {
+      server.close();
+    }
+    expect(runs()).toBe(1);
+    const lookups = seen.events.filter((event) => event.type !== 'cache.stored');
+    expect(lookups.map((event) => event.type).sort()).toEqual([
+      'cache.coalesced',
+      'cache.coalesced',
+      'cache.coalesced',
+      'cache.miss',
+    ]);
+    for (const event of seen.of('cache.coalesced')) {
+      expect(event).toMatchObject({ across: 'process', route: '/items/:id' });
+      expect(event.durationMs).toBeGreaterThan(100);
+    }
+  });
+
+  it('reports a stale answer and the background refresh that stores it again', async () => {
+    const seen = recorder();
+    const { app } = cacheStack(seen.onEvent);
+    await request(app).get('/stale/3').expect(200);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await request(app).get('/stale/3').expect(200)).headers['x-cache']).toBe('STALE');
+    await expect.poll(() => seen.of('cache.stored').length).toBe(2);
+    expect(seen.types().filter((type) => type !== 'cache.stored')).toEqual(['cache.miss', 'cache.stale']);
+    expect(seen.of('cache.stored').map((event) => event.background)).toEqual([undefined, true]);
+  });
+
+  it('reports Redis down as a bypass and a redis.error, and still answers', async () => {
+    const seen = recorder();
+    const { app } = cacheStack(seen.onEvent, { redis: downRedis() });
+    const response = await request(app).get('/items/4').expect(200);
+    expect(response.headers['x-cache']).toBe('BYPASS');
+    expect(seen.types()).toEqual(['redis.error', 'cache.bypass']);
+    expect(seen.of('redis.error')[0]).toMatchObject({ source: 'cache', action: 'bypassed', operation: 'read' });
+    expect(seen.of('cache.bypass')[0].reason).toBe('redis-error');
+  });
+
+  it('reports cache-aside lookups, loads shared in this process, stores and invalidations', async () => {
+    const seen = recorder();
+    const { cache } = cacheStack(seen.onEvent);
+    let loads = 0;
+    const load = async () => {
+      loads++;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return { name: 'ada' };
+    };
+    await Promise.all([cache.wrap('user:1', load, { tags: ['users'] }), cache.wrap('user:1', load)]);
+    await cache.wrap('user:1', load);
+    expect(loads).toBe(1);
+    expect(await cache.invalidateTags('users')).toBe(1);
+    expect(seen.types()).toEqual(['cache.miss', 'cache.stored', 'cache.coalesced', 'cache.hit', 'cache.invalidated']);
+    expect(seen.of('cache.stored')[0]).toMatchObject({ route: 'user:1', size: 14 });
+    expect(seen.of('cache.invalidated')[0]).toMatchObject({ tags: ['users'], count: 1 });
+  });
+
+  it('answers from the cache when the hook throws', async () => {
+    const { app, runs } = cacheStack(() => {
+      throw new Error('boom');
+    });
+    await request(app).get('/items/5').expect(200);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await request(app).get('/items/5').expect(200)).headers['x-cache']).toBe('HIT');
+    expect(runs()).toBe(1);
+  });
+});
+
+describe('withLock() onEvent', () => {
+  it('reports acquiring the lock, and giving up on it after waitTimeout', async () => {
+    const seen = recorder();
+    const resource = `job-${Date.now()}`;
+    let release: () => void = () => {};
+    const held = withLock(resource, () => new Promise<void>((resolve) => (release = resolve)), {
+      redis: redis.client(),
+      onEvent: seen.onEvent,
+    });
+    await expect.poll(() => seen.types()).toEqual(['lock.acquired']);
+    await expect(
+      withLock(resource, () => 'never', { redis: redis.client(), waitTimeout: '150ms', onEvent: seen.onEvent }),
+    ).rejects.toBeInstanceOf(LockTimeoutError);
+    release();
+    await held;
+    expect(seen.types()).toEqual(['lock.acquired', 'lock.timeout']);
+    expect(seen.events[0]).toMatchObject({ resource, key: `lock:${resource}` });
+    expect(seen.of('lock.timeout')[0].durationMs).toBeGreaterThanOrEqual(140);
+  });
+
+  it('reports Redis down as a redis.error before rejecting', async () => {
+    const seen = recorder();
+    await expect(
+      withLock('job', () => 'never', { redis: downRedis(), timeout: '100ms', onEvent: seen.onEvent }),
+    ).rejects.toThrow();
+    expect(seen.of('redis.error')).toMatchObject([{ source: 'lock', action: 'failed', operation: 'lock' }]);
+  });
+});
+
+describe('createRedis() onEvent', () => {
+  it('reports every connection error, and a hook that throws does not crash the process', async () => {
+    const seen = recorder();
+    downRedis(
+      combineEventHooks(seen.onEvent, () => {
+        throw new Error('boom');
+      }),
+    );
+    await expect.poll(() => seen.of('redis.error').length, { timeout: 3_000 }).toBeGreaterThanOrEqual(2);
+    expect(seen.of('redis.error')[0]).toMatchObject({ source: 'connection', action: 'reconnecting' });
+  });
+});
+
+describe('combineEventHooks()', () => {
+  it('calls every hook, even after one throws, and then throws the first error', () => {
+    const calls: string[] = [];
+    const hook = combineEventHooks(
+      () => void calls.push('a'),
+      () => {
+        calls.push('b');
+        throw new Error('b failed');
+      },
+      undefined,
+      () => void calls.push('c'),
+    );
+    expect(() => hook({ type: 'cache.invalidated', count: 0, durationMs: 0 })).toThrow('b failed');
+    expect(calls).toEqual(['a', 'b', 'c']);
+  });
+});
