@@ -11,11 +11,14 @@ const repoRoot = join(import.meta.dirname, '..', '..');
 describe('demo app', () => {
   const redis = useTestRedis('demo');
 
-  it('lists its routes on GET /', async () => {
-    const response = await request(createDemoApp(redis.client(), { prefix: redis.prefix }))
-      .get('/')
-      .expect(200);
-    expect(response.body.routes).toHaveProperty('GET /visits');
+  it('serves the live page on GET /, and lists its routes to a client asking for JSON', async () => {
+    const app = createDemoApp(redis.client(), { prefix: redis.prefix });
+    const page = await request(app).get('/').expect(200);
+    expect(page.headers['content-type']).toMatch(/^text\/html/);
+    expect(page.text).toContain('<script src="/demo.js" defer></script>');
+    expect((await request(app).get('/demo.js').expect(200)).headers['content-type']).toMatch(/javascript/);
+    const list = await request(app).get('/').set('Accept', 'application/json').expect(200);
+    expect(list.body.routes).toHaveProperty('GET /visits');
   });
 
   it('counts visits in a key that has a TTL', async () => {

@@ -1,0 +1,42 @@
+// The demo's live view of the `onEvent` stream: every event, counted by type and sent to each open page as a
+// server-sent event (GET /events).
+import type { Request, Response } from 'express';
+import type { RediswareEvent } from '../../lib/index.js';
+
+/** What a page is sent of an event: its fields, with an error as its message (an Error has no JSON form). */
+function forPage(event: RediswareEvent): Record<string, unknown> {
+  return event.type === 'redis.error' ? { ...event, error: event.error.message } : { ...event };
+}
+
+export function createEventStream() {
+  const counts: Record<string, number> = {};
+  const pages = new Set<Response>();
+
+  function send(res: Response, name: string, data: unknown): void {
+    res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+    // compression() in front buffers what it compresses: flush each event out at once.
+    (res as Response & { flush?: () => void }).flush?.();
+  }
+
+  return {
+    /** The `onEvent` hook. */
+    onEvent(event: RediswareEvent): void {
+      counts[event.type] = (counts[event.type] ?? 0) + 1;
+      if (pages.size === 0) return;
+      const data = forPage(event);
+      for (const page of pages) send(page, 'redisware', data);
+    },
+
+    /** GET /events: the counts so far, then each event as it happens. */
+    handler(req: Request, res: Response): void {
+      res.writeHead(200, {
+        'Content-Type': 'text/event-stream; charset=utf-8',
+        'Cache-Control': 'no-store',
+        Connection: 'keep-alive',
+      });
+      send(res, 'counts', counts);
+      pages.add(res);
+      req.on('close', () => pages.delete(res));
+    },
+  };
+}
