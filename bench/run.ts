@@ -32,6 +32,8 @@ interface Case {
   randomClients?: number;
   /** Headers every request of the case sends. */
   headers?: Record<string, string>;
+  /** The variants of this case, when not the suite's. */
+  variants?: string[];
 }
 
 interface Suite {
@@ -96,6 +98,26 @@ const suites: Record<string, Suite> = {
       { name: 'HIT, ~100 KB JSON (bare Express sends the same bytes from memory)', scenario: {}, path: '/json-100k' },
       { name: '5 ms "database" handler (bare Express: uncached)', scenario: {}, path: '/db' },
     ],
+  },
+  events: {
+    title: 'onEvent: no hook, a no-op hook, prometheusMetrics()',
+    variants: [],
+    cases: (['rateLimit()', 'redisSession()', 'cacheResponse()'] as const).map((middleware) => {
+      const variants = ['', ', a no-op onEvent', ', onEvent: prometheusMetrics()'].map(
+        (hook) => `redisware ${middleware}${hook}`,
+      );
+      if (middleware === 'rateLimit()') return { name: 'rateLimit(), one client', scenario: { limit: 1e9 }, variants };
+      if (middleware === 'redisSession()') {
+        return {
+          name: 'redisSession(), read-only request',
+          scenario: {},
+          path: '/read',
+          loginPath: '/login',
+          variants,
+        };
+      }
+      return { name: 'cacheResponse(), HIT of ~1 KB JSON', scenario: {}, path: '/json-1k', variants };
+    }),
   },
 };
 
@@ -211,7 +233,8 @@ const median = (values: number[]) => {
 };
 
 async function runCase(redisUrl: string, suite: Suite, testCase: Case): Promise<string> {
-  const names = [bare, ...suite.variants];
+  const variants = testCase.variants ?? suite.variants;
+  const names = [bare, ...variants];
   const servers = new Map<string, ServerHandle>();
   for (const name of names) {
     const server = await startServer(name, redisUrl, testCase.scenario);
@@ -230,11 +253,11 @@ async function runCase(redisUrl: string, suite: Suite, testCase: Case): Promise<
   for (const name of names) await load(get(name), testCase, { duration: 1 }); // warm-up (JIT, connections)
 
   const runs = new Map<string, Measurement[]>(names.map((name) => [name, []]));
-  const ratios = new Map<string, number[]>(suite.variants.map((name) => [name, []]));
+  const ratios = new Map<string, number[]>(variants.map((name) => [name, []]));
   for (let round = 0; round < rounds; round++) {
     let previousBare = await measure(get(bare), testCase);
     runs.get(bare)?.push(previousBare);
-    for (const name of suite.variants) {
+    for (const name of variants) {
       const result = await measure(get(name), testCase);
       const nextBare = await measure(get(bare), testCase);
       runs.get(name)?.push(result);
@@ -246,7 +269,7 @@ async function runCase(redisUrl: string, suite: Suite, testCase: Case): Promise<
   }
   process.stdout.write(' counting commands');
   const commands = new Map<string, { sent: number; executed: number }>();
-  for (const name of suite.variants) commands.set(name, await countCommands(redisUrl, get(name), testCase));
+  for (const name of variants) commands.set(name, await countCommands(redisUrl, get(name), testCase));
   for (const server of servers.values()) server.child.send({ type: 'stop' });
 
   const rows = names.map((name) => {

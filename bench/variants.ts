@@ -16,6 +16,10 @@ const entry = existsSync(new URL('../dist/index.js', import.meta.url))
   ? new URL('../dist/index.js', import.meta.url).href
   : '../lib/index.js';
 const { cacheResponse, createRedis, rateLimit, redisSession }: typeof import('../lib/index.js') = await import(entry);
+const metricsEntry = existsSync(new URL('../dist/metrics/index.js', import.meta.url))
+  ? new URL('../dist/metrics/index.js', import.meta.url).href
+  : '../lib/metrics/index.js';
+const { prometheusMetrics }: typeof import('../lib/metrics/index.js') = await import(metricsEntry);
 
 // Loaded untyped: @types/express-session would declare req.session a second time, clashing with ours.
 const require = createRequire(import.meta.url);
@@ -313,3 +317,40 @@ variants['apicache 1.6 (node-redis 3)'] = {
     return finish(baseApp(), [{ quit: async () => client.quit() }], cache.middleware('1 hour'));
   },
 };
+
+/**
+ * The cost of `onEvent`: each middleware with no hook (the variants above), with a hook that does nothing, and
+ * with prometheusMetrics() counting every event.
+ */
+const hooks = {
+  'a no-op onEvent': () => () => {},
+  'onEvent: prometheusMetrics()': () => prometheusMetrics().onEvent,
+} as const;
+for (const [label, hook] of Object.entries(hooks)) {
+  variants[`redisware rateLimit(), ${label}`] = {
+    async build(url, { limit = 1e9 }) {
+      const redis = createRedis(url);
+      const app = baseApp();
+      app.use(rateLimit({ redis, limit, window: windowMs, prefix: 'bench-rw-hook', onEvent: hook() }));
+      return finish(app, [redis]);
+    },
+  };
+  variants[`redisware redisSession(), ${label}`] = {
+    async build(url) {
+      const redis = createRedis(url);
+      const app = baseApp();
+      app.use(redisSession({ redis, secret: sessionSecret, prefix: 'bench-rw-hook-session', onEvent: hook() }));
+      return finish(app, [redis]);
+    },
+  };
+  variants[`redisware cacheResponse(), ${label}`] = {
+    async build(url) {
+      const redis = createRedis(url);
+      return finish(
+        baseApp(),
+        [redis],
+        cacheResponse({ redis, ttl: '1h', prefix: 'bench-rw-hook-cache', onEvent: hook() }),
+      );
+    },
+  };
+}
