@@ -207,16 +207,22 @@ export function combineEventHooks(...hooks: (EventHook | undefined)[]): EventHoo
   return (event) => {
     let failure: unknown;
     let failed = false;
+    let pending: Promise<unknown>[] | undefined;
     for (const hook of given) {
       try {
         const returned = hook(event) as { then?: unknown } | undefined;
-        if (returned && typeof returned.then === 'function') (returned as Promise<unknown>).then(undefined, () => {});
+        if (returned && typeof returned.then === 'function') (pending ??= []).push(returned as Promise<unknown>);
       } catch (error) {
         if (!failed) failure = error;
         failed = true;
       }
     }
-    if (failed) throw failure;
+    if (failed) {
+      for (const promise of pending ?? []) promise.then(undefined, () => {}); // the thrown error is reported
+      throw failure;
+    }
+    // An async hook's rejection reaches whoever called this one (the factory's emitter logs it).
+    return pending && Promise.all(pending);
   };
 }
 

@@ -406,6 +406,27 @@ describe('createRedis() onEvent', () => {
 });
 
 describe('combineEventHooks()', () => {
+  it("passes an async hook's rejection on to the factory, which logs it once", async () => {
+    const logger = recordingLogger();
+    const seen = recorder();
+    const limiter = rateLimit({
+      redis: redis.client(),
+      prefix: uniquePrefix('rl-combined'),
+      logger,
+      onEvent: combineEventHooks(seen.onEvent, async () => {
+        throw new Error('exporter offline');
+      }),
+    });
+    const app = stackApp((app) => app.get('/', limiter, (_req, res) => res.send('ok')));
+    await request(app).get('/').expect(200);
+    await request(app).get('/').expect(200);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(seen.types()).toEqual(['rateLimit.allowed', 'rateLimit.allowed']);
+    expect(logger.errors).toEqual([
+      'redisware rateLimit: the onEvent hook threw (exporter offline); further throws are not logged',
+    ]);
+  });
+
   it('calls every hook, even after one throws, and then throws the first error', () => {
     const calls: string[] = [];
     const hook = combineEventHooks(
