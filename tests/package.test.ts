@@ -59,6 +59,23 @@ describe('the packed package', () => {
     expect(JSON.parse(output)).toEqual(expected);
   });
 
+  it('exports redisware/metrics (ESM and CommonJS), which names the optional peer it needs when it is missing', () => {
+    const probeMetrics = (load: string) =>
+      `${load}; console.log(JSON.stringify({ prometheus: typeof m.prometheusMetrics, error: (() => { try { m.prometheusMetrics(); return 'none'; } catch (error) { return error.message; } })() }))`;
+    const expectedMetrics = {
+      prometheus: 'function',
+      error: "redisware prometheusMetrics() needs the package 'prom-client': npm install prom-client",
+    };
+    const esm = run(process.execPath, [
+      '--input-type=module',
+      '-e',
+      probeMetrics("const m = await import('redisware/metrics')"),
+    ]);
+    expect(JSON.parse(esm)).toEqual(expectedMetrics);
+    const cjs = run(process.execPath, ['--no-warnings', '-e', probeMetrics("const m = require('redisware/metrics')")]);
+    expect(JSON.parse(cjs)).toEqual(expectedMetrics);
+  });
+
   it.each([
     ['5', 'express'],
     ['4', 'express4'],
@@ -106,7 +123,8 @@ describe('the packed package', () => {
           "const client: RedisClient = createRedis({ url: 'redis://127.0.0.1:6379', lazyConnect: true });",
           "const k: string = key('user', 1);",
           "const appKey: string = keyspace('app')('x');",
-          "void withLock('job', () => 1, { redis: own });",
+          "void withLock('job', () => 1, { redis: own, onEvent: (event) => { if (event.type === 'lock.timeout') console.log(event.resource); } });",
+          "app.use(rateLimit({ onEvent: (event) => { if (event.type === 'rateLimit.blocked') console.log(event.retryAfter); } }));",
           'void client; void k; void appKey;',
           '// @ts-expect-error: unknown options are a type error too',
           'createRedis({ bogus: true });',

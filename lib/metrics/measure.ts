@@ -38,12 +38,15 @@ export type Measurement =
  */
 export const maxRoutes = 100;
 
+/** A longer route (an odd URL behind `app.use()`) is labelled `'other'`. */
+export const maxRouteLength = 200;
+
 /** Maps routes to label values, keeping at most {@link maxRoutes} distinct ones. */
 export function routeLabeller(): (route: string) => string {
   const seen = new Set<string>();
   return (route) => {
     if (seen.has(route)) return route;
-    if (seen.size >= maxRoutes) return 'other';
+    if (seen.size >= maxRoutes || route.length > maxRouteLength) return 'other';
     seen.add(route);
     return route;
   };
