@@ -103,7 +103,10 @@ const suites: Record<string, Suite> = {
     title: 'onEvent: no hook, a no-op hook, prometheusMetrics()',
     variants: [],
     cases: (['rateLimit()', 'redisSession()', 'cacheResponse()'] as const).map((middleware) => {
-      const variants = ['', ', a no-op onEvent', ', onEvent: prometheusMetrics()'].map(
+      const baseline = process.env.BENCH_BASELINE_DIST
+        ? [`, ${process.env.BENCH_BASELINE_LABEL ?? 'before onEvent'}`]
+        : [];
+      const variants = [...baseline, '', ', a no-op onEvent', ', onEvent: prometheusMetrics()'].map(
         (hook) => `redisware ${middleware}${hook}`,
       );
       if (middleware === 'rateLimit()') return { name: 'rateLimit(), one client', scenario: { limit: 1e9 }, variants };

@@ -322,6 +322,42 @@ variants['apicache 1.6 (node-redis 3)'] = {
  * The cost of `onEvent`: each middleware with no hook (the variants above), with a hook that does nothing, and
  * with prometheusMetrics() counting every event.
  */
+/**
+ * BENCH_BASELINE_DIST: the build of an earlier commit (its dist/index.js), to compare "no hook" with the code
+ * before `onEvent` existed, in the same run (see bench/README.md).
+ */
+const baselineDist = process.env.BENCH_BASELINE_DIST;
+export const baselineLabel = process.env.BENCH_BASELINE_LABEL ?? 'before onEvent';
+if (baselineDist) {
+  const baseline: typeof import('../lib/index.js') = await import(new URL(`file://${baselineDist}`).href);
+  variants[`redisware rateLimit(), ${baselineLabel}`] = {
+    async build(url, { limit = 1e9 }) {
+      const redis = baseline.createRedis(url);
+      const app = baseApp();
+      app.use(baseline.rateLimit({ redis, limit, window: windowMs, prefix: 'bench-rw-baseline' }));
+      return finish(app, [redis]);
+    },
+  };
+  variants[`redisware redisSession(), ${baselineLabel}`] = {
+    async build(url) {
+      const redis = baseline.createRedis(url);
+      const app = baseApp();
+      app.use(baseline.redisSession({ redis, secret: sessionSecret, prefix: 'bench-rw-baseline-session' }));
+      return finish(app, [redis]);
+    },
+  };
+  variants[`redisware cacheResponse(), ${baselineLabel}`] = {
+    async build(url) {
+      const redis = baseline.createRedis(url);
+      return finish(
+        baseApp(),
+        [redis],
+        baseline.cacheResponse({ redis, ttl: '1h', prefix: 'bench-rw-baseline-cache' }),
+      );
+    },
+  };
+}
+
 const hooks = {
   'a no-op onEvent': () => () => {},
   'onEvent: prometheusMetrics()': () => prometheusMetrics().onEvent,
