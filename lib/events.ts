@@ -211,10 +211,15 @@ export function combineEventHooks(...hooks: (EventHook | undefined)[]): EventHoo
     for (const hook of given) {
       try {
         const returned = hook(event) as { then?: unknown } | undefined;
-        if (returned && typeof returned.then === 'function') (pending ??= []).push(returned as Promise<unknown>);
+        if (returned && typeof returned.then === 'function') {
+          pending ??= [];
+          pending.push(returned as Promise<unknown>);
+        }
       } catch (error) {
-        if (!failed) failure = error;
-        failed = true;
+        if (!failed) {
+          failure = error;
+          failed = true;
+        }
       }
     }
     if (failed) {

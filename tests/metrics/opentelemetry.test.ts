@@ -61,7 +61,7 @@ describe('openTelemetryMetrics()', () => {
     ]);
     const waits = await points('redisware.redis.duration');
     const rateLimitWaits = waits.find((point) => point.attributes.source === 'rateLimit');
-    expect((rateLimitWaits?.value as { count: number }).count).toBe(2);
+    expect(rateLimitWaits?.value).toMatchObject({ count: 2 });
   });
 
   it('uses the global meter provider the app installs', async () => {
