@@ -137,6 +137,19 @@ function reportOutages(client: RedisClient, logger: Logger, label: string, emit:
   client.on('ready', () => {
     down = false;
   });
+  // A Cluster reports a node's connection failing as 'node error' (its 'error' is for the cluster as a whole).
+  if (emit && client instanceof Cluster) {
+    client.on('node error', (error: Error) => {
+      emit({
+        type: 'redis.error',
+        source: 'connection',
+        action: 'reconnecting',
+        operation: 'connection',
+        error,
+        durationMs: 0,
+      });
+    });
+  }
 }
 
 /**

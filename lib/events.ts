@@ -46,9 +46,19 @@ export interface SessionEvent {
 
 /** The fields every cache event carries. */
 interface CacheEventBase {
-  /** The route pattern when the cache is mounted on a route (`/users/:id`), else the request path; for `wrap` the key. */
-  route: string;
-  /** The Redis key of the entry (`cache:{…}`). */
+  /**
+   * `cache.response()`: the route's pattern when the cache is on a route (`/users/:id`), else where it is mounted
+   * followed by `*` (`/api/*`, `/*`): a label of bounded cardinality, the same on a MISS and a HIT. Not set for
+   * `cache.wrap()`.
+   */
+  route?: string;
+  /** `cache.response()`: the request path. */
+  path?: string;
+  /**
+   * Identifies the entry across its events: for `cache.response()` a hash of its Redis key (which may hold the
+   * values of request headers the response varies on, so it is never reported itself); for `cache.wrap()` the key
+   * it was given.
+   */
   key: string;
 }
 
@@ -61,12 +71,12 @@ export interface CacheLookupEvent extends CacheEventBase {
   type: 'cache.hit' | 'cache.stale' | 'cache.miss';
   /** How long the lookup waited on Redis, in ms. */
   durationMs: number;
-  /** Bytes of the body served (`hit`, `stale`). */
+  /** Bytes of the stored body (`hit`, `stale`): a 304, a HEAD or a range sends fewer. */
   size?: number;
 }
 
 /** A request the cache let through without looking (`cache.response()`). */
-export interface CacheBypassEvent extends CacheEventBase {
+export interface CacheBypassEvent extends Omit<CacheEventBase, 'key'> {
   type: 'cache.bypass';
   /** `'method'` (not GET or HEAD), `'authorization'` (an Authorization header), `'redis-error'` (Redis failed). */
   reason: 'method' | 'authorization' | 'redis-error';
@@ -123,13 +133,22 @@ export interface RedisErrorEvent {
   source: 'rateLimit' | 'session' | 'cache' | 'lock' | 'connection';
   /**
    * What it did instead: `'allowed'` the request (rateLimit `onRedisError: 'allow'`), `'denied'` it (503),
-   * `'bypassed'` Redis (the cache; a session with `onRedisError: 'continue'`; a change not saved), `'failed'` (the
-   * call rejected: `withLock`, `cache.wrap` then loads without the cache), `'reconnecting'` (a connection of
-   * `createRedis()`).
+   * `'bypassed'` Redis (the cache, `cache.wrap` included: the handler or loader runs uncached; a session with
+   * `onRedisError: 'continue'`; a change not saved), `'failed'` (the call rejects or is not done: `withLock`,
+   * `regenerate()`, `invalidateTags()`, an invalidation after an unsafe request, …), `'reconnecting'` (a connection
+   * of `createRedis()`).
    */
   action: 'allowed' | 'denied' | 'bypassed' | 'failed' | 'reconnecting';
-  /** What failed: `'hit'`, `'load'`, `'save'`, `'read'`, `'store'`, `'lock'`, `'connection'`. */
+  /**
+   * What failed: rateLimit `'hit'`, `'reset'`, `'get'`; session `'load'`, `'save'`, `'reload'`, `'touch'`,
+   * `'regenerate'`, `'destroy'`, `'listByUser'`, `'destroyByUser'`; cache `'read'`, `'store'`, `'get'`, `'set'`,
+   * `'delete'`, `'invalidate'`; lock `'lock'`, `'unlock'`; `'connection'`.
+   */
   operation: string;
+  /**
+   * The error: its name, message and `code` only. ioredis attaches the failed command and its arguments (an AUTH
+   * password, a session's key and data) to its errors; they are never passed on.
+   */
   error: Error;
   /** How long it waited before giving up, in ms (0 for a connection error). */
   durationMs: number;
@@ -181,6 +200,8 @@ export type Emit = (event: RediswareEvent) => void;
  */
 export function eventEmitter(hook: EventHook | undefined, logger: Logger, factory: string): Emit | undefined {
   if (hook === undefined) return undefined;
+  const shared = emitters.get(hook);
+  if (shared) return shared;
   let reported = false;
   const report = (error: unknown) => {
     if (reported) return;
@@ -188,14 +209,34 @@ export function eventEmitter(hook: EventHook | undefined, logger: Logger, factor
     const reason = error instanceof Error ? error.message : String(error);
     logger.error(`redisware ${factory}: the onEvent hook threw (${reason}); further throws are not logged`);
   };
-  return (event) => {
+  const emit: Emit = (event) => {
     try {
-      const returned = hook(event) as { then?: unknown } | undefined;
+      const passed = event.type === 'redis.error' ? { ...event, error: eventError(event.error) } : event;
+      const returned = hook(passed) as { then?: unknown } | undefined;
       if (returned && typeof returned.then === 'function') (returned as Promise<unknown>).then(undefined, report);
     } catch (error) {
       report(error);
     }
   };
+  emitters.set(hook, emit);
+  return emit;
+}
+
+/**
+ * One emitter per hook, so that a hook's first throw is logged once however many factories (or `withLock` calls,
+ * each of which parses its options anew) it was given to.
+ */
+const emitters = new WeakMap<EventHook, Emit>();
+
+/** What an event says of a Redis error: a copy with its name, message, `code` and stack, and nothing else. */
+export function eventError(error: unknown): Error {
+  const original = error instanceof Error ? error : new Error(String(error));
+  const clean = new Error(original.message);
+  clean.name = original.name;
+  const code = (original as { code?: unknown }).code;
+  if (typeof code === 'string') (clean as Error & { code: string }).code = code;
+  clean.stack = original.stack;
+  return clean;
 }
 
 /**
@@ -229,6 +270,33 @@ export function combineEventHooks(...hooks: (EventHook | undefined)[]): EventHoo
     // An async hook's rejection reaches whoever called this one (the factory's emitter logs it).
     return pending && Promise.all(pending);
   };
+}
+
+/**
+ * Runs `step` (a Redis step of a public method: `regenerate()`, `invalidateTags()`, `reset()`, …), reporting its
+ * failure to `emit` as a `redis.error` with `action: 'failed'` before rejecting with it.
+ */
+export async function reportingFailure<T>(
+  emit: Emit | undefined,
+  source: RedisErrorEvent['source'],
+  operation: string,
+  step: () => Promise<T>,
+): Promise<T> {
+  if (!emit) return step();
+  const started = now();
+  try {
+    return await step();
+  } catch (error) {
+    emit({
+      type: 'redis.error',
+      source,
+      action: 'failed',
+      operation,
+      error: error as Error,
+      durationMs: since(started),
+    });
+    throw error;
+  }
 }
 
 /** A monotonic clock in ms, for the `durationMs` fields. */

@@ -18,6 +18,7 @@ import {
   redisSession,
   withLock,
 } from '../lib/index.js';
+import { privateRedisWithAdmin } from './support/private-redis.js';
 import { recordingLogger, silentLogger, uniquePrefix, useTestRedis } from './support/redis.js';
 
 const redis = useTestRedis('events');
@@ -279,8 +280,8 @@ describe('cache onEvent', () => {
       'cache.invalidated',
     ]);
     const [miss] = seen.of('cache.miss');
-    expect(miss.route).toBe('/items/:id');
-    expect(miss.key).toMatch(/^redisware-test:cache:[^:]+:\{/);
+    expect(miss).toMatchObject({ route: '/items/:id', path: '/items/1' });
+    expect(miss.key).toMatch(/^[\w-]{16}$/); // a hash of the entry's Redis key, the same in each of its events
     durationIsMeasured(miss);
     const [stored] = seen.of('cache.stored');
     expect(stored).toMatchObject({ route: '/items/:id', key: miss.key, ttlMs: 60_000 });
@@ -348,7 +349,9 @@ describe('cache onEvent', () => {
     expect(loads).toBe(1);
     expect(await cache.invalidateTags('users')).toBe(1);
     expect(seen.types()).toEqual(['cache.miss', 'cache.stored', 'cache.coalesced', 'cache.hit', 'cache.invalidated']);
-    expect(seen.of('cache.stored')[0]).toMatchObject({ route: 'user:1', size: 14 });
+    expect(seen.of('cache.stored')[0]).toMatchObject({ key: 'user:1', size: 14 });
+    expect(seen.of('cache.hit')[0]).toMatchObject({ key: 'user:1', size: 14 });
+    expect(seen.events.some((event) => 'route' in event)).toBe(false);
     expect(seen.of('cache.invalidated')[0]).toMatchObject({ tags: ['users'], count: 1 });
   });
 
@@ -402,6 +405,167 @@ describe('createRedis() onEvent', () => {
     );
     await expect.poll(() => seen.of('redis.error').length, { timeout: 3_000 }).toBeGreaterThanOrEqual(2);
     expect(seen.of('redis.error')[0]).toMatchObject({ source: 'connection', action: 'reconnecting' });
+  });
+});
+
+describe('what events never carry, and what they report the same way every time', () => {
+  /** Every string an error would show to a logger that serialises all its own properties (pino's does). */
+  const serialised = (error: Error) => JSON.stringify(error, Object.getOwnPropertyNames(error));
+
+  it("never passes on the command ioredis attaches to an error: not an AUTH password, not a session's key or data", async () => {
+    const { server, admin } = await privateRedisWithAdmin();
+    const seen = recorder();
+    await admin.config('SET', 'requirepass', 'admin-only-password');
+    try {
+      downClients.push(
+        createRedis({
+          url: `redis://:Wrong-Secret-Password@127.0.0.1:${server.port}`,
+          logger: silentLogger,
+          retry: { maxDelay: 100 },
+          onEvent: seen.onEvent,
+        }) as Redis,
+      );
+      await expect.poll(() => seen.of('redis.error').length).toBeGreaterThan(0);
+      const [connection] = seen.of('redis.error');
+      expect(connection.error.message).toMatch(/WRONGPASS|invalid/i);
+      expect(serialised(connection.error)).not.toContain('Wrong-Secret-Password');
+      expect(connection.error).not.toHaveProperty('command');
+    } finally {
+      await admin.config('SET', 'requirepass', '');
+    }
+
+    // A session saved into a full Redis: the refused script call carries the session's key and data.
+    const client = createRedis({ url: server.url, logger: silentLogger }) as Redis;
+    downClients.push(client);
+    const sessions = redisSession({ secret, redis: client, logger: silentLogger, onEvent: seen.onEvent });
+    const app = stackApp((app) => {
+      app.use(sessions);
+      app.post('/save', (req, res) => {
+        req.session.userId = 'secret-user-data';
+        res.json({ id: req.session.id });
+      });
+    });
+    await admin.config('SET', 'maxmemory', '1');
+    try {
+      await request(app).post('/save').expect(503);
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+    }
+    const save = seen.of('redis.error').find((event) => event.source === 'session');
+    expect(save).toMatchObject({ action: 'denied', operation: 'save' });
+    expect(save?.error.message).toMatch(/OOM/);
+    expect(serialised(save?.error as Error)).not.toMatch(/secret-user-data|session:/);
+  });
+
+  it('never reports the values of request headers a response varies on (an Authorization token, say)', async () => {
+    const seen = recorder();
+    const cache = createCache({ redis: redis.client(), prefix: uniquePrefix('vary'), onEvent: seen.onEvent });
+    const app = stackApp((app) =>
+      app.get('/me', cache.response({ allowAuthorized: true, vary: ['authorization'] }), (_req, res) => res.send('me')),
+    );
+    await request(app).get('/me').set('Authorization', 'Bearer SECRET-TOKEN').expect(200);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await request(app).get('/me').set('Authorization', 'Bearer SECRET-TOKEN').expect(200);
+    expect(seen.types()).toEqual(['cache.miss', 'cache.stored', 'cache.hit']);
+    expect(JSON.stringify(seen.events)).not.toContain('SECRET-TOKEN');
+  });
+
+  it('reports one route for a URL behind app.use(), the same on a MISS and a HIT, and its path beside it', async () => {
+    const seen = recorder();
+    const cache = createCache({ redis: redis.client(), prefix: uniquePrefix('mounted'), onEvent: seen.onEvent });
+    const router = express.Router();
+    router.get('/users/:id', (req, res) => res.json({ id: req.params.id }));
+    const app = stackApp((app) => app.use('/api', cache.response(), router));
+    await request(app).get('/api/users/42').expect(200);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await request(app).get('/api/users/42').expect(200);
+    expect(
+      seen.events.map((event) => [event.type, 'route' in event && event.route, 'path' in event && event.path]),
+    ).toEqual([
+      ['cache.miss', '/api/*', '/users/42'],
+      ['cache.stored', '/api/*', '/users/42'],
+      ['cache.hit', '/api/*', '/users/42'],
+    ]);
+  });
+
+  it('reports each failed Redis step of the API as a redis.error before it rejects (regenerate, destroy, invalidation, reset)', async () => {
+    const seen = recorder();
+    const client = redis.newClient();
+    const sessions = redisSession({ secret, redis: client, logger: silentLogger, onEvent: seen.onEvent });
+    const cache = createCache({
+      redis: client,
+      prefix: uniquePrefix('gone'),
+      logger: silentLogger,
+      onEvent: seen.onEvent,
+    });
+    const limiter = rateLimit({ redis: client, prefix: uniquePrefix('gone-rl'), onEvent: seen.onEvent });
+    const app = stackApp((app) => {
+      app.use(sessions);
+      app.post('/login', (req, res) => {
+        req.session.userId = 'ada';
+        res.send('ok');
+      });
+      // Redis goes away between the session's load and the handler's own steps.
+      app.post('/regenerate', async (req, res, next) => {
+        client.disconnect();
+        try {
+          await req.session.regenerate();
+          res.send('ok');
+        } catch (error) {
+          next(error); // Express 4 does not catch a rejected handler
+        }
+      });
+      app.post('/items', cache.response({ key: () => 'items' }), (_req, res) => res.send('saved'));
+    });
+    const agent = request.agent(app);
+    await agent.post('/login').expect(200);
+    await agent.post('/regenerate').expect(500);
+    await request(app).post('/items').expect(200); // the write succeeded; its invalidation did not
+    await expect(cache.invalidateTags('users')).rejects.toThrow();
+    await expect(cache.delete('user:1')).rejects.toThrow();
+    await expect(limiter.reset('10.0.0.1')).rejects.toThrow();
+    await expect(sessions.listByUser('ada')).rejects.toThrow();
+    const failures = seen.of('redis.error').map(({ source, action, operation }) => `${source} ${action} ${operation}`);
+    expect(failures).toEqual([
+      'session failed regenerate',
+      'cache failed invalidate',
+      'cache failed invalidate',
+      'cache failed delete',
+      'rateLimit failed reset',
+      'session failed listByUser',
+    ]);
+  });
+
+  it('logs a throwing hook once, however many withLock() calls it is given to', async () => {
+    const logger = recordingLogger();
+    const onEvent = () => {
+      throw new Error('boom');
+    };
+    for (let i = 0; i < 3; i++) {
+      await withLock(`job-once-${Date.now()}-${i}`, () => i, { redis: redis.client(), onEvent, logger });
+    }
+    expect(logger.errors).toHaveLength(1);
+  });
+
+  it('reports a cache.wrap() follower of another instance as coalesced only, never also as a miss', async () => {
+    const seen = { a: recorder(), b: recorder() };
+    const prefix = uniquePrefix('instances');
+    const instanceA = createCache({ redis: redis.client(), prefix, onEvent: seen.a.onEvent });
+    const instanceB = createCache({ redis: redis.newClient(), prefix, onEvent: seen.b.onEvent });
+    let loads = 0;
+    const load = async () => {
+      loads++;
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      return { report: 'r' };
+    };
+    const first = instanceA.wrap('report', load);
+    await expect.poll(() => loads).toBe(1);
+    await instanceB.wrap('report', load);
+    await first;
+    expect(loads).toBe(1);
+    expect(seen.a.types()).toEqual(['cache.miss', 'cache.stored']);
+    expect(seen.b.types()).toEqual(['cache.coalesced']);
+    expect(seen.b.events[0]).toMatchObject({ across: 'instances', key: 'report' });
   });
 });
 

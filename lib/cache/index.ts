@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import { now as clock, since } from '../events.js';
+import { now as clock, reportingFailure, since } from '../events.js';
 import { nameArgument } from '../keys.js';
 import { parseOptions } from '../options.js';
 import { createCoalescer } from './coalesce.js';
@@ -50,7 +50,7 @@ function storableJson(value: unknown, what: string): string {
 }
 
 /** A value read from Redis: found (with the value), or not. */
-type Read<T> = { found: true; value: T } | { found: false };
+type Read<T> = { found: true; value: T; size?: number } | { found: false };
 
 /** Creates a cache on `redis` (default: the shared client) under `prefix` (default `cache`). */
 export function createCache(options?: CreateCacheOptions): Cache {
@@ -65,16 +65,28 @@ export function createCache(options?: CreateCacheOptions): Cache {
     const stored = await call((r) => r.get(valueKey(key)));
     if (stored === null) return { found: false };
     try {
-      return { found: true, value: JSON.parse(stored) as T };
+      return { found: true, value: JSON.parse(stored) as T, size: emit ? Buffer.byteLength(stored) : 0 };
     } catch {
       return { found: false };
     }
   }
 
+  /** Reports a failed Redis step that `wrap()` goes on without. */
+  function reportFailure(operation: string, error: unknown, started: number) {
+    const durationMs = since(started);
+    emit?.({ type: 'redis.error', source: 'cache', action: 'bypassed', operation, error: error as Error, durationMs });
+  }
+
+  /** Runs one of the cache's own Redis steps, reporting its failure to `onEvent` before it rejects. */
+  const reported = <T>(operation: string, step: () => Promise<T>) => reportingFailure(emit, 'cache', operation, step);
+
   async function invalidateTags(...tags: string[]): Promise<number> {
     const started = emit ? clock() : 0;
-    let deleted = 0;
-    for (const tag of tags) deleted += await store.invalidateTag(tag);
+    const deleted = await reported('invalidate', async () => {
+      let count = 0;
+      for (const tag of tags) count += await store.invalidateTag(tag);
+      return count;
+    });
     emit?.({ type: 'cache.invalidated', tags, count: deleted, durationMs: since(started) });
     return deleted;
   }
@@ -89,37 +101,30 @@ export function createCache(options?: CreateCacheOptions): Cache {
     try {
       cached = await readValue<T>(key);
     } catch (error) {
-      emit?.({
-        type: 'redis.error',
-        source: 'cache',
-        action: 'bypassed',
-        operation: 'read',
-        error: error as Error,
-        durationMs: since(started),
-      });
+      reportFailure('read', error, started);
       return loader(); // Redis unreachable: load without the cache
     }
+    const readMs = emit ? since(started) : 0;
     if (cached.found) {
-      emit?.({ type: 'cache.hit', route: key, key: valueKey(key), durationMs: since(started) });
+      emit?.({ type: 'cache.hit', key, durationMs: readMs, size: cached.size });
       return cached.value;
     }
-    emit?.({ type: 'cache.miss', route: key, key: valueKey(key), durationMs: since(started) });
     const lockKey = `lock:${valueKey(key)}`;
     const lock = await values.lock(lockKey, 10_000);
-    if (lock === null) return loader();
     if (lock === undefined) {
       // Another process is loading it: wait until it says it finished, then read its value or load ourselves.
       const waitStarted = emit ? clock() : 0;
       if (await values.waitForHolder(valueKey(key), lockKey, 3_000)) {
         const again = await readValue<T>(key).catch((): Read<T> => ({ found: false }));
         if (again.found) {
-          const durationMs = since(waitStarted);
-          emit?.({ type: 'cache.coalesced', route: key, key: valueKey(key), across: 'instances', durationMs });
+          emit?.({ type: 'cache.coalesced', key, across: 'instances', durationMs: since(waitStarted) });
           return again.value;
         }
       }
-      return loader();
     }
+    // This call loads it: a miss (without the lock, when Redis failed to give it or its holder did not deliver).
+    emit?.({ type: 'cache.miss', key, durationMs: readMs });
+    if (!lock) return loader();
     try {
       const value = await loader();
       let json: string | undefined;
@@ -133,14 +138,11 @@ export function createCache(options?: CreateCacheOptions): Cache {
         const storeStarted = emit ? clock() : 0;
         await store.store(valueKey(key), valueKey(key), json, ttlMs, tags).then(
           () => {
+            if (!emit) return;
             const size = Buffer.byteLength(json);
-            const durationMs = since(storeStarted);
-            emit?.({ type: 'cache.stored', route: key, key: valueKey(key), size, ttlMs, durationMs });
+            emit({ type: 'cache.stored', key, size, ttlMs, durationMs: since(storeStarted) });
           },
-          (error: Error) => {
-            const durationMs = since(storeStarted);
-            emit?.({ type: 'redis.error', source: 'cache', action: 'bypassed', operation: 'store', error, durationMs });
-          },
+          (error: unknown) => reportFailure('store', error, storeStarted),
         );
       }
       return value;
@@ -159,7 +161,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
 
     async get<T>(key: string): Promise<T | undefined> {
       nameArgument(key, 'cache.get: key');
-      const read = await readValue<T>(key);
+      const read = await reported('get', () => readValue<T>(key));
       return read.found ? read.value : undefined;
     },
 
@@ -167,15 +169,17 @@ export function createCache(options?: CreateCacheOptions): Cache {
       nameArgument(key, 'cache.set: key');
       const { ttl, tags } = parseOptions('cache.set', valueSchema, valueOptions);
       const json = storableJson(value, `cache.set: the value for "${key}"`);
-      await store.store(valueKey(key), valueKey(key), json, ttl ?? config.ttl, tags);
+      await reported('set', () => store.store(valueKey(key), valueKey(key), json, ttl ?? config.ttl, tags));
     },
 
     async delete(key: string): Promise<void> {
       nameArgument(key, 'cache.delete: key');
       const started = emit ? clock() : 0;
-      let count = await store.deleteKey(key);
       const path = deletedPath(key);
-      if (path !== undefined) count += await store.invalidateTag(urlTag(path));
+      const count = await reported(
+        'delete',
+        async () => (await store.deleteKey(key)) + (path === undefined ? 0 : await store.invalidateTag(urlTag(path))),
+      );
       emit?.({ type: 'cache.invalidated', key, count, durationMs: since(started) });
     },
 
@@ -198,7 +202,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
         const shared = await running.outcome;
         if (shared?.found) {
           const durationMs = since(started);
-          emit?.({ type: 'cache.coalesced', route: key, key: valueKey(key), across: 'process', durationMs });
+          emit?.({ type: 'cache.coalesced', key, across: 'process', durationMs });
           return shared.value as T;
         }
       }

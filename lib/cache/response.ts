@@ -57,8 +57,12 @@ interface Lookup {
   snapshot: Map<string, string>;
   /** Whether the key names the request's session (`perSession`, with a session middleware in front). */
   perSession: boolean;
-  /** How long the lookup waited on Redis, in ms (measured only with an `onEvent` hook). */
+  /** How long the lookup waited on Redis, in ms. The three fields below are set only with an `onEvent` hook. */
   redisMs: number;
+  /** The events' `route`, `path` and `key` (see `CacheEventBase`), fixed as the cache is entered. */
+  route: string;
+  path: string;
+  eventKey: string;
 }
 
 /** How a response that may be stored is stored: with `freshness: 'http'`, as its directives say. */
@@ -85,16 +89,19 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
   const lockConfig = responseConfig.lock;
   const { emit } = store;
 
-  /** The route of an event: the route's pattern when the cache is on one (`/users/:id`), else the path. */
+  /**
+   * The route of an event, read as the cache is entered (later, the handler's route has been matched): the route's
+   * pattern when the cache is on one (`/users/:id`), else where it is mounted, followed by `*`.
+   */
   function routeOf(req: Request): string {
     const pattern = (req.route as { path?: unknown } | undefined)?.path;
-    return `${req.baseUrl ?? ''}${typeof pattern === 'string' ? pattern : req.path}`;
+    return `${req.baseUrl ?? ''}${typeof pattern === 'string' ? pattern : '/*'}`;
   }
 
   /** Reports how a client's request was answered (background refreshes are not client requests). */
   function reportLookup(req: Request, lookup: Lookup, type: 'cache.hit' | 'cache.stale' | 'cache.miss', size?: number) {
     if (!emit || isBackground(req)) return;
-    emit({ type, route: routeOf(req), key: lookup.base, durationMs: lookup.redisMs, size });
+    emit({ type, route: lookup.route, path: lookup.path, key: lookup.eventKey, durationMs: lookup.redisMs, size });
   }
 
   /** Answers from `entry` (see `serve`), reporting it as a HIT or STALE. */
@@ -112,13 +119,14 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     across: 'process' | 'instances',
     started: number,
   ) {
-    emit?.({ type: 'cache.coalesced', route: routeOf(req), key: lookup.base, across, durationMs: since(started) });
+    const { route, path, eventKey: key } = lookup;
+    emit?.({ type: 'cache.coalesced', route, path, key, across, durationMs: since(started) });
     serve(req, res, entry, 'HIT');
   }
 
   function reportBypass(req: Request, reason: 'method' | 'authorization' | 'redis-error') {
     if (!emit) return;
-    emit({ type: 'cache.bypass', route: routeOf(req), key: '', reason });
+    emit({ type: 'cache.bypass', route: routeOf(req), path: req.path, reason });
   }
 
   /** Whether `entry` may answer a request without asking the handler. */
@@ -176,12 +184,16 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     // session middleware in front, there is no session to key by: a response that reads one is then not stored.
     const session = responseConfig.perSession ? sessionIdentity(req) : undefined;
     if (session !== undefined) cacheKey += `\nsession: ${createHash('sha256').update(session).digest('hex')}`;
+    const base = store.responseKey(cacheKey);
     return {
       cacheKey,
-      base: store.responseKey(cacheKey),
+      base,
       snapshot: headerSnapshot(res),
       perSession: session !== undefined,
       redisMs: 0,
+      route: emit ? routeOf(req) : '',
+      path: emit ? req.path : '',
+      eventKey: emit ? createHash('sha256').update(base).digest('base64url').slice(0, 16) : '',
     };
   }
 
@@ -586,8 +598,9 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       }
       emit?.({
         type: 'cache.stored',
-        route: routeOf(req),
-        key: target,
+        route: lookup.route,
+        path: lookup.path,
+        key: lookup.eventKey,
         size: entry.body.length,
         ttlMs: keep,
         durationMs: since(started),
@@ -697,9 +710,18 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           const key = responseConfig.key(req);
           const started = emit ? clock() : 0;
           invalidations.push(
-            store
-              .deleteKey(key)
-              .then((count) => emit?.({ type: 'cache.invalidated', key, count, durationMs: since(started) })),
+            store.deleteKey(key).then(
+              (count) => emit?.({ type: 'cache.invalidated', key, count, durationMs: since(started) }),
+              (error: Error) =>
+                emit?.({
+                  type: 'redis.error',
+                  source: 'cache',
+                  action: 'failed',
+                  operation: 'invalidate',
+                  error,
+                  durationMs: since(started),
+                }),
+            ),
           );
         } else {
           paths.add(requestPath(req));

@@ -141,7 +141,10 @@ export async function withLock<T>(resource: string, fn: () => T | Promise<T>, op
       try {
         return await fn();
       } finally {
-        await lock.release().catch(() => {});
+        await lock.release().catch((error: Error) => {
+          // The lock ends by itself when its lease does.
+          emit?.({ type: 'redis.error', source: 'lock', action: 'failed', operation: 'unlock', error, durationMs: 0 });
+        });
       }
     }
     const left = deadline - Date.now();

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { lazyRedis } from '../connection.js';
-import { now as clock, eventEmitter, since } from '../events.js';
+import { now as clock, eventEmitter, reportingFailure, since } from '../events.js';
 import { isBackground } from '../http/marks.js';
 import { hashTag, keyspace, nameArgument } from '../keys.js';
 import { OutageReporter, resolveLogger } from '../logger.js';
@@ -391,7 +391,9 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   middleware.reset = async function reset(client: string | number): Promise<void> {
     const keys = keysOf(normaliseClient(client, 'reset()'));
     blocks?.delete(keys[0]);
-    const refused = await call.run(resetScript, keys, [resetChannel, keys[0]]);
+    const refused = await reportingFailure(emit, 'rateLimit', 'reset', () =>
+      call.run(resetScript, keys, [resetChannel, keys[0]]),
+    );
     if (typeof refused === 'string' && !warnedPublish) {
       warnedPublish = true;
       logger.warn(
@@ -407,7 +409,9 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     if (limitFunction) {
       limit = req ? await limitFor(req) : (lastLimits?.get(keys[0]) ?? lastLimit ?? 0);
     }
-    const reply = (await call.run(rulesScript ?? scripts.hit, keys, hitArgs(0, limit, true))) as number[];
+    const reply = (await reportingFailure(emit, 'rateLimit', 'get', () =>
+      call.run(rulesScript ?? scripts.hit, keys, hitArgs(0, limit, true)),
+    )) as number[];
     const now = Date.now();
     if (rules) {
       const exists = rules.some((_, i) => Number(reply[3 * i + 3]) === 1);

@@ -1,5 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { now as clock, since } from '../events.js';
+import { now as clock, reportingFailure, since } from '../events.js';
 import { isBackground, provideSessionIdentity } from '../http/marks.js';
 import { beforeHeaders, holdEnd } from '../http/response.js';
 import { nameArgument } from '../keys.js';
@@ -267,11 +267,13 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   } as RedisSessionMiddleware;
 
   middleware.listByUser = async function listByUser(userId: string | number): Promise<UserSessionInfo[]> {
-    return storage.listByUser(nameArgument(userId, 'redisSession listByUser(): userId', true));
+    const user = nameArgument(userId, 'redisSession listByUser(): userId', true);
+    return reportingFailure(config.emit, 'session', 'listByUser', () => storage.listByUser(user));
   };
 
   middleware.destroyByUser = async function destroyByUser(userId: string | number): Promise<number> {
-    return storage.destroyByUser(nameArgument(userId, 'redisSession destroyByUser(): userId', true));
+    const user = nameArgument(userId, 'redisSession destroyByUser(): userId', true);
+    return reportingFailure(config.emit, 'session', 'destroyByUser', () => storage.destroyByUser(user));
   };
 
   return middleware;

@@ -1,6 +1,6 @@
 // The Redis side of sessions: loading, saving, regenerating and destroying them, and the per-user index.
 import type { Request } from 'express';
-import { now as clock, since } from '../events.js';
+import { now as clock, reportingFailure, since } from '../events.js';
 import type { ScriptCallback } from '../redis/script.js';
 import {
   type Changes,
@@ -44,6 +44,7 @@ const genidPattern = /^[A-Za-z0-9_-]{8,128}$/;
 /** Loads, diffs and saves the sessions of one `redisSession()` middleware, and keeps its per-user index. */
 export function createSessionStorage(config: SessionConfig) {
   const { call, sessionKey, userKey, emit } = config;
+  const reported = <T>(operation: string, step: () => Promise<T>) => reportingFailure(emit, 'session', operation, step);
   /** The load script's arguments, built once: it runs on every request that has a session. */
   const loadArgs = {
     rolling: [config.ttl, config.absoluteTimeout, 1],
@@ -135,8 +136,12 @@ export function createSessionStorage(config: SessionConfig) {
       });
       if (problem) throw new TypeError(problem);
       if (!changes) return;
-      await new Promise<void>((resolve, reject) =>
-        storage.write(session, changes, (error) => (error ? reject(error) : resolve())),
+      await reported(
+        'save',
+        () =>
+          new Promise<void>((resolve, reject) =>
+            storage.write(session, changes, (error) => (error ? reject(error) : resolve())),
+          ),
       );
     },
 
@@ -218,7 +223,7 @@ export function createSessionStorage(config: SessionConfig) {
       const wasStored = !s.isNew;
       const started = emit ? clock() : 0;
       const userId = s.indexedUser;
-      const loaded = wasStored ? await storage.load(session.id, false) : null;
+      const loaded = wasStored ? await reported('reload', () => storage.load(session.id, false)) : null;
       if (loaded) {
         storage.fill(session, loaded);
       } else {
@@ -236,7 +241,7 @@ export function createSessionStorage(config: SessionConfig) {
     async touch(session: RedisSession): Promise<void> {
       const s = stateOf(session);
       if (s.isNew || s.detached || s.destroyed) return;
-      await storage.load(session.id, true);
+      await reported('touch', () => storage.load(session.id, true));
     },
 
     async regenerate(session: RedisSession, keepData: boolean): Promise<void> {
@@ -246,7 +251,9 @@ export function createSessionStorage(config: SessionConfig) {
       const userId = s.indexedUser;
       if (!s.isNew && s.id !== undefined) {
         const oldId = s.id;
-        await Promise.all([call((c) => c.del(sessionKey(oldId))), updateUserIndex(oldId, s.indexedUser, undefined)]);
+        await reported('regenerate', () =>
+          Promise.all([call((c) => c.del(sessionKey(oldId))), updateUserIndex(oldId, s.indexedUser, undefined)]),
+        );
       }
       emit?.({ type: 'session.regenerated', userId, durationMs: since(started) });
       if (!keepData) clearData(session);
@@ -275,7 +282,9 @@ export function createSessionStorage(config: SessionConfig) {
       clearData(session);
       if (stored === undefined) return;
       const started = emit ? clock() : 0;
-      await Promise.all([call((c) => c.del(sessionKey(stored))), updateUserIndex(stored, indexed, undefined)]);
+      await reported('destroy', () =>
+        Promise.all([call((c) => c.del(sessionKey(stored))), updateUserIndex(stored, indexed, undefined)]),
+      );
       emit?.({ type: 'session.destroyed', reason: 'destroy', userId: indexed, durationMs: since(started) });
     },
 
