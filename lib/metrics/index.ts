@@ -1,5 +1,5 @@
 // redisware/metrics: Prometheus and OpenTelemetry metrics of the `onEvent` stream.
-export type { OpenTelemetryMetricsOptions } from './opentelemetry.js';
+export type { OpenTelemetryMeter, OpenTelemetryMetricsOptions } from './opentelemetry.js';
 export { openTelemetryMetrics } from './opentelemetry.js';
-export type { PrometheusMetrics, PrometheusMetricsOptions } from './prometheus.js';
+export type { PrometheusMetrics, PrometheusMetricsOptions, PrometheusRegistry } from './prometheus.js';
 export { prometheusMetrics } from './prometheus.js';

@@ -54,6 +54,9 @@ export function routeLabeller(): (route: string) => string {
 
 /** What `event` counts for (see {@link counters} and {@link redisDuration}). */
 export function measurementsOf(event: RediswareEvent, routeLabel: (route: string) => string): Measurement[] {
+  // cache.wrap() events have no route: its keys are the app's (`user:42`), of unbounded cardinality.
+  const routeOf = (cacheEvent: { route?: string }) =>
+    cacheEvent.route === undefined ? 'cache.wrap' : routeLabel(cacheEvent.route);
   const wait = (source: string, operation: string): Measurement => ({
     histogram: 'redisDuration',
     labels: { source, operation },
@@ -72,16 +75,13 @@ export function measurementsOf(event: RediswareEvent, routeLabel: (route: string
     case 'cache.bypass':
     case 'cache.coalesced': {
       const result = event.type.slice('cache.'.length);
-      const counted: Measurement = { counter: 'cache', labels: { result, route: routeLabel(event.route) }, value: 1 };
+      const counted: Measurement = { counter: 'cache', labels: { result, route: routeOf(event) }, value: 1 };
       return event.type === 'cache.hit' || event.type === 'cache.stale' || event.type === 'cache.miss'
         ? [counted, wait('cache', 'read')]
         : [counted];
     }
     case 'cache.stored':
-      return [
-        { counter: 'cacheStored', labels: { route: routeLabel(event.route) }, value: event.size },
-        wait('cache', 'store'),
-      ];
+      return [{ counter: 'cacheStored', labels: { route: routeOf(event) }, value: event.size }, wait('cache', 'store')];
     case 'cache.invalidated':
       return [{ counter: 'cacheInvalidated', labels: {}, value: event.count }];
     case 'session.created':
@@ -89,7 +89,11 @@ export function measurementsOf(event: RediswareEvent, routeLabel: (route: string
     case 'session.destroyed':
     case 'session.expired': {
       const name = event.type.slice('session.'.length);
-      return [{ counter: 'session', labels: { event: name }, value: 1 }, wait('session', name)];
+      const counted: Measurement = { counter: 'session', labels: { event: name }, value: 1 };
+      // One Redis step each, except regenerate() (none for a session never stored) and destroyByUser() (one wait
+      // for all of the user's sessions, reported with each).
+      const oneStep = event.type !== 'session.regenerated' && event.reason !== 'destroyByUser';
+      return oneStep ? [counted, wait('session', name)] : [counted];
     }
     case 'lock.acquired':
     case 'lock.timeout':

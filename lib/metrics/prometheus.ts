@@ -8,10 +8,20 @@ import { optionalPeer } from './optional.js';
 
 type PromClient = typeof import('prom-client');
 
+/**
+ * What this module needs of a prom-client `Registry` (any `Registry` is one), spelled out so that its types do
+ * not require prom-client of an app that does not use it.
+ */
+export interface PrometheusRegistry {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+  registerMetric(metric: never): void;
+}
+
 const prometheusSchema = z.strictObject({
   /** The registry the metrics are registered in. @default prom-client's global `register` */
   registry: z
-    .custom<Registry>((value) => typeof (value as Registry | null)?.registerMetric === 'function', {
+    .custom<PrometheusRegistry>((value) => typeof (value as Registry | null)?.registerMetric === 'function', {
       message: 'expected a prom-client Registry',
     })
     .optional(),
@@ -29,8 +39,8 @@ export type PrometheusMetricsOptions = z.input<typeof prometheusSchema>;
 export interface PrometheusMetrics {
   /** Pass it as the `onEvent` option of each middleware (or combine it with others: `combineEventHooks`). */
   onEvent: EventHook;
-  /** The registry holding the metrics. */
-  registry: Registry;
+  /** The registry holding the metrics (prom-client's `Registry`). */
+  registry: PrometheusRegistry;
   /** `app.get('/metrics', metrics.handler)`: the registry in Prometheus' text format. */
   handler: RequestHandler;
 }
@@ -46,7 +56,7 @@ export interface PrometheusMetrics {
 export function prometheusMetrics(options?: PrometheusMetricsOptions): PrometheusMetrics {
   const config = parseOptions('prometheusMetrics', prometheusSchema, options);
   const client = optionalPeer<PromClient>('prom-client', 'prometheusMetrics()');
-  const registry = config.registry ?? client.register;
+  const registry = (config.registry ?? client.register) as Registry;
   const made = {} as Record<CounterName, Counter<string>>;
   for (const [id, counter] of Object.entries(counters) as [CounterName, (typeof counters)[CounterName]][]) {
     made[id] = new client.Counter({

@@ -72,6 +72,15 @@ describe('openTelemetryMetrics()', () => {
     expect(await points('redisware.session_events')).toEqual([{ attributes: { event: 'expired' }, value: 1 }]);
   });
 
+  it('records through an SDK the app installs after creating it (imports run before the SDK starts)', async () => {
+    const otel = openTelemetryMetrics();
+    otel.onEvent({ type: 'lock.acquired', resource: 'job', key: 'lock:job', durationMs: 1 });
+    const { provider, points } = sdk();
+    metrics.setGlobalMeterProvider(provider);
+    otel.onEvent({ type: 'lock.acquired', resource: 'job', key: 'lock:job', durationMs: 1 });
+    expect(await points('redisware.lock_events')).toEqual([{ attributes: { event: 'acquired' }, value: 1 }]);
+  });
+
   it('is a no-op without an SDK, and the app answers as usual', async () => {
     const otel = openTelemetryMetrics();
     const server = app(otel.onEvent);

@@ -80,11 +80,25 @@ describe('prometheusMetrics()', () => {
     expect(sample(text, 'app_redis_errors_total{source="rateLimit",action="allowed"}')).toBe(1);
   });
 
+  it('labels a cache behind app.use() by where it is mounted, so requests for any path cannot exhaust the routes', async () => {
+    const registry = new Registry();
+    const metrics = prometheusMetrics({ registry });
+    const cache = createCache({ redis: redis.client(), prefix: uniquePrefix('c'), onEvent: metrics.onEvent });
+    const app = express();
+    app.use('/shop', cache.response());
+    app.get('/shop/products/:id', (req, res) => res.json({ id: req.params.id }));
+    for (let i = 0; i < 120; i++) await request(app).get(`/shop/wp-admin/probe${i}.php`).expect(404);
+    await request(app).get('/shop/products/1').expect(200);
+    const text = await registry.metrics();
+    expect(sample(text, 'redisware_cache_requests_total{result="miss",route="/shop/*"}')).toBe(121);
+    expect(text).not.toContain('route="other"');
+  });
+
   it('labels at most 100 routes, then "other"', async () => {
     const registry = new Registry();
     const metrics = prometheusMetrics({ registry });
     for (let i = 0; i < 150; i++) {
-      metrics.onEvent({ type: 'cache.bypass', route: `/users/${i}`, key: '', reason: 'method' });
+      metrics.onEvent({ type: 'cache.bypass', route: `/users/${i}`, reason: 'method' });
     }
     const text = await registry.metrics();
     const series = text.split('\n').filter((line) => line.startsWith('redisware_cache_requests_total{'));
