@@ -8,6 +8,11 @@ function forPage(event: RediswareEvent): Record<string, unknown> {
   return event.type === 'redis.error' ? { ...event, error: event.error.message } : { ...event };
 }
 
+/** Pages listening at once; more are refused (503), so the stream cannot be used to pile up connections. */
+const maxPages = 50;
+/** Bytes a page may fall behind by; a page that reads slower than events come is dropped. */
+const maxBacklog = 256 * 1024;
+
 export function createEventStream() {
   const counts: Record<string, number> = {};
   const pages = new Set<Response>();
@@ -24,11 +29,22 @@ export function createEventStream() {
       counts[event.type] = (counts[event.type] ?? 0) + 1;
       if (pages.size === 0) return;
       const data = forPage(event);
-      for (const page of pages) send(page, 'redisware', data);
+      for (const page of pages) {
+        if (page.writableLength > maxBacklog) {
+          pages.delete(page);
+          page.destroy();
+        } else {
+          send(page, 'redisware', data);
+        }
+      }
     },
 
     /** GET /events: the counts so far, then each event as it happens. */
     handler(req: Request, res: Response): void {
+      if (pages.size >= maxPages) {
+        res.status(503).set('Retry-After', '5').send('Too many open event streams.');
+        return;
+      }
       res.writeHead(200, {
         'Content-Type': 'text/event-stream; charset=utf-8',
         'Cache-Control': 'no-store',
