@@ -121,7 +121,7 @@ function toClusterNode(node: z.output<typeof nodeSchema>): ClusterNode {
 /** Logs a refused or dropped connection once per outage; a client without an `error` listener would crash the process. */
 function reportOutages(client: RedisClient, logger: Logger, label: string, emit: Emit | undefined): void {
   let down = false;
-  client.on('error', (error: Error) => {
+  const report = (error: Error) =>
     emit?.({
       type: 'redis.error',
       source: 'connection',
@@ -130,6 +130,8 @@ function reportOutages(client: RedisClient, logger: Logger, label: string, emit:
       error,
       durationMs: 0,
     });
+  client.on('error', (error: Error) => {
+    report(error);
     if (down) return;
     down = true;
     logger.warn(`redisware: Redis connection to ${label} failed: ${error.message}`);
@@ -138,18 +140,7 @@ function reportOutages(client: RedisClient, logger: Logger, label: string, emit:
     down = false;
   });
   // A Cluster reports a node's connection failing as 'node error' (its 'error' is for the cluster as a whole).
-  if (emit && client instanceof Cluster) {
-    client.on('node error', (error: Error) => {
-      emit({
-        type: 'redis.error',
-        source: 'connection',
-        action: 'reconnecting',
-        operation: 'connection',
-        error,
-        durationMs: 0,
-      });
-    });
-  }
+  if (emit && client instanceof Cluster) client.on('node error', report);
 }
 
 /**

@@ -396,6 +396,23 @@ describe('withLock() onEvent', () => {
 });
 
 describe('createRedis() onEvent', () => {
+  it("reports a Cluster's node errors as well as its own", async () => {
+    const seen = recorder();
+    const cluster = createRedis({
+      cluster: { nodes: ['redis://127.0.0.1:1'] },
+      logger: silentLogger,
+      retry: { maxDelay: 100 },
+      onEvent: seen.onEvent,
+    });
+    try {
+      await expect
+        .poll(() => new Set(seen.of('redis.error').map((event) => event.error.message)))
+        .toEqual(new Set(['Connection is closed.', 'Failed to refresh slots cache.']));
+    } finally {
+      cluster.disconnect();
+    }
+  });
+
   it('reports every connection error, and a hook that throws does not crash the process', async () => {
     const seen = recorder();
     downRedis(
