@@ -32,9 +32,9 @@ function cacheSite(emit: Emit | undefined, size: number): void {
 }
 
 const hooks: Record<string, () => Emit | undefined> = {
-  'no hook': () => eventEmitter(undefined, silent, 'bench'),
-  'a no-op hook': () => eventEmitter(() => {}, silent, 'bench'),
-  'prometheusMetrics()': () => eventEmitter(prometheusMetrics({ registry: new Registry() }).onEvent, silent, 'bench'),
+  'no hook': () => eventEmitter(undefined, silent),
+  'a no-op hook': () => eventEmitter(() => {}, silent),
+  'prometheusMetrics()': () => eventEmitter(prometheusMetrics({ registry: new Registry() }).onEvent, silent),
 };
 
 function nsPerCall(site: (emit: Emit | undefined, n: number) => void, emit: Emit | undefined): number {

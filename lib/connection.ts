@@ -166,7 +166,7 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
     retryStrategy,
   };
   const log = resolveLogger(logger);
-  const emit = eventEmitter(onEvent, log, 'createRedis');
+  const emit = eventEmitter(onEvent, log);
 
   if (cluster) {
     const nodes = cluster.nodes.map(toClusterNode);

@@ -195,27 +195,32 @@ export type Emit = (event: RediswareEvent) => void;
 
 /**
  * The emitter of one factory, or `undefined` without a hook: call sites write `emit?.({ … })`, which builds no
- * event object when there is no hook. A hook that throws (or rejects) is reported once through `logger`, and the
+ * event object when there is no hook. A hook that throws (or rejects) is reported once through `logger` (the
+ * logger of the first factory it was given to: one emitter serves every factory given the same hook), and the
  * request goes on as if it had not been called.
  */
-export function eventEmitter(hook: EventHook | undefined, logger: Logger, factory: string): Emit | undefined {
+export function eventEmitter(hook: EventHook | undefined, logger: Logger): Emit | undefined {
   if (hook === undefined) return undefined;
   const shared = emitters.get(hook);
   if (shared) return shared;
   let reported = false;
-  const report = (error: unknown) => {
+  const report = (error: unknown, type: RediswareEvent['type']) => {
     if (reported) return;
     reported = true;
     const reason = error instanceof Error ? error.message : String(error);
-    logger.error(`redisware ${factory}: the onEvent hook threw (${reason}); further throws are not logged`);
+    logger.error(
+      `redisware: the onEvent hook threw on ${type} (${reason}); further throws of this hook are not logged`,
+    );
   };
   const emit: Emit = (event) => {
     try {
       const passed = event.type === 'redis.error' ? { ...event, error: eventError(event.error) } : event;
       const returned = hook(passed) as { then?: unknown } | undefined;
-      if (returned && typeof returned.then === 'function') (returned as Promise<unknown>).then(undefined, report);
+      if (returned && typeof returned.then === 'function') {
+        (returned as Promise<unknown>).then(undefined, (error: unknown) => report(error, event.type));
+      }
     } catch (error) {
-      report(error);
+      report(error, event.type);
     }
   };
   emitters.set(hook, emit);

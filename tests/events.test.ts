@@ -143,8 +143,8 @@ describe('rateLimit() onEvent', () => {
     await new Promise((resolve) => setImmediate(resolve));
     expect(calls).toBe(5);
     expect(logger.errors).toEqual([
-      'redisware rateLimit: the onEvent hook threw (dashboard down); further throws are not logged',
-      'redisware rateLimit: the onEvent hook threw (async dashboard down); further throws are not logged',
+      'redisware: the onEvent hook threw on rateLimit.allowed (dashboard down); further throws of this hook are not logged',
+      'redisware: the onEvent hook threw on rateLimit.allowed (async dashboard down); further throws of this hook are not logged',
     ]);
   });
 });
@@ -604,7 +604,7 @@ describe('combineEventHooks()', () => {
     await new Promise((resolve) => setImmediate(resolve));
     expect(seen.types()).toEqual(['rateLimit.allowed', 'rateLimit.allowed']);
     expect(logger.errors).toEqual([
-      'redisware rateLimit: the onEvent hook threw (exporter offline); further throws are not logged',
+      'redisware: the onEvent hook threw on rateLimit.allowed (exporter offline); further throws of this hook are not logged',
     ]);
   });
 

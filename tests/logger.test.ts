@@ -49,7 +49,10 @@ describe('the logger option with pino', () => {
     await warnAndError(asLogger(pinoInto(lines)));
     expect(lines.map(({ level, msg }) => [level, msg])).toEqual([
       [40, expect.stringMatching(/^redisware: rateLimit could not use Redis \(down, slow or refusing\)/)],
-      [50, 'redisware rateLimit: the onEvent hook threw (hook failed); further throws are not logged'],
+      [
+        50,
+        'redisware: the onEvent hook threw on redis.error (hook failed); further throws of this hook are not logged',
+      ],
     ]);
   });
 
@@ -61,7 +64,7 @@ describe('the logger option with pino', () => {
     await warnAndError({ warn: log.warn, error: log.error });
     expect(lines).toEqual([]);
     expect(warn).toHaveBeenCalledWith(expect.stringMatching(/^redisware: rateLimit could not use Redis/));
-    expect(error).toHaveBeenCalledWith(expect.stringMatching(/the onEvent hook threw \(hook failed\)/));
+    expect(error).toHaveBeenCalledWith(expect.stringMatching(/the onEvent hook threw on redis.error \(hook failed\)/));
   });
 });
 

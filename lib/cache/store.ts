@@ -321,7 +321,7 @@ export function createCacheStore(config: z.output<typeof cacheSchema>) {
     localCopies,
     logger,
     /** Reports to `onEvent`; `undefined` without one. */
-    emit: eventEmitter(config.onEvent, logger, 'cache'),
+    emit: eventEmitter(config.onEvent, logger),
     timeout: config.timeout,
     ttl: config.ttl,
   };

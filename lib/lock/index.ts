@@ -115,7 +115,7 @@ export async function withLock<T>(resource: string, fn: () => T | Promise<T>, op
   if (typeof fn !== 'function') throw new TypeError('withLock: fn is invalid (expected a function)');
   const config = parseOptions('withLock', lockSchema, options);
   const redis = config.redis ?? defaultRedis();
-  const emit = eventEmitter(config.onEvent, resolveLogger(config.logger), 'withLock');
+  const emit = eventEmitter(config.onEvent, resolveLogger(config.logger));
   const key = lockKey(resource);
   const started = emit ? clock() : 0;
   const deadline = Date.now() + config.waitTimeout;

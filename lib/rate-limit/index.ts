@@ -74,7 +74,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     logger,
     'rateLimit could not use Redis (down, slow or refusing), applying onRedisError',
   );
-  const emit = eventEmitter(config.onEvent, logger, 'rateLimit');
+  const emit = eventEmitter(config.onEvent, logger);
   const scripts = algorithms[config.algorithm];
   const rules: RateLimitRule[] | undefined = Array.isArray(config.limit) ? config.limit : undefined;
   const rulesScript = rules

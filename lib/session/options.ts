@@ -103,7 +103,7 @@ export function resolveConfig(options: RedisSessionOptions) {
     secrets: typeof config.secret === 'string' ? [config.secret] : config.secret,
     logger,
     /** Reports to `onEvent`; `undefined` without one. */
-    emit: eventEmitter(config.onEvent, logger, 'redisSession'),
+    emit: eventEmitter(config.onEvent, logger),
     /** Runs a command within `timeout`, logging each outage once. */
     call: boundedCaller({
       client: lazyRedis(config.redis),
