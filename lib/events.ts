@@ -195,24 +195,20 @@ export type Emit = (event: RediswareEvent) => void;
 
 /**
  * The emitter of one factory, or `undefined` without a hook: call sites write `emit?.({ … })`, which builds no
- * event object when there is no hook. A hook that throws (or rejects) is reported once through `logger` (the
- * logger of the first factory it was given to: one emitter serves every factory given the same hook), and the
- * request goes on as if it had not been called.
+ * event object when there is no hook. A hook that throws (or rejects) is reported once (per hook) through the
+ * `logger` of the factory whose event it threw on, and the request goes on as if it had not been called.
  */
 export function eventEmitter(hook: EventHook | undefined, logger: Logger): Emit | undefined {
   if (hook === undefined) return undefined;
-  const shared = emitters.get(hook);
-  if (shared) return shared;
-  let reported = false;
   const report = (error: unknown, type: RediswareEvent['type']) => {
-    if (reported) return;
-    reported = true;
+    if (reported.has(hook)) return;
+    reported.add(hook);
     const reason = error instanceof Error ? error.message : String(error);
     logger.error(
       `redisware: the onEvent hook threw on ${type} (${reason}); further throws of this hook are not logged`,
     );
   };
-  const emit: Emit = (event) => {
+  return (event) => {
     try {
       const passed = event.type === 'redis.error' ? { ...event, error: eventError(event.error) } : event;
       const returned = hook(passed) as { then?: unknown } | undefined;
@@ -223,24 +219,27 @@ export function eventEmitter(hook: EventHook | undefined, logger: Logger): Emit 
       report(error, event.type);
     }
   };
-  emitters.set(hook, emit);
-  return emit;
 }
 
 /**
- * One emitter per hook, so that a hook's first throw is logged once however many factories (or `withLock` calls,
- * each of which parses its options anew) it was given to.
+ * The hooks whose throw was logged: once per hook, however many factories (or `withLock` calls, each of which
+ * parses its options anew) it was given to.
  */
-const emitters = new WeakMap<EventHook, Emit>();
+const reported = new WeakSet<EventHook>();
 
 /** What an event says of a Redis error: a copy with its name, message, `code` and stack, and nothing else. */
-export function eventError(error: unknown): Error {
+export function eventError(error: unknown, depth = 0): Error {
   const original = error instanceof Error ? error : new Error(String(error));
-  const clean = new Error(original.message);
-  clean.name = original.name;
+  // Of the same class (`instanceof ReplyError`, `RedisTimeoutError` still hold), with none of its own properties.
+  const clean = Object.create(Object.getPrototypeOf(original)) as Error;
+  const own = (value: unknown) => ({ value, writable: true, configurable: true });
+  Object.defineProperties(clean, { message: own(original.message), stack: own(original.stack) });
+  if (original.name !== clean.name) Object.defineProperty(clean, 'name', own(original.name));
   const code = (original as { code?: unknown }).code;
-  if (typeof code === 'string') (clean as Error & { code: string }).code = code;
-  clean.stack = original.stack;
+  if (typeof code === 'string') Object.defineProperty(clean, 'code', own(code));
+  // What a Cluster's "Failed to refresh slots cache" says happened (its last node's error), cleaned alike.
+  const cause = (original as { lastNodeError?: unknown }).lastNodeError ?? original.cause;
+  if (cause instanceof Error && depth < 2) Object.defineProperty(clean, 'cause', own(eventError(cause, depth + 1)));
   return clean;
 }
 

@@ -5,7 +5,7 @@ import cors from 'cors';
 import express, { type Express, type RequestHandler } from 'express';
 import requestId from 'express-request-id';
 import helmet from 'helmet';
-import type { Redis } from 'ioredis';
+import { type Redis, ReplyError } from 'ioredis';
 import request from 'supertest';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -447,6 +447,7 @@ describe('what events never carry, and what they report the same way every time'
       expect(connection.error.message).toMatch(/WRONGPASS|invalid/i);
       expect(serialised(connection.error)).not.toContain('Wrong-Secret-Password');
       expect(connection.error).not.toHaveProperty('command');
+      expect(connection.error).toBeInstanceOf(ReplyError); // still of its class, for hooks that tell errors apart
     } finally {
       await admin.config('SET', 'requirepass', '');
     }
@@ -499,10 +500,25 @@ describe('what events never carry, and what they report the same way every time'
     expect(
       seen.events.map((event) => [event.type, 'route' in event && event.route, 'path' in event && event.path]),
     ).toEqual([
-      ['cache.miss', '/api/*', '/users/42'],
-      ['cache.stored', '/api/*', '/users/42'],
-      ['cache.hit', '/api/*', '/users/42'],
+      ['cache.miss', '/api/*', '/api/users/42'],
+      ['cache.stored', '/api/*', '/api/users/42'],
+      ['cache.hit', '/api/*', '/api/users/42'],
     ]);
+  });
+
+  it("takes a route's pattern only from the route the cache is on, not from an earlier one that passed the request on", async () => {
+    const seen = recorder();
+    const cache = createCache({ redis: redis.client(), prefix: uniquePrefix('routes'), onEvent: seen.onEvent });
+    const app = stackApp((app) => {
+      app.get('/fall/:id', (_req, _res, next) => next());
+      app.use('/fall', cache.response(), (_req: unknown, res: express.Response) => void res.send('fell through'));
+      app.get(/^\/rx\/\d+$/, cache.response(), (_req, res) => res.send('regex'));
+      app.get('/items/:id', cache.response(), (_req, res) => res.send('item'));
+    });
+    await request(app).get('/fall/1').expect(200);
+    await request(app).get('/rx/7').expect(200);
+    await request(app).get('/items/3').expect(200);
+    expect(seen.of('cache.miss').map((event) => event.route)).toEqual(['/fall/*', '/^\\/rx\\/\\d+$/', '/items/:id']);
   });
 
   it('reports each failed Redis step of the API as a redis.error before it rejects (regenerate, destroy, invalidation, reset)', async () => {
@@ -550,6 +566,23 @@ describe('what events never carry, and what they report the same way every time'
       'cache failed delete',
       'rateLimit failed reset',
       'session failed listByUser',
+    ]);
+  });
+
+  it('logs a throwing hook through the logger of the factory whose event it threw on', async () => {
+    const quiet = recordingLogger();
+    const loud = recordingLogger();
+    const onEvent = (event: RediswareEvent) => {
+      if (event.type.startsWith('cache.')) throw new Error('cache dashboard down');
+    };
+    const limiter = rateLimit({ redis: redis.client(), prefix: uniquePrefix('rl-log'), logger: quiet, onEvent });
+    const cache = createCache({ redis: redis.client(), prefix: uniquePrefix('c-log'), logger: loud, onEvent });
+    const app = stackApp((app) => app.get('/', limiter, (_req, res) => res.send('ok')));
+    await request(app).get('/').expect(200);
+    await cache.wrap('k', () => 1);
+    expect(quiet.errors).toEqual([]);
+    expect(loud.errors).toEqual([
+      'redisware: the onEvent hook threw on cache.miss (cache dashboard down); further throws of this hook are not logged',
     ]);
   });
 

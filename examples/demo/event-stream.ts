@@ -19,8 +19,6 @@ export function createEventStream() {
 
   function send(res: Response, name: string, data: unknown): void {
     res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
-    // compression() in front buffers what it compresses: flush each event out at once.
-    (res as Response & { flush?: () => void }).flush?.();
   }
 
   return {
@@ -47,7 +45,9 @@ export function createEventStream() {
       }
       res.writeHead(200, {
         'Content-Type': 'text/event-stream; charset=utf-8',
-        'Cache-Control': 'no-store',
+        // no-transform: compression() in front leaves the stream alone, so a page that stops reading shows up
+        // in `writableLength` (compressed, it would pile up inside zlib instead) and is dropped.
+        'Cache-Control': 'no-store, no-transform',
         Connection: 'keep-alive',
       });
       send(res, 'counts', counts);

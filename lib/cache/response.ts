@@ -94,8 +94,11 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
    * pattern when the cache is on one (`/users/:id`), else where it is mounted, followed by `*`.
    */
   function routeOf(req: Request): string {
-    const pattern = (req.route as { path?: unknown } | undefined)?.path;
-    return `${req.baseUrl ?? ''}${typeof pattern === 'string' ? pattern : '/*'}`;
+    // `req.route` is still set after an earlier route passed the request on: it counts only if this is its cache.
+    const route = req.route as { path?: unknown; stack?: { handle?: unknown }[] } | undefined;
+    const ours = route?.stack?.some((layer) => layer.handle === middleware) === true;
+    const pattern = ours ? route?.path : undefined;
+    return `${req.baseUrl ?? ''}${pattern === undefined ? '/*' : String(pattern)}`;
   }
 
   /** Reports how a client's request was answered (background refreshes are not client requests). */
@@ -126,7 +129,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
 
   function reportBypass(req: Request, reason: 'method' | 'authorization' | 'redis-error') {
     if (!emit) return;
-    emit({ type: 'cache.bypass', route: routeOf(req), path: req.path, reason });
+    emit({ type: 'cache.bypass', route: routeOf(req), path: `${req.baseUrl ?? ''}${req.path}`, reason });
   }
 
   /** Whether `entry` may answer a request without asking the handler. */
@@ -192,7 +195,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       perSession: session !== undefined,
       redisMs: 0,
       route: emit ? routeOf(req) : '',
-      path: emit ? req.path : '',
+      path: emit ? `${req.baseUrl ?? ''}${req.path}` : '',
       eventKey: emit ? createHash('sha256').update(base).digest('base64url').slice(0, 16) : '',
     };
   }
@@ -745,7 +748,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
     });
   }
 
-  return async function cacheResponseMiddleware(req: Request, res: Response, next: NextFunction) {
+  const middleware = async function cacheResponseMiddleware(req: Request, res: Response, next: NextFunction) {
     try {
       const method = req.method;
       if (method !== 'GET' && method !== 'HEAD') {
@@ -868,4 +871,5 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
       next(error);
     }
   };
+  return middleware;
 }

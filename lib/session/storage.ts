@@ -175,7 +175,7 @@ export function createSessionStorage(config: SessionConfig) {
             saveError ??
             indexError ??
             (saved === 2
-              ? new Error(`a new session's id is already in use: 'genid' must return a unique id (${id})`)
+              ? new Error("a new session's id is already in use: 'genid' must return a unique id")
               : undefined);
           if (error) return done(error);
           s.indexedUser = user;
