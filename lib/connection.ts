@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { RedisUnavailableError } from './errors.js';
-import { type Emit, eventEmitter } from './events.js';
+import { type Emit, eventEmitter, reportRedisError } from './events.js';
 import { type Logger, resolveLogger } from './logger.js';
 import { durationMs, loggerSchema, onEventOption, parseOptions } from './options.js';
 import type { RedisClient } from './redis/client.js';
@@ -121,15 +121,7 @@ function toClusterNode(node: z.output<typeof nodeSchema>): ClusterNode {
 /** Logs a refused or dropped connection once per outage; a client without an `error` listener would crash the process. */
 function reportOutages(client: RedisClient, logger: Logger, label: string, emit: Emit | undefined): void {
   let down = false;
-  const report = (error: Error) =>
-    emit?.({
-      type: 'redis.error',
-      source: 'connection',
-      action: 'reconnecting',
-      operation: 'connection',
-      error,
-      durationMs: 0,
-    });
+  const report = (error: Error) => reportRedisError(emit, 'connection', 'reconnecting', 'connection', error);
   client.on('error', (error: Error) => {
     report(error);
     if (down) return;

@@ -277,6 +277,23 @@ export function combineEventHooks(...hooks: (EventHook | undefined)[]): EventHoo
 }
 
 /**
+ * Reports a Redis failure (a {@link RedisErrorEvent}) to `emit`, if there is one: `started` is when the failed step
+ * began (from {@link now}), or omitted for an error nothing waited on.
+ */
+export function reportRedisError(
+  emit: Emit | undefined,
+  source: RedisErrorEvent['source'],
+  action: RedisErrorEvent['action'],
+  operation: string,
+  error: unknown,
+  started?: number,
+): void {
+  if (!emit) return;
+  const durationMs = started === undefined ? 0 : since(started);
+  emit({ type: 'redis.error', source, action, operation, error: error as Error, durationMs });
+}
+
+/**
  * Runs `step` (a Redis step of a public method: `regenerate()`, `invalidateTags()`, `reset()`, …), reporting its
  * failure to `emit` as a `redis.error` with `action: 'failed'` before rejecting with it.
  */
@@ -291,14 +308,7 @@ export async function reportingFailure<T>(
   try {
     return await step();
   } catch (error) {
-    emit({
-      type: 'redis.error',
-      source,
-      action: 'failed',
-      operation,
-      error: error as Error,
-      durationMs: since(started),
-    });
+    reportRedisError(emit, source, 'failed', operation, error, started);
     throw error;
   }
 }

@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import { now as clock, reportingFailure, since } from '../events.js';
+import { now as clock, reportingFailure, reportRedisError, since } from '../events.js';
 import { nameArgument } from '../keys.js';
 import { parseOptions } from '../options.js';
 import { createCoalescer } from './coalesce.js';
@@ -71,12 +71,6 @@ export function createCache(options?: CreateCacheOptions): Cache {
     }
   }
 
-  /** Reports a failed Redis step that `wrap()` goes on without. */
-  function reportFailure(operation: string, error: unknown, started: number) {
-    const durationMs = since(started);
-    emit?.({ type: 'redis.error', source: 'cache', action: 'bypassed', operation, error: error as Error, durationMs });
-  }
-
   /** Runs one of the cache's own Redis steps, reporting its failure to `onEvent` before it rejects. */
   const reported = <T>(operation: string, step: () => Promise<T>) => reportingFailure(emit, 'cache', operation, step);
 
@@ -101,7 +95,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
     try {
       cached = await readValue<T>(key);
     } catch (error) {
-      reportFailure('read', error, started);
+      reportRedisError(emit, 'cache', 'bypassed', 'read', error, started);
       return loader(); // Redis unreachable: load without the cache
     }
     const readMs = emit ? since(started) : 0;
@@ -142,7 +136,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
             const size = Buffer.byteLength(json);
             emit({ type: 'cache.stored', key, size, ttlMs, durationMs: since(storeStarted) });
           },
-          (error: unknown) => reportFailure('store', error, storeStarted),
+          (error: unknown) => reportRedisError(emit, 'cache', 'bypassed', 'store', error, storeStarted),
         );
       }
       return value;

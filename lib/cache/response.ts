@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import parseRange from 'range-parser';
-import { now as clock, since } from '../events.js';
+import { now as clock, reportRedisError, since } from '../events.js';
 import { isBackground, isPersonal, sessionIdentity } from '../http/marks.js';
 import { holdEnd } from '../http/response.js';
 import { type CapturedResponse, captureResponse, type Head, type HeadDecision, headerSnapshot } from './capture.js';
@@ -588,15 +588,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         });
       } catch (error) {
         // Stored or not, the client already has its response; the next request simply misses.
-        const durationMs = since(started);
-        emit?.({
-          type: 'redis.error',
-          source: 'cache',
-          action: 'bypassed',
-          operation: 'store',
-          error: error as Error,
-          durationMs,
-        });
+        reportRedisError(emit, 'cache', 'bypassed', 'store', error, started);
         return undefined;
       }
       emit?.({
@@ -715,15 +707,7 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
           invalidations.push(
             store.deleteKey(key).then(
               (count) => emit?.({ type: 'cache.invalidated', key, count, durationMs: since(started) }),
-              (error: Error) =>
-                emit?.({
-                  type: 'redis.error',
-                  source: 'cache',
-                  action: 'failed',
-                  operation: 'invalidate',
-                  error,
-                  durationMs: since(started),
-                }),
+              (error: unknown) => reportRedisError(emit, 'cache', 'failed', 'invalidate', error, started),
             ),
           );
         } else {
@@ -795,18 +779,8 @@ export function createResponseMiddleware(parts: ResponseCacheParts, responseConf
         found = await store.readResponse(cacheKey, req);
         if (emit) lookup.redisMs = since(started);
       } catch (error) {
-        if (emit) {
-          const durationMs = since(started);
-          emit({
-            type: 'redis.error',
-            source: 'cache',
-            action: 'bypassed',
-            operation: 'read',
-            error: error as Error,
-            durationMs,
-          });
-          reportBypass(req, 'redis-error');
-        }
+        reportRedisError(emit, 'cache', 'bypassed', 'read', error, started);
+        if (emit) reportBypass(req, 'redis-error');
         await runAndStore(req, res, next, lookup, { label: 'BYPASS', store: false });
         return;
       }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { defaultRedis } from '../connection.js';
 import { LockTimeoutError } from '../errors.js';
-import { now as clock, eventEmitter, since } from '../events.js';
+import { now as clock, eventEmitter, reportRedisError, since } from '../events.js';
 import { keyspace, nameArgument } from '../keys.js';
 import { resolveLogger } from '../logger.js';
 import {
@@ -125,15 +125,7 @@ export async function withLock<T>(resource: string, fn: () => T | Promise<T>, op
     try {
       lock = await tryLock(redis, key, config.ttl, config.timeout);
     } catch (error) {
-      const durationMs = since(started);
-      emit?.({
-        type: 'redis.error',
-        source: 'lock',
-        action: 'failed',
-        operation: 'lock',
-        error: error as Error,
-        durationMs,
-      });
+      reportRedisError(emit, 'lock', 'failed', 'lock', error, started);
       throw error;
     }
     if (lock) {
@@ -143,7 +135,7 @@ export async function withLock<T>(resource: string, fn: () => T | Promise<T>, op
       } finally {
         await lock.release().catch((error: Error) => {
           // The lock ends by itself when its lease does.
-          emit?.({ type: 'redis.error', source: 'lock', action: 'failed', operation: 'unlock', error, durationMs: 0 });
+          reportRedisError(emit, 'lock', 'failed', 'unlock', error);
         });
       }
     }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { lazyRedis } from '../connection.js';
-import { now as clock, eventEmitter, reportingFailure, since } from '../events.js';
+import { now as clock, eventEmitter, reportingFailure, reportRedisError, since } from '../events.js';
 import { isBackground } from '../http/marks.js';
 import { hashTag, keyspace, nameArgument } from '../keys.js';
 import { OutageReporter, resolveLogger } from '../logger.js';
@@ -303,14 +303,14 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     call.script(script, keys, args, (error, reply) => {
       try {
         if (error) {
-          emit?.({
-            type: 'redis.error',
-            source: 'rateLimit',
-            action: config.onRedisError === 'allow' ? 'allowed' : 'denied',
-            operation: 'hit',
+          reportRedisError(
+            emit,
+            'rateLimit',
+            config.onRedisError === 'allow' ? 'allowed' : 'denied',
+            'hit',
             error,
-            durationMs: since(started),
-          });
+            started,
+          );
           if (config.onRedisError === 'allow') return next();
           res.setHeader('Retry-After', '1');
           res.status(503).send('Service Unavailable: the rate limiter cannot reach its store.');

@@ -1,5 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { now as clock, reportingFailure, since } from '../events.js';
+import { now as clock, reportingFailure, reportRedisError, since } from '../events.js';
 import { isBackground, provideSessionIdentity } from '../http/marks.js';
 import { beforeHeaders, holdEnd } from '../http/response.js';
 import { nameArgument } from '../keys.js';
@@ -177,14 +177,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
         }
         config.logger.error(`redisware redisSession: saving the session failed: ${error.message}`);
         const deny = config.onRedisError === 'fail' && !res.headersSent;
-        config.emit?.({
-          type: 'redis.error',
-          source: 'session',
-          action: deny ? 'denied' : 'bypassed',
-          operation: 'save',
-          error,
-          durationMs: since(started),
-        });
+        reportRedisError(config.emit, 'session', deny ? 'denied' : 'bypassed', 'save', error, started);
         if (deny) {
           respondUnavailable(res);
           proceed('Service Unavailable: the session could not be saved.');
@@ -240,14 +233,8 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     storage.loadThen(id, config.rolling, (error, loaded) => {
       try {
         if (error) {
-          emit?.({
-            type: 'redis.error',
-            source: 'session',
-            action: config.onRedisError === 'continue' ? 'bypassed' : 'denied',
-            operation: 'load',
-            error,
-            durationMs: since(started),
-          });
+          const action = config.onRedisError === 'continue' ? 'bypassed' : 'denied';
+          reportRedisError(emit, 'session', action, 'load', error, started);
         }
         if (!error) {
           const found = Array.isArray(loaded) ? loaded : undefined;
