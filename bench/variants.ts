@@ -7,6 +7,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import { rateLimit as expressRateLimit } from 'express-rate-limit';
 import { Redis } from 'ioredis';
 import { Redis as Redis6 } from 'ioredis6';
+import { Registry } from 'prom-client';
 import { RedisStore as RateLimitRedisStore } from 'rate-limit-redis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { createClient } from 'redis';
@@ -318,75 +319,54 @@ variants['apicache 1.6 (node-redis 3)'] = {
   },
 };
 
-/**
- * The cost of `onEvent`: each middleware with no hook (the variants above), with a hook that does nothing, and
- * with prometheusMetrics() counting every event.
- */
-/**
- * BENCH_BASELINE_DIST: the build of an earlier commit (its dist/index.js), to compare "no hook" with the code
- * before `onEvent` existed, in the same run (see bench/README.md).
- */
-const baselineDist = process.env.BENCH_BASELINE_DIST;
-export const baselineLabel = process.env.BENCH_BASELINE_LABEL ?? 'before onEvent';
-if (baselineDist) {
-  const baseline: typeof import('../lib/index.js') = await import(new URL(`file://${baselineDist}`).href);
-  variants[`redisware rateLimit(), ${baselineLabel}`] = {
-    async build(url, { limit = 1e9 }) {
-      const redis = baseline.createRedis(url);
-      const app = baseApp();
-      app.use(baseline.rateLimit({ redis, limit, window: windowMs, prefix: 'bench-rw-baseline' }));
-      return finish(app, [redis]);
-    },
-  };
-  variants[`redisware redisSession(), ${baselineLabel}`] = {
-    async build(url) {
-      const redis = baseline.createRedis(url);
-      const app = baseApp();
-      app.use(baseline.redisSession({ redis, secret: sessionSecret, prefix: 'bench-rw-baseline-session' }));
-      return finish(app, [redis]);
-    },
-  };
-  variants[`redisware cacheResponse(), ${baselineLabel}`] = {
-    async build(url) {
-      const redis = baseline.createRedis(url);
-      return finish(
-        baseApp(),
-        [redis],
-        baseline.cacheResponse({ redis, ttl: '1h', prefix: 'bench-rw-baseline-cache' }),
-      );
-    },
-  };
-}
+/** A build of redisware: this one, or an earlier one to compare with (BENCH_BASELINE_DIST). */
+type Library = typeof import('../lib/index.js');
+const thisBuild: Library = { cacheResponse, createRedis, rateLimit, redisSession } as Library;
 
-const hooks = {
-  'a no-op onEvent': () => () => {},
-  'onEvent: prometheusMetrics()': () => prometheusMetrics().onEvent,
-} as const;
-for (const [label, hook] of Object.entries(hooks)) {
+/**
+ * The three everyday cases of the events suite (rateLimit, a session read, a cache HIT) on `lib`, named
+ * `redisware <middleware>, <label>`, each middleware given `extra` options (its `onEvent`).
+ */
+function onEventVariants(lib: Library, label: string, prefix: string, extra: () => object): void {
   variants[`redisware rateLimit(), ${label}`] = {
     async build(url, { limit = 1e9 }) {
-      const redis = createRedis(url);
+      const redis = lib.createRedis(url);
       const app = baseApp();
-      app.use(rateLimit({ redis, limit, window: windowMs, prefix: 'bench-rw-hook', onEvent: hook() }));
+      app.use(lib.rateLimit({ redis, limit, window: windowMs, prefix, ...extra() }));
       return finish(app, [redis]);
     },
   };
   variants[`redisware redisSession(), ${label}`] = {
     async build(url) {
-      const redis = createRedis(url);
+      const redis = lib.createRedis(url);
       const app = baseApp();
-      app.use(redisSession({ redis, secret: sessionSecret, prefix: 'bench-rw-hook-session', onEvent: hook() }));
+      app.use(lib.redisSession({ redis, secret: sessionSecret, prefix: `${prefix}-session`, ...extra() }));
       return finish(app, [redis]);
     },
   };
   variants[`redisware cacheResponse(), ${label}`] = {
     async build(url) {
-      const redis = createRedis(url);
-      return finish(
-        baseApp(),
-        [redis],
-        cacheResponse({ redis, ttl: '1h', prefix: 'bench-rw-hook-cache', onEvent: hook() }),
-      );
+      const redis = lib.createRedis(url);
+      return finish(baseApp(), [redis], lib.cacheResponse({ redis, ttl: '1h', prefix: `${prefix}-cache`, ...extra() }));
     },
   };
 }
+
+/**
+ * BENCH_BASELINE_DIST: the build of an earlier commit (its dist/index.js), to compare "no hook" with the code
+ * before `onEvent` existed, in the same run (see bench/README.md).
+ */
+const baselineDist = process.env.BENCH_BASELINE_DIST;
+if (baselineDist) {
+  const baseline: Library = await import(new URL(`file://${baselineDist}`).href);
+  onEventVariants(baseline, process.env.BENCH_BASELINE_LABEL ?? 'before onEvent', 'bench-rw-baseline', () => ({}));
+}
+
+/**
+ * The cost of `onEvent`: each middleware with no hook (the variants above), with a hook that does nothing, and
+ * with prometheusMetrics() counting every event.
+ */
+onEventVariants(thisBuild, 'a no-op onEvent', 'bench-rw-noop', () => ({ onEvent: () => {} }));
+onEventVariants(thisBuild, 'onEvent: prometheusMetrics()', 'bench-rw-prometheus', () => ({
+  onEvent: prometheusMetrics({ registry: new Registry() }).onEvent,
+}));
