@@ -569,6 +569,43 @@ describe('what events never carry, and what they report the same way every time'
     ]);
   });
 
+  it('reports unawaited, callback-less session calls (the express-session way) failing while Redis is down, and nothing rejects unhandled', async () => {
+    const seen = recorder();
+    const client = redis.newClient();
+    const sessions = redisSession({
+      secret,
+      redis: client,
+      timeout: '100ms',
+      logger: silentLogger,
+      onEvent: seen.onEvent,
+    });
+    const app = stackApp((app) => {
+      app.use(sessions);
+      app.post('/login', (req, res) => {
+        req.session.userId = 'ada';
+        res.send('ok');
+      });
+      app.post('/fire-and-forget', (req, res) => {
+        client.disconnect();
+        void req.session.touch();
+        void req.session.reload();
+        void req.session.destroy();
+        res.send('answered');
+      });
+    });
+    const agent = request.agent(app);
+    await agent.post('/login').expect(200);
+    await agent.post('/fire-and-forget').expect(200);
+    await expect
+      .poll(() =>
+        seen
+          .of('redis.error')
+          .map((event) => `${event.action} ${event.operation}`)
+          .sort(),
+      )
+      .toEqual(['failed destroy', 'failed reload', 'failed touch']);
+  });
+
   it('logs a throwing hook through the logger of the factory whose event it threw on', async () => {
     const quiet = recordingLogger();
     const loud = recordingLogger();
