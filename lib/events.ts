@@ -78,8 +78,11 @@ export interface CacheLookupEvent extends CacheEventBase {
 /** A request the cache let through without looking (`cache.response()`). */
 export interface CacheBypassEvent extends Omit<CacheEventBase, 'key'> {
   type: 'cache.bypass';
-  /** `'method'` (not GET or HEAD), `'authorization'` (an Authorization header), `'redis-error'` (Redis failed). */
-  reason: 'method' | 'authorization' | 'redis-error';
+  /**
+   * `'method'` (not GET or HEAD), `'authorization'` (an Authorization header), `'redis-error'` (Redis failed),
+   * `'origin'` (a Host or trusted X-Forwarded-Host that is not `host[:port]`, or a target not in origin form).
+   */
+  reason: 'method' | 'authorization' | 'redis-error' | 'origin';
 }
 
 /** A MISS that waited for another request's handler instead of running its own. */

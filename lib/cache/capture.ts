@@ -2,6 +2,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Response } from 'express';
 import { assertWritable, beforeHeaders } from '../http/response.js';
+import { type Answer, applyAnswer } from './answer.js';
 import { droppedBy304, hasNoBody, storedHeaderFilter } from './http.js';
 
 /** What a handler sent, as far as it can be stored. */
@@ -30,8 +31,22 @@ export interface Head {
  */
 export type HeadDecision =
   | { kind: 'pass' | 'not-modified'; keep: boolean }
-  /** Send this instead, discarding the handler's output (how `staleIfError` swaps a 5xx for the last good entry). */
-  | { kind: 'replace'; status: number; headers: [string, string][]; body: Buffer; removed?: string[] };
+  /**
+   * Send this answer from an entry instead, discarding the handler's output (how `staleIfError` swaps a 5xx for the
+   * last good entry, and how a 304 from the handler to the cache's own conditional request serves the entry).
+   */
+  | { kind: 'replace'; answer: Answer };
+
+/** What the cache does as a response goes out. */
+export interface CaptureHooks {
+  /** Right before the headers are written, with the handler's head: what to do with the response. */
+  atHead(head: Head): HeadDecision;
+  /**
+   * Once the handler ends the response, its head written (every middleware's header work done) and its body
+   * complete, right before the end reaches the middleware in front: the last moment to look at the whole exchange.
+   */
+  atEnd?(): void;
+}
 
 type Callback = (error?: Error | null) => void;
 
@@ -85,9 +100,9 @@ function removedHeaders(res: Response, snapshot: Map<string, string>): string[] 
 
 /**
  * Tees what the handler writes (`res.json`, `res.send`, `res.write`/`res.end`, a piped stream) while it streams to
- * the client. `decide` runs right before the headers go out — before any outer middleware's own header listeners
- * (compression's, say), so it sees the handler's headers and the body bytes before they are encoded — and may have
- * the client answered 304, or sent something else.
+ * the client. `hooks.atHead` runs right before the headers go out — before any outer middleware's own header
+ * listeners (compression's, say), so it sees the handler's headers and the body bytes before they are encoded — and
+ * may have the client answered 304, or sent something else; `hooks.atEnd` once the response is complete.
  *
  * Resolves as soon as the handler has ended the response, before its last bytes are handed to the socket, so that
  * storing it starts before the client can have it (and ask again): with the response, or `undefined` when it
@@ -97,12 +112,13 @@ export function captureResponse(
   res: Response,
   snapshot: Map<string, string>,
   maxBytes: number,
-  decide: (head: Head) => HeadDecision,
+  hooks: CaptureHooks,
 ): Promise<CapturedResponse | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
   let tooBig = false;
   let decision: HeadDecision = { kind: 'pass', keep: true };
+  let atEndCalled = false;
   let status = 200;
   let headers: [string, string][] = [];
   let removed: string[] = [];
@@ -126,7 +142,7 @@ export function captureResponse(
     status = res.statusCode;
     headers = handlerHeaders(res, snapshot);
     removed = removedHeaders(res, snapshot);
-    decision = decide({ status, handlerHeaders: headers, all: res.getHeaders() });
+    decision = hooks.atHead({ status, handlerHeaders: headers, all: res.getHeaders() });
     if (!keeping()) chunks.length = 0;
     if (decision.kind === 'not-modified') {
       res.statusCode = 304;
@@ -134,11 +150,7 @@ export function captureResponse(
     } else if (decision.kind === 'replace') {
       // The handler's response is swapped; what outer middleware set on it (CORS, helmet, …) stays.
       for (const [name] of headers) res.removeHeader(name);
-      const grouped = new Map<string, string[]>();
-      for (const [name, value] of decision.headers) grouped.set(name, [...(grouped.get(name) ?? []), value]);
-      for (const [name, values] of grouped) res.setHeader(name, values.length === 1 ? values[0] : values);
-      for (const name of decision.removed ?? []) res.removeHeader(name); // as the stored response's handler did
-      res.statusCode = decision.status;
+      applyAnswer(res, decision.answer);
     }
   });
 
@@ -179,10 +191,14 @@ export function captureResponse(
       res.writeHead(res.statusCode);
     }
     collect(chunk, encoding);
+    if (!atEndCalled) {
+      atEndCalled = true;
+      hooks.atEnd?.();
+    }
     const done = [chunk, encoding, callback].find((arg) => typeof arg === 'function') as Callback | undefined;
     if (decision.kind === 'replace') {
       complete(undefined);
-      return originalEnd.call(this, decision.body, done);
+      return originalEnd.call(this, decision.answer.body, done);
     }
     complete(tooBig || !keeping() ? undefined : { status, headers, removed, body: Buffer.concat(chunks, size) });
     if (!passesBody()) return originalEnd.call(this, done);

@@ -13,8 +13,11 @@ const tokenChar = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /**
  * Parses Cache-Control field values (all lines of it, in order): comma-separated directives, each a token with an
  * optional `=token` or `="quoted string"` argument. A quoted argument may hold commas and `=`: they are not
- * directives (`extension="max-age=3600"` says nothing about max-age). When a directive repeats, its first
- * occurrence counts (RFC 9111 §4.2.1). An element that is not a directive is skipped.
+ * directives (`extension="max-age=3600"` says nothing about max-age); a quoted string left open ends at the next
+ * comma, so it never hides the directives after it (`ext="a, private` is `private`). When a directive repeats, its
+ * first occurrence counts (RFC 9111 §4.2.1) — except `private` and `no-cache`, where the safer reading wins: the
+ * bare directive (or a malformed argument) over any qualified form, and the fields of qualified forms combined. An
+ * element that is not a directive is skipped; a malformed argument of another directive is an invalid one (`''`).
  */
 export function parseCacheControl(values: readonly string[]): Directives {
   const directives: Directives = new Map();
@@ -22,39 +25,54 @@ export function parseCacheControl(values: readonly string[]): Directives {
     let i = 0;
     while (i < value.length) {
       // One list element: up to the next comma outside a quoted string.
-      let name = '';
-      let argument: string | true = true;
       const nameEnd = scanUntil(value, i, ',=');
-      name = value.slice(i, nameEnd).trim().toLowerCase();
+      const name = value.slice(i, nameEnd).trim().toLowerCase();
+      let argument: string | true | undefined = true;
       i = nameEnd;
       if (value[i] === '=') {
         i++;
-        if (value[i] === '"') {
-          let text = '';
-          i++;
-          while (i < value.length && value[i] !== '"') {
-            if (value[i] === '\\' && i + 1 < value.length) i++;
-            text += value[i];
-            i++;
-          }
-          i++; // closing quote
-          argument = text;
+        const quoted = value[i] === '"' ? quotedString(value, i) : undefined;
+        if (quoted) {
+          argument = quoted.text;
+          const rest = scanUntil(value, quoted.end, ',');
           // Anything after the closing quote before the comma makes the element malformed.
-          const rest = scanUntil(value, i, ',');
-          if (value.slice(i, rest).trim() !== '') name = '';
+          if (value.slice(quoted.end, rest).trim() !== '') argument = undefined;
           i = rest;
         } else {
           const end = scanUntil(value, i, ',');
-          argument = value.slice(i, end).trimEnd();
+          argument = value[i] === '"' ? undefined : value.slice(i, end).trimEnd();
           i = end;
         }
       }
       i++; // the comma
-      if (name === '' || !tokenChar.test(name) || directives.has(name)) continue;
-      directives.set(name, argument);
+      if (name !== '' && tokenChar.test(name)) addDirective(directives, name, argument);
     }
   }
   return directives;
+}
+
+/** Adds one occurrence of a directive (`argument` `undefined`: malformed) as {@link parseCacheControl} reads them. */
+function addDirective(directives: Directives, name: string, argument: string | true | undefined): void {
+  if (name === 'private' || name === 'no-cache') {
+    const previous = directives.get(name);
+    const fields = argument === undefined ? undefined : qualifiedFields(argument);
+    if (previous === true || !fields) directives.set(name, true);
+    else directives.set(name, previous === undefined ? fields.join(', ') : `${previous}, ${fields.join(', ')}`);
+    return;
+  }
+  if (!directives.has(name)) directives.set(name, argument ?? '');
+}
+
+/** The quoted string opening at `start` (RFC 9110 §5.6.4), unescaped, and where it ends; `undefined` if left open. */
+function quotedString(text: string, start: number): { text: string; end: number } | undefined {
+  let unquoted = '';
+  let i = start + 1;
+  while (i < text.length && text[i] !== '"') {
+    if (text[i] === '\\' && i + 1 < text.length) i++;
+    unquoted += text[i];
+    i++;
+  }
+  return i < text.length ? { text: unquoted, end: i + 1 } : undefined;
 }
 
 function scanUntil(text: string, from: number, stops: string): number {

@@ -90,11 +90,15 @@ export function forbidsStoring(cacheControl: string | undefined): boolean {
   return directives(cacheControl).some((name) => name === 'no-store' || name === 'no-cache' || name === 'private');
 }
 
-/** The request header names listed by a response `Vary` header (lower case, sorted, unique); `['*']` for `*`. */
-export function varyNames(vary: string | undefined): string[] {
+/**
+ * The request header names listed by a response's `Vary` lines (lower case, sorted, unique); `['*']` for `*`. Every
+ * line counts: `res.append('Vary', …)` twice, or an array, is one list (RFC 9110 §5.3).
+ */
+export function varyNames(vary: string | readonly string[] | undefined): string[] {
+  if (Array.isArray(vary)) vary = vary.join(',');
   if (!vary) return [];
   const names = new Set(
-    vary
+    (vary as string)
       .split(',')
       .map((name) => name.trim().toLowerCase())
       .filter((name) => name !== ''),
@@ -116,7 +120,11 @@ export function requestHeader(headers: IncomingHttpHeaders, name: string): strin
 export function varyValue(headers: IncomingHttpHeaders, name: string): string {
   const value = Object.hasOwn(headers, name) ? headers[name] : undefined;
   if (typeof value !== 'string' && !Array.isArray(value)) return '\u0000';
-  const text = (Array.isArray(value) ? value.join(',') : value).trim().replace(/[ \t]*,[ \t]*/g, ',');
+  // Split and trimmed piece by piece: linear in the length of the value, whatever it holds.
+  const text = (Array.isArray(value) ? value.join(',') : value)
+    .split(',')
+    .map((item) => item.trim())
+    .join(',');
   return name === 'accept-language' ? text.toLowerCase() : text;
 }
 

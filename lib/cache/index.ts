@@ -3,7 +3,9 @@ import { now as clock, reportingFailure, reportRedisError, since } from '../even
 import { nameArgument } from '../keys.js';
 import { parseOptions } from '../options.js';
 import { createCoalescer } from './coalesce.js';
+import { hashForEvents } from './context.js';
 import type { StoredResponse } from './entry.js';
+import type { Tag } from './keys.js';
 import {
   type CacheResponseOptions,
   type CacheValueOptions,
@@ -12,9 +14,10 @@ import {
   responseSchema,
   valueSchema,
 } from './options.js';
-import { deletedPath, urlTag } from './request-key.js';
+import { tagForEvents } from './report.js';
 import { createResponseMiddleware } from './response.js';
 import { createCacheStore } from './store.js';
+import { invalidationUrlOf } from './target.js';
 
 export type { CacheResponseOptions, CacheValueOptions, CreateCacheOptions } from './options.js';
 
@@ -49,47 +52,59 @@ function storableJson(value: unknown, what: string): string {
   return json;
 }
 
-/** A value read from Redis: found (with the value), or not. */
-type Read<T> = { found: true; value: T; size?: number } | { found: false };
+/** A value read from Redis: found (with the value), or not; and Redis's clock at the read (µs). */
+type Read<T> = { found: true; value: T; size?: number } | { found: false; since?: string };
+
+/** The path in a key given to `cache.delete()` as a URL (`/users/1?b=2&a=1` or `GET /users/1`), or `undefined`. */
+function deletedUrl(key: string): string | undefined {
+  if (key.startsWith('/')) return invalidationUrlOf(key);
+  if (key.startsWith('GET /')) return invalidationUrlOf(key.slice(4));
+  return undefined;
+}
 
 /** Creates a cache on `redis` (default: the shared client) under `prefix` (default `cache`). */
 export function createCache(options?: CreateCacheOptions): Cache {
   const config = parseOptions('createCache', cacheSchema, options);
   const store = createCacheStore(config);
-  const { call, valueKey, emit } = store;
-  const filled = `${config.prefix}:filled`;
-  const responses = createCoalescer<StoredResponse>(store, filled);
-  const values = createCoalescer<Read<unknown>>(store, filled);
+  const { keys, emit } = store;
+  const responses = createCoalescer<StoredResponse>(store, keys.filledChannel);
+  const values = createCoalescer<Read<unknown>>(store, keys.filledChannel);
+  /** A value's key, as events show it: hashed. */
+  const reportedKey = (key: string) => hashForEvents(keys.value(key));
 
   async function readValue<T>(key: string): Promise<Read<T>> {
-    const stored = await call((r) => r.get(valueKey(key)));
-    if (stored === null) return { found: false };
+    const { json, since } = await store.readValue(key);
+    if (json === undefined) return { found: false, since };
     try {
-      return { found: true, value: JSON.parse(stored) as T, size: emit ? Buffer.byteLength(stored) : 0 };
+      return { found: true, value: JSON.parse(json) as T, size: emit ? Buffer.byteLength(json) : 0 };
     } catch {
-      return { found: false };
+      return { found: false, since };
     }
   }
 
   /** Runs one of the cache's own Redis steps, reporting its failure to `onEvent` before it rejects. */
   const reported = <T>(operation: string, step: () => Promise<T>) => reportingFailure(emit, 'cache', operation, step);
 
-  async function invalidateTags(...tags: string[]): Promise<number> {
+  /** Invalidates `tags` (and reports them, `reportedAs.key` hashed), resolving to how many entries were deleted. */
+  async function invalidate(tags: readonly Tag[], reportedAs: { key?: string } = {}): Promise<number> {
     const started = emit ? clock() : 0;
-    const deleted = await reported('invalidate', async () => {
-      let count = 0;
-      for (const tag of tags) count += await store.invalidateTag(tag);
-      return count;
+    const count = await reported('invalidate', () => store.invalidate(tags));
+    emit?.({
+      type: 'cache.invalidated',
+      tags: tags.map(tagForEvents),
+      key: reportedAs.key === undefined ? undefined : reportedKey(reportedAs.key),
+      count,
+      durationMs: since(started),
     });
-    emit?.({ type: 'cache.invalidated', tags, count: deleted, durationMs: since(started) });
-    return deleted;
+    return count;
   }
 
   /**
    * Loads `key` once across concurrent calls: in this process they share one load; across processes the first
-   * takes the lock and the others wait for it to announce the value (at most three seconds), then read it.
+   * takes the lock and the others wait for it to announce the value (at most three seconds), then read it. A value
+   * loaded while `key` or one of `tags` was invalidated is not stored (it may predate the invalidation).
    */
-  async function loadValue<T>(key: string, loader: () => T | Promise<T>, ttlMs: number, tags: string[]): Promise<T> {
+  async function loadValue<T>(key: string, loader: () => T | Promise<T>, ttlMs: number, tags: Tag[]): Promise<T> {
     let cached: Read<T>;
     const started = emit ? clock() : 0;
     try {
@@ -100,55 +115,72 @@ export function createCache(options?: CreateCacheOptions): Cache {
     }
     const readMs = emit ? since(started) : 0;
     if (cached.found) {
-      emit?.({ type: 'cache.hit', key, durationMs: readMs, size: cached.size });
+      emit?.({ type: 'cache.hit', key: reportedKey(key), durationMs: readMs, size: cached.size });
       return cached.value;
     }
-    const lockKey = `lock:${valueKey(key)}`;
+    const valueKey = keys.value(key);
+    const lockKey = keys.lock(valueKey);
     const lock = await values.lock(lockKey, 10_000);
     if (lock === undefined) {
       // Another process is loading it: wait until it says it finished, then read its value or load ourselves.
       const waitStarted = emit ? clock() : 0;
-      if (await values.waitForHolder(valueKey(key), lockKey, 3_000)) {
+      if (await values.waitForHolder(valueKey, lockKey, 3_000)) {
         const again = await readValue<T>(key).catch((): Read<T> => ({ found: false }));
         if (again.found) {
-          emit?.({ type: 'cache.coalesced', key, across: 'instances', durationMs: since(waitStarted) });
+          emit?.({
+            type: 'cache.coalesced',
+            key: reportedKey(key),
+            across: 'instances',
+            durationMs: since(waitStarted),
+          });
           return again.value;
         }
       }
     }
     // This call loads it: a miss (without the lock, when Redis failed to give it or its holder did not deliver).
-    emit?.({ type: 'cache.miss', key, durationMs: readMs });
+    emit?.({ type: 'cache.miss', key: reportedKey(key), durationMs: readMs });
     if (!lock) return loader();
     try {
       const value = await loader();
       let json: string | undefined;
       try {
-        json = value === undefined ? undefined : storableJson(value, `cache.wrap: the value loaded for "${key}"`);
+        json = value === undefined ? undefined : storableJson(value, 'cache.wrap: the value loaded');
       } catch (error) {
         // The caller still gets its value; the bug (a cycle, a BigInt) is reported, and nothing is stored.
         store.logger.error(`redisware ${(error as Error).message}`);
       }
       if (json !== undefined) {
         const storeStarted = emit ? clock() : 0;
-        await store.store(valueKey(key), valueKey(key), json, ttlMs, tags).then(
-          () => {
-            if (!emit) return;
-            const size = Buffer.byteLength(json);
-            emit({ type: 'cache.stored', key, size, ttlMs, durationMs: since(storeStarted) });
-          },
-          (error: unknown) => reportRedisError(emit, 'cache', 'bypassed', 'store', error, storeStarted),
-        );
+        await store
+          .store({
+            base: valueKey,
+            target: valueKey,
+            value: json,
+            ttlMs,
+            tags: [{ kind: 'key', key }, ...tags],
+            since: cached.since,
+          })
+          .then(
+            (stored) => {
+              if (!emit || !stored) return;
+              const size = Buffer.byteLength(json);
+              emit({ type: 'cache.stored', key: reportedKey(key), size, ttlMs, durationMs: since(storeStarted) });
+            },
+            (error: unknown) => reportRedisError(emit, 'cache', 'bypassed', 'store', error, storeStarted),
+          );
       }
       return value;
     } finally {
-      await values.finish(lock, valueKey(key));
+      await values.finish(lock, valueKey);
     }
   }
+
+  const appTags = (tags: readonly string[]): Tag[] => tags.map((tag) => ({ kind: 'tag', tag }));
 
   const cache: Cache = {
     response(responseOptions?: CacheResponseOptions): RequestHandler {
       return createResponseMiddleware(
-        { store, coalescer: responses, invalidateTags },
+        { store, coalescer: responses, invalidate },
         parseOptions('cache.response', responseSchema, responseOptions),
       );
     },
@@ -163,23 +195,32 @@ export function createCache(options?: CreateCacheOptions): Cache {
       nameArgument(key, 'cache.set: key');
       const { ttl, tags } = parseOptions('cache.set', valueSchema, valueOptions);
       const json = storableJson(value, `cache.set: the value for "${key}"`);
-      await reported('set', () => store.store(valueKey(key), valueKey(key), json, ttl ?? config.ttl, tags));
+      const valueKey = keys.value(key);
+      await reported('set', () =>
+        store.store({
+          base: valueKey,
+          target: valueKey,
+          value: json,
+          ttlMs: ttl ?? config.ttl,
+          tags: [{ kind: 'key', key }, ...appTags(tags)],
+        }),
+      );
     },
 
     async delete(key: string): Promise<void> {
       nameArgument(key, 'cache.delete: key');
-      const started = emit ? clock() : 0;
-      const path = deletedPath(key);
-      const count = await reported(
-        'delete',
-        async () => (await store.deleteKey(key)) + (path === undefined ? 0 : await store.invalidateTag(urlTag(path))),
-      );
-      emit?.({ type: 'cache.invalidated', key, count, durationMs: since(started) });
+      const url = deletedUrl(key);
+      const tags: Tag[] = [{ kind: 'key', key }];
+      if (url !== undefined) tags.push({ kind: 'url', url });
+      // The value itself too, should its tag set be gone (evicted under memory pressure, say).
+      await reported('delete', () => store.call((r) => r.del(keys.value(key))));
+      store.localCopies.delete(keys.value(key));
+      await invalidate(tags, { key });
     },
 
     async invalidateTags(...tags: string[]): Promise<number> {
       for (const tag of tags) nameArgument(tag, 'cache.invalidateTags: tag');
-      return invalidateTags(...tags);
+      return invalidate(appTags(tags));
     },
 
     wrap: async function wrap<T>(
@@ -196,13 +237,13 @@ export function createCache(options?: CreateCacheOptions): Cache {
         const shared = await running.outcome;
         if (shared?.found) {
           const durationMs = since(started);
-          emit?.({ type: 'cache.coalesced', key, across: 'process', durationMs });
+          emit?.({ type: 'cache.coalesced', key: reportedKey(key), across: 'process', durationMs });
           return shared.value as T;
         }
       }
       const flight = values.begin(key);
       try {
-        const value = await loadValue(key, loader, ttl ?? config.ttl, tags);
+        const value = await loadValue(key, loader, ttl ?? config.ttl, appTags(tags));
         flight.settle({ found: true, value });
         return value;
       } catch (error) {

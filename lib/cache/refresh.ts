@@ -1,9 +1,12 @@
 // Refreshing a stale entry in the background: the request is replayed through the whole app as a GET of the same
-// URL and headers, whose response is captured and stored, and sent to no one.
+// URL and headers, whose response is captured and stored (as the entry it refreshes, and only that), and sent to
+// no one.
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
 import type { Application, Request } from 'express';
 import { markBackground } from '../http/marks.js';
+import type { Lookup, RouteContext } from './context.js';
+import type { StoredResponse } from './entry.js';
 import { conditionalRequestHeaders } from './http.js';
 
 /** The work a background replay of a request carries to the cache middleware that started it. */
@@ -55,7 +58,8 @@ function sink(): Duplex {
 /**
  * Replays `req` through the app it came through (the top one, so that every middleware in front runs as for the
  * request itself): a GET of the same URL with the same headers, but no conditional ones (the entry is produced in
- * full), marked as a background request (rate limiters do not count it, sessions are not loaded for it), whose
+ * full), marked as a background request (rate limiters do not count it; a session is loaded, read-only, only when
+ * `needs.session`: the refresh of one session's entry), whose
  * response goes to a socket that discards it — so streams, `res.sendFile` and anything waiting for `'finish'` work
  * as on any response. `job` travels with it to the cache middleware. `ended` is called once, whatever happens:
  * when the response ends or closes, when no handler answered, or after `limitMs` at the latest.
@@ -64,6 +68,7 @@ export function replayInBackground(
   req: Request,
   connection: ConnectionFacts,
   job: unknown,
+  needs: { session: boolean },
   limitMs: number,
   ended: (error?: unknown) => void,
 ): void {
@@ -96,7 +101,7 @@ export function replayInBackground(
   replay.headers = headers;
   replay.push(null); // no body
   replay.complete = true;
-  markBackground(replay);
+  markBackground(replay, needs);
   jobs.set(replay, job);
   const response = new ServerResponse(replay);
   response.assignSocket(socket as never);
@@ -120,4 +125,48 @@ export function replayInBackground(
   } catch (error) {
     end(error);
   }
+}
+
+/** What a background refresh carries to the cache middleware on its replay (see {@link refreshInBackground}). */
+export interface RefreshJob {
+  /** The lookup of the request that found the entry stale: the entry the refresh may write, and only it. */
+  lookup: Lookup;
+  /** The stale entry: the handler is asked with its validators, so that a 304 freshens it. */
+  stale: StoredResponse;
+  /**
+   * Set by the middleware as it starts producing the entry: whether it was stored. The replay's response ends
+   * before the entry is stored, so the lock is released (or abandoned) once this settles.
+   */
+  stored?: Promise<boolean>;
+}
+
+/**
+ * Has the stale `entry` found for `req` refreshed in the background, by one request across processes (whoever
+ * takes the entry's lock): `req` is replayed through the app (see {@link replayInBackground}) on `connection`'s
+ * facts (read while the request's connection was open), with its session when
+ * the entry is one session's. Refreshed, the lock is released and the next request finds the new entry; not
+ * refreshed (an error, or nothing storable came back), the lock is left to expire, so the stale entry is served
+ * meanwhile without a refresh on every request.
+ */
+export async function refreshInBackground(
+  ctx: RouteContext,
+  req: Request,
+  connection: ConnectionFacts,
+  lookup: Lookup,
+  entry: StoredResponse,
+): Promise<void> {
+  const { store, coalescer } = ctx;
+  const leaseMs = ctx.lock?.ttl ?? 10_000;
+  const lock = await coalescer.lock(store.keys.lock(lookup.base), leaseMs);
+  if (!lock) return;
+  const job: RefreshJob = { lookup, stale: entry };
+  const needs = { session: lookup.perSession && lookup.cameWith !== '' };
+  replayInBackground(req, connection, job, needs, leaseMs, (error) => {
+    if (error) store.logger.error(`redisware cache: a background refresh failed: ${String(error)}`);
+    const stored = error || !job.stored ? Promise.resolve(false) : job.stored;
+    void stored.then((refreshed) => {
+      if (refreshed) void coalescer.finish(lock, lookup.base);
+      else lock.abandon();
+    });
+  });
 }

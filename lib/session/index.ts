@@ -1,6 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { now as clock, reportingFailure, reportRedisError, since } from '../events.js';
-import { isBackground, provideSessionIdentity } from '../http/marks.js';
+import { backgroundNeedsSession, isBackground, markSessionIssued, provideSessionIdentity } from '../http/marks.js';
 import { beforeHeaders, holdEnd } from '../http/response.js';
 import { nameArgument } from '../keys.js';
 import { sessionCookie } from './cookie.js';
@@ -125,6 +125,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     if (owed === undefined || res.headersSent) return;
     const s = stateOf(session);
     s.cookieSent = true;
+    markSessionIssued(req, owed === 'clear' ? '' : session.id);
     // The header goes back only to a client that sent it (an API client; `''` asks for a first id): never to a
     // browser, whose page scripts could read it, when its HttpOnly cookie cannot be.
     const headerClient = config.header !== undefined && req.headers[config.header] !== undefined;
@@ -208,13 +209,25 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   }
 
   const middleware = function redisSessionMiddleware(req: Request, res: Response, next: NextFunction): void {
+    const id = verifyCookie(cookies.read(req));
     if (isBackground(req)) {
-      // The response cache refreshing a public entry: no client waits, so no session is loaded or extended (a
-      // response that reads this empty one is personal, and not stored).
-      attach(req, res, next, new RedisSession(storage, req, undefined, undefined, true));
+      // The response cache refreshing an entry in the background: no client waits, so the session is never extended,
+      // saved or given a cookie. A public entry's refresh gets an empty one (a response that reads it is personal,
+      // and not stored); the refresh of one session's entry (`perSession`) gets that session, read-only.
+      if (id === undefined || !backgroundNeedsSession(req)) {
+        attach(req, res, next, new RedisSession(storage, req, undefined, undefined, true));
+        return;
+      }
+      storage.loadThen(id, false, (error, loaded) => {
+        const found = !error && Array.isArray(loaded) ? loaded : undefined;
+        try {
+          attach(req, res, next, new RedisSession(storage, req, found ? id : undefined, found, true));
+        } catch (thrown) {
+          next(thrown);
+        }
+      });
       return;
     }
-    const id = verifyCookie(cookies.read(req));
     if (id === undefined) {
       // With genid the id is made now, where an id a cookie cannot carry is the app's error (next(err)), as
       // express-session does; the default id is only made once it is needed.

@@ -428,14 +428,16 @@ export function tracked(session: RedisSession, hookResponse: (hook: 'end' | 'hea
 
 /**
  * What `perSession` caching keys by (see `provideSessionIdentity`): the id of the session behind `candidate` when it
- * is stored, `''` when it is new (nobody's yet), destroyed or detached, `undefined` when it is not one of ours.
+ * is stored, `''` when it is new (nobody's yet) or destroyed, `undefined` when it is not one of ours.
  */
 export function sessionIdentity(candidate: unknown): string | undefined {
   if (typeof candidate !== 'object' || candidate === null) return undefined;
   const session = (candidate as Tracked)[trackedSession];
   if (!(session instanceof RedisSession)) return undefined;
   const s = stateOf(session);
-  return s.isNew || s.destroyed || s.detached ? '' : (s.id ?? '');
+  // A detached session is either new (Redis failed: `'continue'`) or loaded read-only for a background refresh of
+  // its own entry, which is this session's.
+  return s.isNew || s.destroyed ? '' : (s.id ?? '');
 }
 
 /** The data fields of a session (its own enumerable string keys). */

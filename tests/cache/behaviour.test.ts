@@ -3,7 +3,8 @@
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { LocalCopies } from '../../lib/cache/store.js';
+import { cacheKeys } from '../../lib/cache/keys.js';
+import { LocalCopies } from '../../lib/cache/local-copies.js';
 import { createCache } from '../../lib/index.js';
 import { silentLogger, uniquePrefix, useTestRedis } from '../support/redis.js';
 
@@ -106,7 +107,8 @@ describe('bounded memory', () => {
     await sleep(80);
     await cache.set('long', 'kept', { ttl: '1m', tags: ['busy'] });
     // The expired members were trimmed by that store; the set lives as long as its newest member.
-    expect(await redis.client().zcard(`${prefix}:tag:busy`)).toBe(1);
+    const keys = cacheKeys(prefix);
+    expect(await redis.client().zcard(keys.tagSet({ kind: 'tag', tag: 'busy' }))).toBe(1);
     for (let i = 0; i < 450; i++) await cache.set(`item-${i}`, i, { ttl: '1m', tags: ['many'] });
     const invalidating = cache.invalidateTags('many');
     await cache.set('late', 'added while invalidating', { ttl: '1m', tags: ['many'] });
@@ -114,7 +116,7 @@ describe('bounded memory', () => {
     expect(deleted).toBeGreaterThanOrEqual(450);
     // The late entry is deleted (it was seen) or still tagged (it was not): never an entry its tag cannot find.
     if (await cache.get('late'))
-      expect(await redis.client().zscore(`${prefix}:tag:many`, `${prefix}:late`)).not.toBeNull();
+      expect(await redis.client().zscore(keys.tagSet({ kind: 'tag', tag: 'many' }), keys.value('late'))).not.toBeNull();
     expect(await cache.get('item-7')).toBeUndefined();
   });
 

@@ -17,7 +17,7 @@ describe('Cache-Control', () => {
     expect(directives('Public, MaX-AgE=60, no-cache="Set-Cookie, X-Foo"')).toEqual({
       public: true,
       'max-age': '60',
-      'no-cache': 'Set-Cookie, X-Foo',
+      'no-cache': 'set-cookie, x-foo',
     });
   });
 

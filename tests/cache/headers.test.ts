@@ -11,10 +11,13 @@ const newCache = () => createCache({ redis: redis.client(), prefix: uniquePrefix
 
 describe('Vary over several header lines', () => {
   it.each([
-    ['two res.append() calls', (res: import('express').Response) => {
-      res.append('Vary', 'Accept-Language');
-      res.append('Vary', 'Cookie');
-    }],
+    [
+      'two res.append() calls',
+      (res: import('express').Response) => {
+        res.append('Vary', 'Accept-Language');
+        res.append('Vary', 'Cookie');
+      },
+    ],
     ['an array', (res: import('express').Response) => void res.setHeader('Vary', ['Accept-Language', 'Cookie'])],
   ])('keys the variant on every line (%s): bob never gets alice’s page', async (_how, setVary) => {
     const cache = newCache();
@@ -68,7 +71,7 @@ describe('adversarial header values', () => {
   it('a 16 KB Accept-Language on a URL that varies on it is answered at once', async () => {
     const cache = newCache();
     const app = stackApp();
-    app.get('/hello', cache.response(), (req, res) => {
+    app.get('/hello', cache.response(), (_req, res) => {
       res.vary('Accept-Language');
       res.send('hello');
     });

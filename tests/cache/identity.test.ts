@@ -69,7 +69,13 @@ describe('origins', () => {
 
   it('names, IPv4, IPv6 literals and ports of the RFC 3986 form are cached, the port kept apart', async () => {
     const { app } = siteApp();
-    for (const host of ['shop.example', 'SHOP.example:8080', '192.0.2.1', '[2001:db8::1]:443', 'xn--bcher-kva.example']) {
+    for (const host of [
+      'shop.example',
+      'SHOP.example:8080',
+      '192.0.2.1',
+      '[2001:db8::1]:443',
+      'xn--bcher-kva.example',
+    ]) {
       const first = await request(app).get('/account/settings').set('Host', host);
       expect(first.headers['x-cache'], host).toBe('MISS');
       const again = await request(app).get('/account/settings').set('Host', host.toLowerCase());
@@ -98,6 +104,13 @@ describe('values and responses', () => {
 });
 
 describe('invalidation reaches every entry a request could be served from', () => {
+  const prefixedClients = {
+    client: new Redis6(redisUrl(), { keyPrefix: `${uniquePrefix('app')}:`, lazyConnect: true }),
+    raw: new Redis6(redisUrl(), { lazyConnect: true }),
+  };
+  afterAll(async () => {
+    for (const each of Object.values(prefixedClients)) await each.quit().catch(() => each.disconnect());
+  });
   function postsApp(cache = newCache()) {
     let version = 1;
     const app = stackApp();
@@ -123,9 +136,7 @@ describe('invalidation reaches every entry a request could be served from', () =
   });
 
   it("with the app's own ioredis 6 client created with keyPrefix", async () => {
-    const client = new Redis6(redisUrl(), { keyPrefix: `${uniquePrefix('app')}:` });
-    client.on('error', () => {});
-    afterAll(() => client.quit());
+    const { client, raw } = prefixedClients;
     const cache = createCache({ redis: client, prefix: uniquePrefix('kp'), logger: silentLogger });
     const app = postsApp(cache);
     const tagged = stackApp();
@@ -139,8 +150,6 @@ describe('invalidation reaches every entry a request could be served from', () =
     const after = await request(app).get('/posts/1');
     expect([after.headers['x-cache'], after.body.version]).toEqual(['MISS', 2]);
     // Nothing was written twice prefixed.
-    const raw = new Redis6(redisUrl());
-    afterAll(() => raw.quit());
     expect(await raw.keys(`${client.options.keyPrefix}${client.options.keyPrefix}*`)).toEqual([]);
   });
 

@@ -29,7 +29,9 @@ describe('an invalidation that lands while a response is being produced', () => 
       version++;
       res.send('updated');
     });
-    const slow = request(app).get('/doc').then((r) => r);
+    const slow = request(app)
+      .get('/doc')
+      .then((r) => r);
     await new Promise((resolve) => setTimeout(resolve, 50)); // the GET is in its handler
     await request(app).put('/doc').expect(200);
     held.open();
@@ -48,7 +50,9 @@ describe('an invalidation that lands while a response is being produced', () => 
       if (seen === 1) await held.opened;
       res.json({ version: seen });
     });
-    const slow = request(app).get('/news').then((r) => r);
+    const slow = request(app)
+      .get('/news')
+      .then((r) => r);
     await new Promise((resolve) => setTimeout(resolve, 50));
     version = 2;
     await cache.invalidateTags('news');

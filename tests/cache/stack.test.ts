@@ -170,7 +170,7 @@ describe('personal responses', () => {
     expect((await request(app).get('/me').set('Cookie', alice)).text).toBe('hello alice');
     const bobs = await request(app).get('/me').set('Cookie', bob);
     expect(bobs.text).toBe('hello bob');
-    expect(bobs.headers['x-cache']).toBe('MISS');
+    expect(bobs.headers['x-cache']).toBe('BYPASS');
     expect((await request(app).get('/me')).text).toBe('hello stranger');
     // A page that never touches the session is shared as usual.
     await request(app).get('/public').set('Cookie', alice);
