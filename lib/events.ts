@@ -55,9 +55,8 @@ interface CacheEventBase {
   /** `cache.response()`: the request path. */
   path?: string;
   /**
-   * Identifies the entry across its events: for `cache.response()` a hash of its Redis key (which may hold the
-   * values of request headers the response varies on, so it is never reported itself); for `cache.wrap()` the key
-   * it was given.
+   * Identifies the entry across its events: a hash of its Redis key (16 characters). A key is never reported itself:
+   * it may hold what a request sent (the values of request headers the response varies on, an id in an app's key).
    */
   key: string;
 }
@@ -110,8 +109,12 @@ export interface CacheStoredEvent extends CacheEventBase {
 /** Entries deleted: `invalidateTags`, `delete`, or an unsafe request's own URL. */
 export interface CacheInvalidatedEvent {
   type: 'cache.invalidated';
-  /** The tags invalidated (a URL's tag is `url:<path>`), or the key deleted. */
+  /**
+   * The tags invalidated: an app's tags as given, a URL's as `url:<path>` (without its query, which may hold a
+   * token), a key's as `key:<hash>`.
+   */
   tags?: string[];
+  /** The key deleted (`cache.delete`, or a route's `key` on an unsafe request), as the hash its other events use. */
   key?: string;
   /** How many entries were deleted. */
   count: number;

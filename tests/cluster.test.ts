@@ -132,6 +132,53 @@ describe('on Redis Cluster', () => {
     expect(calls).toBe(4);
   });
 
+  it('the response cache: an invalidation during a slow fill wins, and a write reaches every spelling and key', async () => {
+    const cache = createCache({ redis: await clusterClient(), prefix: 'race', logger: silentLogger });
+    let version = 1;
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let inHandler: () => void = () => {};
+    const reached = new Promise<void>((resolve) => (inHandler = resolve));
+    const app = express();
+    app.use(cache.response());
+    app.get('/docs/:id', async (req, res) => {
+      const seen = version;
+      if (seen === 1 && req.query.slow !== undefined) {
+        inHandler();
+        await held;
+      }
+      res.json({ version: seen });
+    });
+    app.put('/docs/:id', (_req, res) => {
+      version++;
+      res.send('updated');
+    });
+    const slow = request(app)
+      .get('/docs/1?slow')
+      .then((response) => response);
+    await reached;
+    await request(app).put('/docs/1?slow').expect(200);
+    release();
+    expect((await slow).body.version).toBe(1);
+    expect((await request(app).get('/docs/1?slow')).body.version).toBe(2);
+    for (const path of ['/docs/7', '/DOCS/7/']) await request(app).get(path);
+    await request(app).put('/docs/7').expect(200);
+    for (const path of ['/docs/7', '/DOCS/7/']) expect((await request(app).get(path)).headers['x-cache']).toBe('MISS');
+    // A value loaded while its key is deleted is not stored either.
+    let releaseValue: () => void = () => {};
+    let loaderRuns: () => void = () => {};
+    const loaderRan = new Promise<void>((resolve) => (loaderRuns = resolve));
+    const loading = cache.wrap('settings', () => {
+      loaderRuns();
+      return new Promise((resolve) => (releaseValue = () => resolve('old')));
+    });
+    await loaderRan;
+    await cache.delete('settings');
+    releaseValue();
+    expect(await loading).toBe('old');
+    expect(await cache.get('settings')).toBeUndefined();
+  });
+
   it('withLock() holds and releases lock:<resource>', async () => {
     const redis = await clusterClient();
     expect(await withLock('cluster-job', () => 'done', { redis })).toBe('done');

@@ -26,7 +26,7 @@ export function parseCacheControl(values: readonly string[]): Directives {
     while (i < value.length) {
       // One list element: up to the next comma outside a quoted string.
       const nameEnd = scanUntil(value, i, ',=');
-      const name = value.slice(i, nameEnd).trim().toLowerCase();
+      const name = nameEnd === i ? '' : value.slice(i, nameEnd).trim().toLowerCase();
       let argument: string | true | undefined = true;
       i = nameEnd;
       if (value[i] === '=') {
@@ -75,9 +75,16 @@ function quotedString(text: string, start: number): { text: string; end: number 
   return i < text.length ? { text: unquoted, end: i + 1 } : undefined;
 }
 
+/** The index of the first of `stops` (one or two characters) in `text` from `from`, or its length. */
 function scanUntil(text: string, from: number, stops: string): number {
+  const first = stops.charCodeAt(0);
+  const second = stops.length > 1 ? stops.charCodeAt(1) : first;
   let i = from;
-  while (i < text.length && !stops.includes(text[i])) i++;
+  while (i < text.length) {
+    const code = text.charCodeAt(i);
+    if (code === first || code === second) break;
+    i++;
+  }
   return i;
 }
 

@@ -1,27 +1,12 @@
 // How long a response may be served without asking its handler again (RFC 9111 §4.2): at most the cache's `ttl`,
 // and never longer than the response itself says.
 
-import { deltaSeconds as strictDeltaSeconds } from './directives.js';
+import { parseCacheControl, deltaSeconds as strictDeltaSeconds } from './directives.js';
 import { firstHeader, type HeaderLines, headerLines } from './http.js';
 
-/** A delta-seconds value (RFC 9111 §1.2.2), tolerating spaces and quotes around it; `undefined` when malformed. */
-function deltaSeconds(text: string | undefined): number | undefined {
-  return text === undefined ? undefined : strictDeltaSeconds(text.trim().replace(/^"(.*)"$/, '$1'));
-}
-
-/** Every value of a list header, as one (`Cache-Control: public` and `Cache-Control: max-age=1` are one list). */
-function listHeader(headers: HeaderLines, name: string): string | undefined {
-  const values = headerLines(headers, name);
-  return values.length ? values.join(', ') : undefined;
-}
-
-/** The argument of `directive` in a Cache-Control value (`undefined` when absent or without one). */
-function directiveArgument(cacheControl: string, directive: string): string | undefined {
-  for (const part of cacheControl.split(',')) {
-    const [name, argument] = part.split('=', 2);
-    if (name.trim().toLowerCase() === directive) return argument;
-  }
-  return undefined;
+/** A delta-seconds value (RFC 9111 §1.2.2), tolerating spaces around it; `undefined` when malformed or absent. */
+function deltaSeconds(argument: string | true | undefined): number | undefined {
+  return typeof argument === 'string' ? strictDeltaSeconds(argument.trim()) : undefined;
 }
 
 /**
@@ -30,10 +15,11 @@ function directiveArgument(cacheControl: string, directive: string): string | un
  * `ttl` alone then decides.
  */
 export function statedLifetime(headers: HeaderLines): number | undefined {
-  const cacheControl = listHeader(headers, 'cache-control');
-  if (cacheControl !== undefined) {
+  const cacheControl = headerLines(headers, 'cache-control');
+  if (cacheControl.length) {
+    const directives = parseCacheControl(cacheControl);
     for (const directive of ['s-maxage', 'max-age']) {
-      const seconds = deltaSeconds(directiveArgument(cacheControl, directive));
+      const seconds = deltaSeconds(directives.get(directive));
       if (seconds !== undefined) return seconds;
     }
   }

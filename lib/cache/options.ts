@@ -14,8 +14,16 @@ import {
 export const cacheSchema = z.strictObject({
   /** An ioredis client; defaults to the shared `defaultRedis()`. */
   redis: redisSchema.optional(),
-  /** First part of every key: `cache:<key>`, `cache:tag:<tag>`. @default 'cache' */
-  prefix: z.string().min(1).default('cache'),
+  /**
+   * First part of every key (`cache:r:{…}`, `cache:d:<key>`, `cache:t:{…}`), used verbatim. It may hold a Redis
+   * Cluster hash tag of its own (`{tenant}`: every key of the cache in one slot), but not an empty `{}`, which would
+   * keep a response's variants from its slot. @default 'cache'
+   */
+  prefix: z
+    .string()
+    .min(1)
+    .refine((prefix) => !prefix.includes('{}'), { message: 'expected a prefix without an empty hash tag "{}"' })
+    .default('cache'),
   /** Default time to live of entries. @default '5m' */
   ttl: positiveDurationMs.default(5 * 60_000),
   /** The longest a request waits on Redis before the cache is bypassed. @default '250ms' */

@@ -18,11 +18,15 @@ describe('an invalidation that lands while a response is being produced', () => 
     const cache = newCache();
     let version = 1;
     const held = gate();
+    const reached = gate();
     const app = stackApp();
     app.use(cache.response());
     app.get('/doc', async (_req, res) => {
       const seen = version; // read before the write below
-      if (seen === 1) await held.opened;
+      if (seen === 1) {
+        reached.open();
+        await held.opened;
+      }
       res.json({ version: seen });
     });
     app.put('/doc', (_req, res) => {
@@ -32,7 +36,7 @@ describe('an invalidation that lands while a response is being produced', () => 
     const slow = request(app)
       .get('/doc')
       .then((r) => r);
-    await new Promise((resolve) => setTimeout(resolve, 50)); // the GET is in its handler
+    await reached.opened; // the GET is in its handler
     await request(app).put('/doc').expect(200);
     held.open();
     expect((await slow).body.version).toBe(1);
@@ -44,16 +48,20 @@ describe('an invalidation that lands while a response is being produced', () => 
     const cache = newCache();
     let version = 1;
     const held = gate();
+    const reached = gate();
     const app = stackApp();
     app.get('/news', cache.response({ tags: ['news'] }), async (_req, res) => {
       const seen = version;
-      if (seen === 1) await held.opened;
+      if (seen === 1) {
+        reached.open();
+        await held.opened;
+      }
       res.json({ version: seen });
     });
     const slow = request(app)
       .get('/news')
       .then((r) => r);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await reached.opened;
     version = 2;
     await cache.invalidateTags('news');
     held.open();
@@ -65,12 +73,14 @@ describe('an invalidation that lands while a response is being produced', () => 
     const cache = newCache();
     let version = 1;
     const held = gate();
+    const reached = gate();
     const slow = cache.wrap('settings', async () => {
       const seen = version;
+      reached.open();
       await held.opened;
       return { version: seen };
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await reached.opened;
     version = 2;
     await cache.delete('settings');
     held.open();

@@ -1,0 +1,64 @@
+// Where a request was sent, as keys and invalidation see it: authorities as RFC 3986 has them, one canonical query,
+// and one form for every spelling Express routes to the same handler.
+import { describe, expect, it } from 'vitest';
+import { canonicalQuery, invalidationUrl, invalidationUrlOf, parseAuthority } from '../../lib/cache/target.js';
+
+describe('parseAuthority', () => {
+  it('accepts reg-names, IPv4, IPv6 and IPvFuture literals, with or without a port; lower-cases the host', () => {
+    expect(parseAuthority('Shop.Example')).toEqual({ host: 'shop.example', port: '' });
+    expect(parseAuthority('shop.example:08080')).toEqual({ host: 'shop.example', port: '8080' });
+    expect(parseAuthority('shop.example:')).toEqual({ host: 'shop.example', port: '' });
+    expect(parseAuthority('192.0.2.1:80')).toEqual({ host: '192.0.2.1', port: '80' });
+    expect(parseAuthority('[2001:DB8::1]:443')).toEqual({ host: '[2001:db8::1]', port: '443' });
+    expect(parseAuthority('[v1.fe80::a+en1]')).toEqual({ host: '[v1.fe80::a+en1]', port: '' });
+    expect(parseAuthority("a-b_c~d!$&'()*+,;=e.example")).toBeDefined();
+    expect(parseAuthority('ex%41mple.com')).toEqual({ host: 'ex%41mple.com', port: '' });
+  });
+
+  it.each([
+    '',
+    ':80',
+    'user@host',
+    'host/path',
+    'host?query',
+    'host#fragment',
+    'host name',
+    'host:port',
+    'host:65536',
+    'host:1:2',
+    '[::1',
+    '[::1]x',
+    '[not-an-address]',
+    'exa%mple.com',
+    'a'.repeat(256),
+    'é.example',
+    'host\r\nX-Injected: 1',
+  ])('refuses %j', (value) => {
+    expect(parseAuthority(value)).toBeUndefined();
+  });
+});
+
+describe('canonicalQuery', () => {
+  it('sorts parameters by name, keeps the order of a repeated one, and encodes them one way', () => {
+    expect(canonicalQuery('b=2&a=1')).toBe('a=1&b=2');
+    expect(canonicalQuery('id=3&id=1')).toBe('id=3&id=1');
+    expect(canonicalQuery('a=%20')).toBe(canonicalQuery('a=+'));
+    expect(canonicalQuery('')).toBe('');
+  });
+});
+
+describe('invalidationUrl', () => {
+  it('is one URL for every spelling Express routes to one handler', () => {
+    const url = invalidationUrl('/posts/1', '');
+    for (const spelling of ['/POSTS/1', '/posts/1/', '/Posts/1?', '/posts/%31', '/posts/1//']) {
+      expect(invalidationUrlOf(spelling), spelling).toBe(url);
+    }
+  });
+
+  it('keeps what Express routes elsewhere apart: another path, an encoded slash, another query', () => {
+    const url = invalidationUrlOf('/posts/1');
+    for (const other of ['/posts/2', '/posts%2F1', '/posts/1?page=2', '/'])
+      expect(invalidationUrlOf(other)).not.toBe(url);
+    expect(invalidationUrlOf('/a?b=2&a=1')).toBe(invalidationUrlOf('/A/?a=1&b=2'));
+  });
+});
