@@ -4,7 +4,8 @@
 // dependency failed does not count) beside the suite's published results for nginx, Varnish, Squid and Traffic
 // Server. Not part of `npm test`: the suite is not on the npm registry.
 //
-//   CACHE_TESTS_DIR=<checkout, after `npm install --omit=dev` in it> npm run conformance [-- http|ttl ...] [-- --id <test>]
+//   CACHE_TESTS_DIR=<checkout, after `npm install --omit=dev` in it> npm run conformance [-- http|ttl ...]
+//     [-- --id <test> [--id <test> ...] [--repeat <n>]]
 //
 // Uses REDIS_URL when set (only keys under its own prefix), else a private redis-server. Method notes: bench/README.md.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -40,7 +41,12 @@ if (!suiteDir || !existsSync(join(suiteDir, 'tests', 'index.mjs'))) {
   process.exit(2);
 }
 const args = process.argv.slice(2);
-const only = args.includes('--id') ? args[args.indexOf('--id') + 1] : undefined;
+/**
+ * `--id <test>` (repeatable) runs only those tests; `--repeat <n>` runs them (or the whole suite) n times in each
+ * mode, and counts how often each failed.
+ */
+const only = args.flatMap((arg, i) => (arg === '--id' && args[i + 1] ? [args[i + 1]] : []));
+const repeat = args.includes('--repeat') ? Math.max(1, Number(args[args.indexOf('--repeat') + 1]) || 1) : 1;
 const modes = args.filter((arg): arg is Mode => arg === 'http' || arg === 'ttl');
 const published = ['nginx', 'varnish', 'squid', 'trafficserver'];
 
@@ -168,8 +174,8 @@ async function runMode(mode: Mode, redisUrl: string, originPort: number): Promis
   const runner = await import(join(suiteDir as string, 'test-engine', 'client', 'runner.mjs'));
   const { testResults } = await import(join(suiteDir as string, 'test-engine', 'client', 'test.mjs'));
   for (const id of Object.keys(testResults)) delete testResults[id];
-  const chosen = only
-    ? suites.map((s) => ({ ...s, tests: s.tests.filter((t) => t.id === only) })).filter((s) => s.tests.length)
+  const chosen = only.length
+    ? suites.map((s) => ({ ...s, tests: s.tests.filter((t) => only.includes(t.id)) })).filter((s) => s.tests.length)
     : suites;
   await runner.runTests(chosen, false, base);
   const results: Results = runner.getResults();
@@ -209,11 +215,22 @@ await new Promise((r) => setTimeout(r, 800));
 try {
   const rows: string[] = [];
   for (const mode of modes.length ? modes : (['http', 'ttl'] as Mode[])) {
-    const results = await runMode(mode, redisUrl, originPort);
-    if (only) {
-      console.log(mode, only, JSON.stringify(results[only]));
+    if (only.length || repeat > 1) {
+      // The chosen tests (or the whole suite), `repeat` times: each run's failures, then how often each failed.
+      const failures = new Map<string, number>();
+      for (let run = 0; run < repeat; run++) {
+        const results = await runMode(mode, redisUrl, originPort);
+        const failed = only.length
+          ? only.filter((id) => results[id] !== true)
+          : score(results).failed.map((line) => line.split(' ')[2]);
+        for (const id of failed) failures.set(id, (failures.get(id) ?? 0) + 1);
+        console.log(`${mode} run ${run + 1}: ${failed.length ? `failed ${failed.join(', ')}` : 'all passed'}`);
+      }
+      for (const id of only) if (!failures.has(id)) failures.set(id, 0);
+      for (const [id, count] of failures) console.log(`${mode} ${id}: failed ${count} of ${repeat} runs`);
       continue;
     }
+    const results = await runMode(mode, redisUrl, originPort);
     const scored = score(results);
     rows.push(
       `| redisware, \`freshness: '${mode}'\` | ${scored.requiredPassed} of ${scored.required} | ${scored.optimalPassed} of ${scored.optimal} |`,
@@ -223,7 +240,7 @@ try {
     );
     for (const line of scored.failed) console.log(`  ${line}`);
   }
-  if (!only) {
+  if (!only.length && repeat === 1) {
     for (const name of published) {
       const scored = score(JSON.parse(readFileSync(join(suiteDir, 'results', `${name}.json`), 'utf8')));
       rows.push(

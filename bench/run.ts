@@ -32,6 +32,8 @@ interface Case {
   randomClients?: number;
   /** Headers every request of the case sends. */
   headers?: Record<string, string>;
+  /** Every request asks for a URL of its own (`?n=<counter>`): a cache misses, and stores, each time. */
+  uniquePaths?: boolean;
   /** The variants of this case, when not the suite's. */
   variants?: string[];
 }
@@ -81,6 +83,9 @@ const suites: Record<string, Suite> = {
   cache: {
     title: 'Response caching',
     variants: [
+      ...(process.env.BENCH_BASELINE_DIST
+        ? [`redisware cacheResponse(), ${process.env.BENCH_BASELINE_LABEL ?? 'before onEvent'}`]
+        : []),
       'redisware cacheResponse()',
       "redisware cacheResponse({ freshness: 'http' }), the response's Cache-Control: max-age=3600",
       "redisware cacheResponse(), the app's own ioredis 6 client",
@@ -97,6 +102,12 @@ const suites: Record<string, Suite> = {
       },
       { name: 'HIT, ~100 KB JSON (bare Express sends the same bytes from memory)', scenario: {}, path: '/json-100k' },
       { name: '5 ms "database" handler (bare Express: uncached)', scenario: {}, path: '/db' },
+      {
+        name: 'MISS, ~1 KB JSON: every request a new URL, stored each time (bare Express sends the same bytes)',
+        scenario: {},
+        path: '/json-1k',
+        uniquePaths: true,
+      },
     ],
   },
   events: {
@@ -158,6 +169,9 @@ function stats(server: ServerHandle): Promise<{ cpu: NodeJS.CpuUsage; served: nu
   });
 }
 
+/** Requests sent with a URL of their own so far (see `Case.uniquePaths`). */
+let uniqueRequests = 0;
+
 function randomIp(space: number): string {
   const n = Math.floor(Math.random() * space);
   return `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
@@ -168,23 +182,28 @@ function load(
   testCase: Case,
   options: { duration?: number; amount?: number; connections?: number },
 ) {
-  const url = `http://127.0.0.1:${server.port}${testCase.path ?? '/'}`;
-  const randomClients = testCase.randomClients;
+  const path = testCase.path ?? '/';
+  const url = `http://127.0.0.1:${server.port}${path}`;
+  const { randomClients, uniquePaths } = testCase;
   return autocannon({
     url,
     headers: { ...server.headers, ...testCase.headers },
     connections: options.connections ?? connections,
     ...(options.amount ? { amount: options.amount } : { duration: options.duration }),
-    requests: randomClients
-      ? [
-          {
-            setupRequest: (request) => ({
-              ...request,
-              headers: { ...request.headers, 'x-forwarded-for': randomIp(randomClients) },
-            }),
-          },
-        ]
-      : undefined,
+    requests:
+      randomClients || uniquePaths
+        ? [
+            {
+              setupRequest: (request) => ({
+                ...request,
+                path: uniquePaths ? `${path}?n=${++uniqueRequests}` : request.path,
+                headers: randomClients
+                  ? { ...request.headers, 'x-forwarded-for': randomIp(randomClients) }
+                  : request.headers,
+              }),
+            },
+          ]
+        : undefined,
   });
 }
 

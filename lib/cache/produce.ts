@@ -3,7 +3,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { now as clock, reportRedisError, since } from '../events.js';
 import { isBackground } from '../http/marks.js';
-import { watchSession } from '../http/session-view.js';
+import { type SessionOutcome, type SessionWatch, watchSession } from '../http/session-view.js';
 import { answerFrom } from './answer.js';
 import { entryFrom, freshenedEntry, withHttpStorage } from './build.js';
 import { captureResponse, type Head, type HeadDecision } from './capture.js';
@@ -20,9 +20,9 @@ import {
   varyNames,
 } from './http.js';
 import type { Tag } from './keys.js';
-import { keepFor } from './policy.js';
+import { type HttpStorage, keepFor } from './policy.js';
 import { reportLookup } from './report.js';
-import { decideSharing, personalReasons, type SessionFacts, type Sharing } from './sharing.js';
+import { decideSharing, personalReasons, type Sharing } from './sharing.js';
 import { variantId } from './store.js';
 
 /** How a response is produced. */
@@ -83,6 +83,139 @@ function confirmedHeaders(stored: HeaderLines, outgoing: Head['all']): [string, 
   return [...stored, ...headerPairs(outgoing).filter(([name]) => !names.has(name.toLowerCase()))];
 }
 
+/** A stored entry the handler confirmed with a 304 to the cache's conditional request, freshened. */
+interface Confirmed {
+  entry: StoredResponse;
+  /** The 304 is about the stored representation (it names no other ETag: RFC 9111 §4.3.4). */
+  same: boolean;
+}
+
+/**
+ * One production of an entry: what the handler's head said, and what the cache did with it. Its transitions are
+ * {@link Production.atHead} (the handler's head: pass it on, answer 304, or answer with an entry instead) and
+ * {@link Production.atEnd} (the exchange complete: the sharing decision).
+ */
+class Production {
+  private head: Head | undefined;
+  /** The request headers the handler's response varies on. */
+  varyOn: string[] = [];
+  confirmed: Confirmed | undefined;
+  private replaced = false;
+  /** The sharing decision, once taken (see `atEnd`). */
+  sharing: Sharing | undefined;
+  private readonly requestTime = Date.now();
+  private readonly session: SessionWatch;
+  readonly restoreConditional: () => void;
+
+  constructor(
+    private readonly ctx: RouteContext,
+    private readonly req: Request,
+    private readonly res: Response,
+    private readonly lookup: Lookup,
+    private readonly options: ProduceOptions,
+  ) {
+    this.restoreConditional = askUnconditionally(req, options.revalidate);
+    this.session = watchSession(req, res);
+  }
+
+  /** Whoever waits for this production learns that nothing will be stored. */
+  notStored(): void {
+    this.options.onNotStored?.();
+  }
+
+  /** The sharing decision with what is known now (`outgoing`: the response's headers as they go out). */
+  private decide(head: Head, facts: SessionOutcome, outgoing: Head['all']): Sharing {
+    const { confirmed, req } = this;
+    return decideSharing(
+      {
+        method: req.method,
+        status: confirmed ? confirmed.entry.status : head.status,
+        handlerHeaders: head.handlerHeaders,
+        storedHeaders: confirmed ? confirmed.entry.headers : head.handlerHeaders,
+        outgoing: confirmed ? confirmedHeaders(confirmed.entry.headers, outgoing) : headerPairs(outgoing),
+        revalidation: confirmed !== undefined,
+        authorized: req.headers.authorization !== undefined,
+        requestTime: this.requestTime,
+        responseTime: Date.now(),
+      },
+      { perSession: this.lookup.perSession, cameWith: this.lookup.cameWith, ...facts },
+      this.ctx.rules,
+    );
+  }
+
+  /** The handler's head is going out: what to send (see `HeadDecision`). */
+  atHead(head: Head): HeadDecision {
+    this.head = head;
+    const { fallback, revalidate } = this.options;
+    if (fallback && head.status >= 500) return this.answerInstead(fallback);
+    if (revalidate && head.status === 304) return this.answerConfirmed(head, revalidate);
+    return this.passOn(head);
+  }
+
+  /** The handler failed: the fallback entry answers (`staleIfError`), and nothing is stored. */
+  private answerInstead(fallback: StoredResponse): HeadDecision {
+    this.replaced = true;
+    this.notStored();
+    this.restoreConditional();
+    reportLookup(this.ctx, this.req, this.lookup, 'cache.stale', fallback.body.length);
+    return { kind: 'replace', answer: answerFrom(this.req, fallback, 'STALE', this.ctx.rules.httpMode) };
+  }
+
+  /**
+   * Still valid: the stored entry, freshened, answers this request (304 if the client's own validator matches)
+   * and is stored again — unless the 304 names another representation.
+   */
+  private answerConfirmed(head: Head, revalidate: StoredResponse): HeadDecision {
+    const { ctx, req } = this;
+    const entry = freshenedEntry(revalidate, head.handlerHeaders, ctx.rules.ttlMs);
+    const etag = firstHeader(head.handlerHeaders, 'etag');
+    const same = etag === undefined || revalidate.etagGenerated === true || ifNoneMatchMatches(etag, revalidate.etag);
+    this.confirmed = { entry, same };
+    this.varyOn = Object.keys(entry.vary ?? {});
+    const early = this.decide(head, this.session.current(), head.all);
+    if (!this.options.store || !same || !early.store) this.notStored();
+    this.restoreConditional();
+    const answered = ctx.rules.httpMode ? withHttpStorage(entry, early.store ? early.http : undefined) : entry;
+    reportLookup(ctx, req, this.lookup, 'cache.hit', entry.body.length);
+    return { kind: 'replace', answer: answerFrom(req, answered, 'HIT', ctx.rules.httpMode) };
+  }
+
+  /**
+   * The handler's response goes to the client (answered 304 if its validator matches), labelled BYPASS when it is
+   * already known to be the client's own; its bytes are kept only while it may still be stored.
+   */
+  private passOn(head: Head): HeadDecision {
+    const { req, res } = this;
+    // The handler's own Vary: one set by outer middleware is about what they add, which is not stored and is
+    // added again on every HIT (per-origin CORS sets Vary: Origin, and its header is this request's on a HIT).
+    this.varyOn = varyNames(headerLines(head.handlerHeaders, 'vary'));
+    const early = this.options.store ? this.decide(head, this.session.current(), head.all) : undefined;
+    if (!early?.store) {
+      this.notStored();
+      if (early && personalReasons.has(early.reason)) res.setHeader('X-Cache', 'BYPASS');
+    }
+    this.restoreConditional();
+    if (this.options.label === 'MISS') reportLookup(this.ctx, req, this.lookup, 'cache.miss');
+    const keep = early?.store === true;
+    const etag = head.all.etag === undefined ? undefined : String(head.all.etag);
+    const lastModified = head.all['last-modified'] === undefined ? undefined : String(head.all['last-modified']);
+    const validated = (head.status === 200 || head.status === 203) && notModified(req.headers, etag, lastModified);
+    return { kind: validated ? 'not-modified' : 'pass', keep };
+  }
+
+  /**
+   * The whole exchange is known: every middleware's header work is done (a session cookie issued by one in front
+   * included), and so is the handler's body. The sharing decision is taken here, once.
+   */
+  atEnd(): void {
+    const facts = this.session.settle();
+    const { head, confirmed } = this;
+    if (!this.options.store || !head || this.replaced || (confirmed && !confirmed.same)) return;
+    // Headers removed on the way out (a 304 to the client loses its content headers) still count as sent.
+    this.sharing = this.decide(head, facts, { ...head.all, ...this.res.getHeaders() });
+  }
+}
+
 /**
  * Runs the handler as the producer of this request's entry (see {@link ProduceOptions}), and stores its response
  * when the sharing decision allows. Resolves to the stored entry.
@@ -95,144 +228,51 @@ export async function produce(
   lookup: Lookup,
   options: ProduceOptions,
 ): Promise<StoredResponse | undefined> {
-  const { config, rules, store, emit } = ctx;
-  const { fallback, revalidate } = options;
-  const requestTime = Date.now();
-  const restoreConditional = askUnconditionally(req, revalidate);
-  const session = watchSession(req, res);
-  const authorized = req.headers.authorization !== undefined;
-  const decide = (
-    head: Head,
-    stored: HeaderLines,
-    outgoing: HeaderLines,
-    facts: Omit<SessionFacts, 'perSession' | 'cameWith'>,
-    confirmed: StoredResponse | undefined,
-  ): Sharing =>
-    decideSharing(
-      {
-        method: req.method,
-        status: confirmed ? confirmed.status : head.status,
-        handlerHeaders: head.handlerHeaders,
-        storedHeaders: stored,
-        outgoing,
-        revalidation: confirmed !== undefined,
-        authorized,
-        requestTime,
-        responseTime: Date.now(),
-      },
-      { perSession: lookup.perSession, cameWith: lookup.cameWith, ...facts },
-      rules,
-    );
-
-  let head: Head | undefined;
-  let varyOn: string[] = [];
-  /** A stored entry the handler confirmed (304), freshened; `undefined` when it named another representation. */
-  let confirmed: { entry: StoredResponse; same: boolean } | undefined;
-  let replacedByFallback = false;
-  let sharing: Sharing | undefined;
-  const notStored = () => options.onNotStored?.();
-
-  const captured = captureResponse(res, lookup.snapshot, config.maxBytes, {
-    atHead(handlerHead): HeadDecision {
-      head = handlerHead;
-      if (fallback && handlerHead.status >= 500) {
-        replacedByFallback = true;
-        notStored();
-        restoreConditional();
-        reportLookup(ctx, req, lookup, 'cache.stale', fallback.body.length);
-        return { kind: 'replace', answer: answerFrom(req, fallback, 'STALE', rules.httpMode) };
-      }
-      if (revalidate && handlerHead.status === 304) {
-        // Still valid: the stored entry, freshened, answers this request (304 if the client's own validator
-        // matches) and is stored again — unless the 304 names another representation (RFC 9111 §4.3.4).
-        const entry = freshenedEntry(revalidate, handlerHead.handlerHeaders, rules.ttlMs);
-        const etag = firstHeader(handlerHead.handlerHeaders, 'etag');
-        const same =
-          etag === undefined || revalidate.etagGenerated === true || ifNoneMatchMatches(etag, revalidate.etag);
-        confirmed = { entry, same };
-        varyOn = Object.keys(entry.vary ?? {});
-        const early = decide(
-          handlerHead,
-          entry.headers,
-          confirmedHeaders(entry.headers, handlerHead.all),
-          session.current(),
-          entry,
-        );
-        if (!options.store || !same || !early.store) notStored();
-        restoreConditional();
-        const answered = rules.httpMode ? withHttpStorage(entry, early.store ? early.http : undefined) : entry;
-        reportLookup(ctx, req, lookup, 'cache.hit', entry.body.length);
-        return { kind: 'replace', answer: answerFrom(req, answered, 'HIT', rules.httpMode) };
-      }
-      // The handler's own Vary: one set by outer middleware is about what they add, which is not stored and is
-      // added again on every HIT (per-origin CORS sets Vary: Origin, and its header is this request's on a HIT).
-      varyOn = varyNames(headerLines(handlerHead.handlerHeaders, 'vary'));
-      const early = options.store
-        ? decide(handlerHead, handlerHead.handlerHeaders, headerPairs(handlerHead.all), session.current(), undefined)
-        : undefined;
-      if (!early?.store) {
-        notStored();
-        if (early && personalReasons.has(early.reason)) res.setHeader('X-Cache', 'BYPASS');
-      }
-      restoreConditional();
-      if (options.label === 'MISS') reportLookup(ctx, req, lookup, 'cache.miss');
-      const keep = early?.store === true;
-      const etag = handlerHead.all.etag === undefined ? undefined : String(handlerHead.all.etag);
-      const lastModified =
-        handlerHead.all['last-modified'] === undefined ? undefined : String(handlerHead.all['last-modified']);
-      if ((handlerHead.status === 200 || handlerHead.status === 203) && notModified(req.headers, etag, lastModified)) {
-        return { kind: 'not-modified', keep };
-      }
-      return { kind: 'pass', keep };
-    },
-    atEnd() {
-      // The whole exchange is known: every middleware's header work is done (a session cookie issued in front
-      // included), and so is the handler's body. The sharing decision is taken here, once.
-      const facts = session.settle();
-      if (!options.store || !head || replacedByFallback) return;
-      const outgoing = headerPairs({ ...head.all, ...res.getHeaders() });
-      if (confirmed) {
-        if (confirmed.same)
-          sharing = decide(
-            head,
-            confirmed.entry.headers,
-            confirmedHeaders(confirmed.entry.headers, { ...head.all, ...res.getHeaders() }),
-            facts,
-            confirmed.entry,
-          );
-        return;
-      }
-      sharing = decide(head, head.handlerHeaders, outgoing, facts, undefined);
-    },
+  const production = new Production(ctx, req, res, lookup, options);
+  const captured = captureResponse(res, lookup.snapshot, ctx.config.maxBytes, {
+    atHead: (head) => production.atHead(head),
+    atEnd: () => production.atEnd(),
   });
   res.setHeader('X-Cache', options.label);
   next();
   const response = await captured;
-  restoreConditional();
-  if (!sharing?.store) {
-    notStored();
-    return undefined;
-  }
-  const http = sharing.http;
-  const entry = confirmed
-    ? rules.httpMode
-      ? withHttpStorage(confirmed.entry, http)
-      : confirmed.entry
-    : response && entryFrom(req, response, varyOn, http, rules.ttlMs);
-  if (!entry) {
-    notStored();
-    return undefined;
-  }
+  production.restoreConditional();
+  const { sharing, confirmed, varyOn } = production;
+  const entry = !sharing?.store
+    ? undefined
+    : confirmed
+      ? ctx.rules.httpMode
+        ? withHttpStorage(confirmed.entry, sharing.http)
+        : confirmed.entry
+      : response && entryFrom(req, response, varyOn, sharing.http, ctx.rules.ttlMs);
+  const stored = entry && sharing?.store ? await storeEntry(ctx, req, res, lookup, entry, varyOn, sharing.http) : false;
+  if (!stored) production.notStored();
+  return stored ? entry : undefined;
+}
+
+/**
+ * Stores `entry` with its tags, as the variant it is: `false` when it was not (the app's `tags` threw, Redis
+ * failed, or one of its tags was invalidated while it was produced: it may predate what that made current).
+ */
+async function storeEntry(
+  ctx: RouteContext,
+  req: Request,
+  res: Response,
+  lookup: Lookup,
+  entry: StoredResponse,
+  varyOn: string[],
+  http: HttpStorage | undefined,
+): Promise<boolean> {
+  const { store, rules, emit } = ctx;
   let tags: Tag[];
   try {
     tags = [...lookup.family, ...appTags(ctx, req, res)];
   } catch (error) {
     // A bug in the app's `tags` function: the client has its response, but it is not cached untagged.
     store.logger.error(`redisware cache: not stored: ${(error as Error).message}`);
-    notStored();
-    return undefined;
+    return false;
   }
-  const target = varyOn.length ? store.keys.variant(lookup.base, variantId(req, varyOn)) : lookup.base;
+  const id = varyOn.length ? variantId(req, varyOn) : '';
   if (varyOn.length) store.rememberVary(lookup.base, varyOn);
   const started = emit ? clock() : 0;
   const keep = Math.ceil(http ? keepFor(http, Date.now(), rules.ttlMs) : rules.keepMs);
@@ -240,33 +280,29 @@ export async function produce(
   try {
     stored = await store.store({
       base: lookup.base,
-      target,
+      target: id ? store.keys.variant(lookup.base, id) : lookup.base,
       value: encodeResponse(entry),
       ttlMs: keep,
       tags,
-      vary: varyOn.length ? { names: varyOn, id: variantId(req, varyOn) } : undefined,
+      vary: id ? { names: varyOn, id } : undefined,
       since: lookup.since,
     });
   } catch (error) {
     // Stored or not, the client already has its response; the next request simply misses.
     reportRedisError(emit, 'cache', 'bypassed', 'store', error, started);
-    notStored();
-    return undefined;
+    return false;
   }
-  if (!stored) {
-    // Invalidated while it was being produced: it may be older than what the invalidation made current.
-    notStored();
-    return undefined;
+  if (stored) {
+    emit?.({
+      type: 'cache.stored',
+      route: lookup.route,
+      path: lookup.path,
+      key: lookup.eventKey,
+      size: entry.body.length,
+      ttlMs: keep,
+      durationMs: since(started),
+      background: isBackground(req) || undefined,
+    });
   }
-  emit?.({
-    type: 'cache.stored',
-    route: lookup.route,
-    path: lookup.path,
-    key: lookup.eventKey,
-    size: entry.body.length,
-    ttlMs: keep,
-    durationMs: since(started),
-    background: isBackground(req) || undefined,
-  });
-  return entry;
+  return stored;
 }
