@@ -1,6 +1,6 @@
 // The cache's Lua scripts: storing an entry with its tags and variants unless an invalidation came first, reading
 // an entry in one round trip, and invalidating a tag. Times in microseconds are Redis's own clock (`TIME`).
-import { RedisScript, redisNow } from '../redis/script.js';
+import { addToExpiringSet, RedisScript, redisNow } from '../redis/script.js';
 
 /** The vary marker's magic (`varyMarkerMagic` in entry.ts) in Lua source, where `\0` is a NUL byte. */
 const marker = '\\0RWV';
@@ -62,9 +62,7 @@ else
   redis.call('SET', KEYS[1], '${marker}' .. names .. '\\n' .. table.concat(kept, ' '), 'PX', math.max(ttl, left))
 end
 for i = 3, #KEYS, 2 do
-  redis.call('ZADD', KEYS[i], now + ttl, KEYS[2])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+${addToExpiringSet('KEYS[i]', 'KEYS[2]', 'ttl')}
 end
 return 1
 `,
@@ -82,9 +80,7 @@ local ttl = tonumber(ARGV[2])
 ${redisNow}
 ${redisMicros}
 ${discardIfInvalidated(3, 2)}
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+${addToExpiringSet('KEYS[1]', 'ARGV[1]', 'ttl')}
 return 1
 `,
 );

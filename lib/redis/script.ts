@@ -127,6 +127,16 @@ export class RedisScript {
 export const redisNow = `local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)`;
 
+/**
+ * Lua (after {@link redisNow}) that adds `member` to the sorted set `key`, scored by when it expires (`ttl` ms from
+ * now), trims the members that have expired, and keeps the set as long as its newest member: an index that never
+ * outlives what it lists, nor loses a live member. Each argument is a Lua expression.
+ */
+export const addToExpiringSet = (key: string, member: string, ttl: string): string =>
+  `redis.call('ZADD', ${key}, now + ${ttl}, ${member})
+redis.call('ZREMRANGEBYSCORE', ${key}, '-inf', now)
+if redis.call('PTTL', ${key}) < ${ttl} then redis.call('PEXPIRE', ${key}, ${ttl}) end`;
+
 /** First ARGV of a batch whose groups all take the same arguments, which then follow it once. */
 export const sharedArgsMarker = '*';
 

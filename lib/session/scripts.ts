@@ -1,4 +1,4 @@
-import { forEachBatchedCall, RedisScript, redisNow } from '../redis/script.js';
+import { addToExpiringSet, forEachBatchedCall, RedisScript, redisNow } from '../redis/script.js';
 
 /*
  * A session is one hash, `session:<id>`: `_c` (created, ms), `_s` (last seen, ms), `_m` (its own cookie lifetime,
@@ -122,9 +122,7 @@ if ARGV[3] ~= '1' then
 end
 ${redisNow}
 local absolute = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], now + absolute, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('PTTL', KEYS[1]) < absolute then redis.call('PEXPIRE', KEYS[1], absolute) end
+${addToExpiringSet('KEYS[1]', 'ARGV[1]', 'absolute')}
 return 0
 `,
 );
