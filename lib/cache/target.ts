@@ -133,8 +133,20 @@ export function invalidationUrl(path: string, query: string): string {
   return query === '' ? normal : `${normal}?${query}`;
 }
 
-/** {@link invalidationUrl} of a path-and-query string (`/users/1?b=2&a=1`). */
+/**
+ * {@link invalidationUrl} of a path-and-query string (`/users/1?b=2&a=1`), or of an absolute URL's (a request
+ * target in absolute form, which Express routes by its path).
+ */
 export function invalidationUrlOf(url: string): string {
-  const { path, query } = splitPathAndQuery(url);
+  let pathAndQuery = url;
+  if (!url.startsWith('/')) {
+    try {
+      const parsed = new URL(url);
+      pathAndQuery = `${parsed.pathname}${parsed.search}`;
+    } catch {
+      // Not a URL: compared as it is.
+    }
+  }
+  const { path, query } = splitPathAndQuery(pathAndQuery);
   return invalidationUrl(path, query);
 }

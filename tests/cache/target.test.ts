@@ -55,6 +55,10 @@ describe('invalidationUrl', () => {
     }
   });
 
+  it('reads a request target in absolute form by its path, as Express routes it', () => {
+    expect(invalidationUrlOf('http://shop.example/Posts/1/?b=2&a=1')).toBe(invalidationUrlOf('/posts/1?a=1&b=2'));
+  });
+
   it('keeps what Express routes elsewhere apart: another path, an encoded slash, another query', () => {
     const url = invalidationUrlOf('/posts/1');
     for (const other of ['/posts/2', '/posts%2F1', '/posts/1?page=2', '/'])
