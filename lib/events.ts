@@ -113,7 +113,7 @@ export interface CacheInvalidatedEvent {
    * The tags invalidated: an app's tags as given, a URL's as `url:<path>` (without its query, which may hold a
    * token), a key's as `key:<hash>`.
    */
-  tags?: string[];
+  tags: string[];
   /** The key deleted (`cache.delete`, or a route's `key` on an unsafe request), as the hash its other events use. */
   key?: string;
   /** How many entries were deleted. */

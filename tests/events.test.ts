@@ -359,6 +359,18 @@ describe('cache onEvent', () => {
     expect(seen.of('cache.invalidated')[0]).toMatchObject({ tags: ['users'], count: 1 });
   });
 
+  it('reports concurrent cache.wrap() lookups of a stored value as hits, never as coalesced loads', async () => {
+    const seen = recorder();
+    const { cache } = cacheStack(seen.onEvent);
+    let loads = 0;
+    await cache.wrap('stored', () => ++loads);
+    seen.events.length = 0;
+    const values = await Promise.all(Array.from({ length: 5 }, () => cache.wrap('stored', () => ++loads)));
+    expect(values).toEqual([1, 1, 1, 1, 1]);
+    expect(loads).toBe(1);
+    expect(seen.types()).toEqual(Array(5).fill('cache.hit'));
+  });
+
   it('answers from the cache when the hook throws', async () => {
     const { app, runs } = cacheStack(() => {
       throw new Error('boom');
@@ -694,7 +706,7 @@ describe('combineEventHooks()', () => {
       undefined,
       () => void calls.push('c'),
     );
-    expect(() => hook({ type: 'cache.invalidated', count: 0, durationMs: 0 })).toThrow('b failed');
+    expect(() => hook({ type: 'cache.invalidated', tags: [], count: 0, durationMs: 0 })).toThrow('b failed');
     expect(calls).toEqual(['a', 'b', 'c']);
   });
 });

@@ -55,6 +55,12 @@ function storableJson(value: unknown, what: string): string {
 /** A value read from Redis: found (with the value), or not; and Redis's clock at the read (µs). */
 type Read<T> = { found: true; value: T; size?: number } | { found: false; since?: string };
 
+/** What a `wrap()` got: the value, and whether its loader ran for it (else it was read from Redis). */
+interface Wrapped<T> {
+  value: T;
+  loaded: boolean;
+}
+
 /** The path in a key given to `cache.delete()` as a URL (`/users/1?b=2&a=1` or `GET /users/1`), or `undefined`. */
 function deletedUrl(key: string): string | undefined {
   if (key.startsWith('/')) return invalidationUrlOf(key);
@@ -68,7 +74,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
   const store = createCacheStore(config);
   const { keys, emit } = store;
   const responses = createCoalescer<StoredResponse>(store, keys.filledChannel);
-  const values = createCoalescer<Read<unknown>>(store, keys.filledChannel);
+  const values = createCoalescer<Wrapped<unknown>>(store, keys.filledChannel);
   /** A value's key, as events show it: hashed. */
   const reportedKey = (key: string) => hashForEvents(keys.value(key));
 
@@ -104,19 +110,25 @@ export function createCache(options?: CreateCacheOptions): Cache {
    * takes the lock and the others wait for it to announce the value (at most three seconds), then read it. A value
    * loaded while `key` or one of `tags` was invalidated is not stored (it may predate the invalidation).
    */
-  async function loadValue<T>(key: string, loader: () => T | Promise<T>, ttlMs: number, tags: Tag[]): Promise<T> {
+  async function loadValue<T>(
+    key: string,
+    loader: () => T | Promise<T>,
+    ttlMs: number,
+    tags: Tag[],
+  ): Promise<Wrapped<T>> {
+    const load = async (): Promise<Wrapped<T>> => ({ value: await loader(), loaded: true });
     let cached: Read<T>;
     const started = emit ? clock() : 0;
     try {
       cached = await readValue<T>(key);
     } catch (error) {
       reportRedisError(emit, 'cache', 'bypassed', 'read', error, started);
-      return loader(); // Redis unreachable: load without the cache
+      return load(); // Redis unreachable: load without the cache
     }
     const readMs = emit ? since(started) : 0;
     if (cached.found) {
       emit?.({ type: 'cache.hit', key: reportedKey(key), durationMs: readMs, size: cached.size });
-      return cached.value;
+      return { value: cached.value, loaded: false };
     }
     const valueKey = keys.value(key);
     const lockKey = keys.lock(valueKey);
@@ -133,13 +145,13 @@ export function createCache(options?: CreateCacheOptions): Cache {
             across: 'instances',
             durationMs: since(waitStarted),
           });
-          return again.value;
+          return { value: again.value, loaded: true };
         }
       }
     }
     // This call loads it: a miss (without the lock, when Redis failed to give it or its holder did not deliver).
     emit?.({ type: 'cache.miss', key: reportedKey(key), durationMs: readMs });
-    if (!lock) return loader();
+    if (!lock) return load();
     try {
       const value = await loader();
       let json: string | undefined;
@@ -169,7 +181,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
             (error: unknown) => reportRedisError(emit, 'cache', 'bypassed', 'store', error, storeStarted),
           );
       }
-      return value;
+      return { value, loaded: true };
     } finally {
       await values.finish(lock, valueKey);
     }
@@ -235,17 +247,19 @@ export function createCache(options?: CreateCacheOptions): Cache {
       if (running) {
         const started = emit ? clock() : 0;
         const shared = await running.outcome;
-        if (shared?.found) {
+        if (shared) {
+          // Another call's lookup in this process: a load it shared is coalesced, a value it read is a hit.
           const durationMs = since(started);
-          emit?.({ type: 'cache.coalesced', key: reportedKey(key), across: 'process', durationMs });
+          if (shared.loaded) emit?.({ type: 'cache.coalesced', key: reportedKey(key), across: 'process', durationMs });
+          else emit?.({ type: 'cache.hit', key: reportedKey(key), durationMs });
           return shared.value as T;
         }
       }
       const flight = values.begin(key);
       try {
-        const value = await loadValue(key, loader, ttl ?? config.ttl, appTags(tags));
-        flight.settle({ found: true, value });
-        return value;
+        const wrapped = await loadValue(key, loader, ttl ?? config.ttl, appTags(tags));
+        flight.settle(wrapped);
+        return wrapped.value;
       } catch (error) {
         flight.settle(undefined);
         throw error;

@@ -192,7 +192,9 @@ class Production {
     const early = this.options.store ? this.decide(head, this.session.current(), head.all) : undefined;
     if (!early?.store) {
       this.notStored();
-      if (early && personalReasons.has(early.reason)) res.setHeader('X-Cache', 'BYPASS');
+      // Labelled BYPASS: the response is its client's own. A cache behind this one that answered it labels it.
+      const ownLabel = res.getHeader('X-Cache') === this.options.label;
+      if (early && personalReasons.has(early.reason) && ownLabel) res.setHeader('X-Cache', 'BYPASS');
     }
     this.restoreConditional();
     if (this.options.label === 'MISS') reportLookup(this.ctx, req, this.lookup, 'cache.miss');

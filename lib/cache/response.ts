@@ -2,6 +2,7 @@
 // a request up, answers from a stored entry when one may answer it, and otherwise has the handler produce one.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { now as clock, reportRedisError, since } from '../events.js';
+import { markPersonal } from '../http/marks.js';
 import { sessionIdOf } from '../http/session-view.js';
 import { answerFrom, sendAnswer } from './answer.js';
 import { headerSnapshot } from './capture.js';
@@ -89,6 +90,9 @@ function lookupOf(ctx: RouteContext, req: Request, res: Response): Lookup | unde
     return [lower, varyValue(req.headers, lower)] as const;
   });
   const base = store.keys.response({ request: key === undefined ? { target } : { key }, audience, vary });
+  // Whatever answers a request keyed by its session is that session's own: a cache in front of this one (an
+  // app-wide one, say) must never store it for anyone else.
+  if (cameWith !== undefined) markPersonal(req);
   const family: Tag[] = [{ kind: 'url', url: invalidationUrl(target.path, target.query) }];
   if (key !== undefined) family.push({ kind: 'key', key });
   return {

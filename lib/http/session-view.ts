@@ -35,7 +35,12 @@ export function sessionIdOf(req: IncomingMessage): string | undefined {
 /** Starts watching what the handler does with the session of `req` (see {@link SessionWatch}). */
 export function watchSession(req: IncomingMessage, res: ServerResponse): SessionWatch {
   if (sessionIdentity(req) === undefined && isExpressSession(req)) return watchExpressSession(req, res);
-  const outcome = () => ({ personal: isPersonal(req), issued: sessionIssued(req) });
+  // redisSession marks what reads its session, wherever it is mounted. express-session gives no such marks: mounted
+  // behind the cache, its session could not be watched, so a response made behind it counts as made from it.
+  const outcome = () => ({
+    personal: isPersonal(req) || (sessionIdentity(req) === undefined && isExpressSession(req)),
+    issued: sessionIssued(req),
+  });
   return { current: outcome, settle: outcome };
 }
 
@@ -165,7 +170,8 @@ function watchExpressSession(req: IncomingMessage, res: ServerResponse): Session
   } as typeof res.writeHead;
   const outcome = () => {
     const id = typeof sessionId === 'string' ? sessionId : '';
-    return { personal, issued: id !== '' && setsCookieWith(res, id) ? id : undefined };
+    // Marks count too: a cache behind this one answering from one session's entry marks the request.
+    return { personal: personal || isPersonal(req), issued: id !== '' && setsCookieWith(res, id) ? id : undefined };
   };
   return {
     current: outcome,

@@ -162,3 +162,53 @@ beforeAll(async () => {
 afterAll(async () => {
   await nodeRedis.quit();
 });
+
+describe('caches and sessions in any order', () => {
+  it('an app-wide cache never stores what a route-level perSession cache answered from a session’s entry', async () => {
+    const cache = newCache();
+    const routeCache = newCache();
+    const app = stackApp();
+    app.use(redisSession({ secret, redis: redis.client(), prefix: uniquePrefix('s'), logger: silentLogger }));
+    app.get('/login/:user', (req, res) => {
+      data(req).user = req.params.user;
+      res.send('ok');
+    });
+    app.use(cache.response({ ttl: '1m' }));
+    for (const perSession of [routeCache.response({ perSession: true }), cache.response({ perSession: true })]) {
+      const path = `/dash-${Math.random().toString(36).slice(2)}`;
+      app.get(path, perSession, (req, res) => void res.send(`dashboard of ${data(req).user ?? 'nobody'}`));
+      const ada = cookieOf(await request(app).get('/login/ada'));
+      const bob = cookieOf(await request(app).get('/login/bob'));
+      await request(app).get(path).set('Cookie', ada);
+      const again = await request(app).get(path).set('Cookie', ada);
+      expect(again.text).toBe('dashboard of ada');
+      expect(again.headers['x-cache']).toBe('HIT');
+      expect((await request(app).get(path).set('Cookie', bob)).text).toBe('dashboard of bob');
+      expect((await request(app).get(path)).text).toBe('dashboard of nobody');
+    }
+  });
+
+  it('a cache in front of express-session never stores a page that read the session', async () => {
+    const cache = newCache();
+    const app = stackApp();
+    app.use(cache.response({ ttl: '1m' }));
+    app.use(
+      session({
+        store: new SessionStore({ redis: redis.client(), prefix: `${uniquePrefix('es')}:`, logger: silentLogger }),
+        secret,
+        resave: false,
+        saveUninitialized: false,
+      }),
+    );
+    app.get('/login/:user', (req, res) => {
+      data(req).user = req.params.user;
+      res.send('ok');
+    });
+    app.get('/me', (req, res) => void res.send(`me: ${data(req).user ?? 'nobody'}`));
+    const ada = cookieOf(await request(app).get('/login/ada'));
+    const bob = cookieOf(await request(app).get('/login/bob'));
+    expect((await request(app).get('/me').set('Cookie', ada)).text).toBe('me: ada');
+    expect((await request(app).get('/me').set('Cookie', bob)).text).toBe('me: bob');
+    expect((await request(app).get('/me')).text).toBe('me: nobody');
+  });
+});
