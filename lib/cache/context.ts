@@ -19,8 +19,11 @@ export interface RouteContext {
   /** Coalescing of concurrent misses, `undefined` when turned off. */
   readonly lock: { wait: number; ttl: number } | undefined;
   readonly emit: Emit | undefined;
-  /** Invalidates tags the way `cache.invalidateTags()` does (reporting to `onEvent`). */
-  invalidate(tags: readonly Tag[], reported: { key?: string }): Promise<number>;
+  /**
+   * Invalidates tags the way `cache.invalidateTags()` does (reporting to `onEvent`, `also.key` hashed), and deletes
+   * `also.entries`: entry keys the caller could name itself (so that it reaches them even if a tag set was evicted).
+   */
+  invalidate(tags: readonly Tag[], also: { key?: string; entries?: readonly string[] }): Promise<number>;
   /** The middleware itself, once made: tells whether a matched route is this cache's (see `routeOf`). */
   middleware?: RequestHandler;
 }

@@ -85,13 +85,59 @@ export function encodeResponse(entry: StoredResponse): Buffer {
   return Buffer.concat([header, json, entry.body]);
 }
 
-/** Decodes an entry, or `undefined` when the bytes are not one (a JSON value, or corrupt). */
+/** RFC 9110 §5.1: a field name is a token. */
+const fieldName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** What Node accepts in a field value (no CR, LF, NUL or other controls but tab; nothing past Latin-1). */
+const fieldValue = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+const isNumber = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value);
+const isFieldValue = (value: unknown): value is string => typeof value === 'string' && fieldValue.test(value);
+const isFieldName = (value: unknown): value is string => typeof value === 'string' && fieldName.test(value);
+
+/**
+ * Whether decoded metadata has the shape {@link encodeResponse} writes, every field of the right type and every
+ * header a valid name and value: anything else under a cache key (another program's, a corrupted or planted value)
+ * is no entry, never something sent to a client.
+ */
+function isMeta(meta: unknown): meta is Meta {
+  if (typeof meta !== 'object' || meta === null) return false;
+  const m = meta as Record<string, unknown>;
+  if (!Number.isInteger(m.s) || (m.s as number) < 100 || (m.s as number) > 999) return false;
+  if (
+    !Array.isArray(m.h) ||
+    !m.h.every((line) => Array.isArray(line) && line.length === 2 && isFieldName(line[0]) && isFieldValue(line[1]))
+  ) {
+    return false;
+  }
+  if (!isNumber(m.t) || !isNumber(m.f) || !isFieldValue(m.e)) return false;
+  if (
+    m.v !== undefined &&
+    (typeof m.v !== 'object' || m.v === null || !Object.values(m.v).every((v) => typeof v === 'string'))
+  ) {
+    return false;
+  }
+  if (m.r !== undefined && !(Array.isArray(m.r) && m.r.every(isFieldName))) return false;
+  if (m.g !== undefined && m.g !== 1) return false;
+  if (m.a !== undefined && !(isNumber(m.a) && m.a >= 0)) return false;
+  const p = m.p;
+  return (
+    p === undefined ||
+    (Array.isArray(p) &&
+      p.length === 5 &&
+      [p[0], p[1], p[4]].every((flag) => flag === 0 || flag === 1) &&
+      isNumber(p[2]) &&
+      isNumber(p[3]))
+  );
+}
+
+/** Decodes an entry, or `undefined` when the bytes are not one (a JSON value, or corrupt, or of another shape). */
 export function decodeResponse(stored: Buffer): StoredResponse | undefined {
   if (stored.length < headerEnd || !stored.subarray(0, 4).equals(magic)) return undefined;
   const length = stored.readUInt32BE(versionEnd);
   if (headerEnd + length > stored.length) return undefined;
   try {
-    const meta = JSON.parse(stored.subarray(headerEnd, headerEnd + length).toString()) as Meta;
+    const meta: unknown = JSON.parse(stored.subarray(headerEnd, headerEnd + length).toString());
+    if (!isMeta(meta)) return undefined;
     return {
       status: meta.s,
       headers: meta.h,

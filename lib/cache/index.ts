@@ -91,14 +91,20 @@ export function createCache(options?: CreateCacheOptions): Cache {
   /** Runs one of the cache's own Redis steps, reporting its failure to `onEvent` before it rejects. */
   const reported = <T>(operation: string, step: () => Promise<T>) => reportingFailure(emit, 'cache', operation, step);
 
-  /** Invalidates `tags` (and reports them, `reportedAs.key` hashed), resolving to how many entries were deleted. */
-  async function invalidate(tags: readonly Tag[], reportedAs: { key?: string } = {}): Promise<number> {
+  /**
+   * Invalidates `tags` and deletes `also.entries` (and reports them, `also.key` hashed), resolving to how many
+   * entries the tags held.
+   */
+  async function invalidate(
+    tags: readonly Tag[],
+    also: { key?: string; entries?: readonly string[] } = {},
+  ): Promise<number> {
     const started = emit ? clock() : 0;
-    const count = await reported('invalidate', () => store.invalidate(tags));
+    const count = await reported('invalidate', () => store.invalidate(tags, also.entries));
     emit?.({
       type: 'cache.invalidated',
       tags: tags.map(tagForEvents),
-      key: reportedAs.key === undefined ? undefined : reportedKey(reportedAs.key),
+      key: also.key === undefined ? undefined : reportedKey(also.key),
       count,
       durationMs: since(started),
     });

@@ -4,6 +4,7 @@ import type { Request, Response } from 'express';
 import { holdEnd } from '../http/response.js';
 import type { RouteContext } from './context.js';
 import type { Tag } from './keys.js';
+import { entryOf, type RequestEntry } from './lookup.js';
 import { invalidationUrl, invalidationUrlOf, requestTarget, urlTarget } from './target.js';
 
 /** The URLs a response's `Location` and `Content-Location` name on the request's own origin. */
@@ -39,18 +40,19 @@ export function invalidateOnSuccess(ctx: RouteContext, req: Request, res: Respon
     if (res.statusCode >= 400) return proceed();
     const tags: Tag[] = [{ kind: 'url', url: invalidationUrlOf(req.originalUrl ?? req.url) }];
     for (const url of namedUrls(req, res)) tags.push({ kind: 'url', url });
-    let key: string | undefined;
-    if (ctx.config.key) {
-      try {
-        key = ctx.config.key(req);
-        if (typeof key === 'string' && key !== '') tags.push({ kind: 'key', key });
-      } catch (error) {
-        ctx.store.logger.error(
-          `redisware cache: the 'key' function threw on ${req.method} (its URL is invalidated all the same): ${(error as Error).message}`,
-        );
-      }
+    // The request's own entry (its key, or a GET of its URL), named directly as well as through its tags.
+    let entry: RequestEntry | undefined;
+    try {
+      entry = entryOf(ctx, req);
+    } catch (error) {
+      ctx.store.logger.error(
+        `redisware cache: the 'key' function failed on ${req.method} (its URL is invalidated all the same): ${(error as Error).message}`,
+      );
     }
-    ctx.invalidate(tags, { key }).then(
+    const key = entry?.family.find((tag) => tag.kind === 'key');
+    if (key) tags.push(key);
+    const also = { key: key?.kind === 'key' ? key.key : undefined, entries: entry ? [entry.base] : [] };
+    ctx.invalidate(tags, also).then(
       () => proceed(),
       () => proceed(), // reported by `invalidate`
     );

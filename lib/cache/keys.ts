@@ -75,9 +75,11 @@ function audiencePart(audience: Audience): string {
  *   `:v:<id>` after the `}`, so they share its Redis Cluster slot;
  * - a value of `set`/`wrap`: `<prefix>:d:<key>`;
  * - a tag set: `<prefix>:t:{<kind>:<tag>}`, and the time of its last invalidation `<prefix>:t:{<kind>:<tag>}:gone`;
- * - the lock on producing a response or a value: `<prefix>:lock:` and that key without its `<prefix>:`.
+ * - the lock on producing a response or a value: `<prefix>:lock:` and that key without its `<prefix>:`, as one part.
  * The first parts of a kind determine how many follow (a request part list has a fixed length for `url` and for
  * `key`; the audience is one part), so a key can be read back into the tuple it came from: no two tuples share one.
+ * Nor do two caches whose prefixes nest (`cache` and `cache:lock`): after a kind comes a `{` or one escaped part
+ * with no `:` in it, never another kind.
  */
 export interface CacheKeys {
   readonly prefix: string;
@@ -115,7 +117,9 @@ export function cacheKeys(prefix: string): CacheKeys {
     tombstone: (tag) => `${head}t:{${encodeParts(tagParts(tag))}}:gone`,
     lock(key) {
       if (!key.startsWith(head)) throw new TypeError(`not a key of the cache "${prefix}": ${key}`);
-      return `${head}lock:${key.slice(head.length)}`;
+      // One escaped part: no `:` follows `lock:`, so no key of a cache whose prefix is `<prefix>:lock` (which has
+      // a kind and a `:` there) is ever one of these.
+      return `${head}lock:${encodePart(key.slice(head.length))}`;
     },
     filledChannel: `${head}filled`,
   };

@@ -2,17 +2,16 @@
 // a request up, answers from a stored entry when one may answer it, and otherwise has the handler produce one.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { now as clock, reportRedisError, since } from '../events.js';
-import { markPersonal } from '../http/marks.js';
 import { sessionIdOf } from '../http/session-view.js';
 import { answerFrom, sendAnswer } from './answer.js';
 import { headerSnapshot } from './capture.js';
 import type { Coalescer } from './coalesce.js';
-import { hashForEvents, type Lookup, type RouteContext, routeOf } from './context.js';
+import type { Lookup, RouteContext } from './context.js';
 import { requestDirectives } from './directives.js';
 import type { StoredResponse } from './entry.js';
-import { safeMethods, varyValue } from './http.js';
+import { safeMethods } from './http.js';
 import { invalidateOnSuccess } from './invalidate.js';
-import type { Audience, Tag } from './keys.js';
+import { lookupOf } from './lookup.js';
 import { missPath, varyMatches } from './miss.js';
 import type { ResponseConfig } from './options.js';
 import { produce } from './produce.js';
@@ -20,14 +19,13 @@ import { backgroundJob, connectionFacts, type RefreshJob, refreshInBackground } 
 import { reportBypass, reportLookup } from './report.js';
 import { isFresh, servingOf, staleIfErrorOf, usableFor } from './serving.js';
 import type { CacheStore, ResponseRead } from './store.js';
-import { invalidationUrl, requestTarget } from './target.js';
 
 /** What the response middleware needs of its cache besides its options. */
 export interface ResponseCacheParts {
   store: CacheStore;
   coalescer: Coalescer<StoredResponse>;
-  /** Invalidates `tags` as `cache.invalidateTags()` does, reporting `reported.key` (hashed) with them. */
-  invalidate(tags: readonly Tag[], reported: { key?: string }): Promise<number>;
+  /** Invalidates `tags` as `cache.invalidateTags()` does (see `RouteContext.invalidate`). */
+  invalidate: RouteContext['invalidate'];
 }
 
 /** The route's context (see {@link RouteContext}) from its cache and options. */
@@ -58,53 +56,6 @@ function routeContext(parts: ResponseCacheParts, config: ResponseConfig): RouteC
     lock: config.lock,
     emit: parts.store.emit,
     invalidate: parts.invalidate,
-  };
-}
-
-/**
- * The lookup of a request (see {@link Lookup}), or `undefined` when the request cannot be keyed (its origin is not
- * `host[:port]`, its target not in origin form): it is then not cached at all.
- */
-function lookupOf(ctx: RouteContext, req: Request, res: Response): Lookup | undefined {
-  const { config, store, emit } = ctx;
-  const target = requestTarget(req);
-  if (!target) return undefined;
-  let key: string | undefined;
-  if (config.key) {
-    key = config.key(req);
-    if (typeof key !== 'string' || key === '') {
-      throw new TypeError(`cache.response: the 'key' function returned ${String(key)} (expected a non-empty string)`);
-    }
-  }
-  // With `perSession`, one entry per stored session, and one for every client without one (a new session is
-  // nobody's yet). With no session middleware in front, there is no session to key by.
-  const cameWith = config.perSession ? sessionIdOf(req) : undefined;
-  const audience: Audience =
-    cameWith === undefined
-      ? { kind: 'shared' }
-      : cameWith === ''
-        ? { kind: 'anonymous' }
-        : { kind: 'session', id: cameWith };
-  const vary = config.vary.map((name) => {
-    const lower = name.toLowerCase();
-    return [lower, varyValue(req.headers, lower)] as const;
-  });
-  const base = store.keys.response({ request: key === undefined ? { target } : { key }, audience, vary });
-  // Whatever answers a request keyed by its session is that session's own: a cache in front of this one (an
-  // app-wide one, say) must never store it for anyone else.
-  if (cameWith !== undefined) markPersonal(req);
-  const family: Tag[] = [{ kind: 'url', url: invalidationUrl(target.path, target.query) }];
-  if (key !== undefined) family.push({ kind: 'key', key });
-  return {
-    base,
-    family,
-    perSession: cameWith !== undefined,
-    cameWith,
-    snapshot: headerSnapshot(res),
-    redisMs: 0,
-    route: emit ? routeOf(req, ctx.middleware) : '',
-    path: emit ? `${req.baseUrl ?? ''}${req.path}` : '',
-    eventKey: emit ? hashForEvents(base) : '',
   };
 }
 

@@ -9,18 +9,38 @@ const marker = '\\0RWV';
 const redisMicros = `local micros = tonumber(time[1]) * 1000000 + tonumber(time[2])`;
 
 /**
- * Lua that returns 0 (discarded) when producing the value began at ARGV[since] (µs; `''`: unconditional, a plain
- * `cache.set`) and, since then, more than ARGV[since + 2] µs passed or one of the tombstones KEYS[first],
- * KEYS[first + 2], … was set within ARGV[since + 1] µs (the margin for clocks of other Cluster nodes) of it or later.
- * A tombstone that is not a number counts as one set now.
+ * Lua `get(key)`: GET, reading a key of another type (not one of ours: another program's, or planted) as none, so
+ * that it is replaced by the next write instead of failing every read.
+ */
+const lenientGet = `local function get(key)
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then return false end
+  return value
+end`;
+
+/** Lua that deletes the key KEYS[i] when it is not a sorted set (nor absent): a tag set of ours always is one. */
+const repairTagSet = (key: string) =>
+  `if type(redis.pcall('ZCARD', ${key})) == 'table' then redis.call('DEL', ${key}) end`;
+
+/**
+ * Lua (after {@link lenientGet}) that returns 0 (discarded) when producing the value began at ARGV[since] (µs; `''`:
+ * unconditional, a plain `cache.set`) and, since then, more than ARGV[since + 2] µs passed or one of the tombstones
+ * KEYS[first], KEYS[first + 2], … was set within ARGV[since + 1] µs (the margin for clocks of other Cluster nodes) of
+ * it or later. A tombstone that is no time of this clock (not a number, or later than any production could last) is
+ * not one of ours: it is deleted.
  */
 const discardIfInvalidated = (since: number, first: number) => `
 if ARGV[${since}] ~= '' then
-  local since, margin = tonumber(ARGV[${since}]), tonumber(ARGV[${since + 1}])
-  if micros - since > tonumber(ARGV[${since + 2}]) then return 0 end
+  local since, margin, longest = tonumber(ARGV[${since}]), tonumber(ARGV[${since + 1}]), tonumber(ARGV[${since + 2}])
+  if micros - since > longest then return 0 end
   for i = ${first}, #KEYS, 2 do
-    local gone = redis.call('GET', KEYS[i])
-    if gone and (tonumber(gone) or micros) + margin >= since then return 0 end
+    local gone = get(KEYS[i])
+    local at = gone and tonumber(gone)
+    if gone and (not at or at > micros + longest) then
+      redis.call('DEL', KEYS[i])
+    elseif at and at + margin >= since then
+      return 0
+    end
   end
 end`;
 
@@ -39,6 +59,7 @@ export const storeScript = new RedisScript(
   'cache-store',
   `
 local value, ttl, names, id, most = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
+${lenientGet}
 ${redisNow}
 ${redisMicros}
 ${discardIfInvalidated(6, 4)}
@@ -46,7 +67,7 @@ if id == '' then
   redis.call('SET', KEYS[1], value, 'PX', ttl)
 else
   local kept = {id}
-  local current = redis.call('GET', KEYS[1])
+  local current = get(KEYS[1])
   if current and string.sub(current, 1, 4) == '${marker}' then
     local newline = string.find(current, '\\n', 5, true)
     if newline and string.sub(current, 5, newline - 1) == names then
@@ -62,6 +83,7 @@ else
   redis.call('SET', KEYS[1], '${marker}' .. names .. '\\n' .. table.concat(kept, ' '), 'PX', math.max(ttl, left))
 end
 for i = 3, #KEYS, 2 do
+${repairTagSet('KEYS[i]')}
 ${addToExpiringSet('KEYS[i]', 'KEYS[2]', 'ttl')}
 end
 return 1
@@ -77,9 +99,11 @@ export const addToTagScript = new RedisScript(
   'cache-tag-add',
   `
 local ttl = tonumber(ARGV[2])
+${lenientGet}
 ${redisNow}
 ${redisMicros}
 ${discardIfInvalidated(3, 2)}
+${repairTagSet('KEYS[1]')}
 ${addToExpiringSet('KEYS[1]', 'ARGV[1]', 'ttl')}
 return 1
 `,
@@ -99,17 +123,18 @@ export const readScript = new RedisScript(
   `
 local time = redis.call('TIME')
 ${redisMicros}
+${lenientGet}
 local function answer(stored)
   if ARGV[1] ~= '' and string.sub(stored, 5, 20) == ARGV[1] then return {1, micros} end
   return {stored, micros}
 end
-local base = redis.call('GET', KEYS[1])
+local base = get(KEYS[1])
 if not base then return {0, micros} end
 if string.sub(base, 1, 4) ~= '${marker}' then return answer(base) end
 local newline = string.find(base, '\\n', 5, true)
 local ids = newline and (' ' .. string.sub(base, newline + 1) .. ' ') or ''
 if ARGV[2] == '' or not string.find(ids, ' ' .. ARGV[2] .. ' ', 1, true) then return {base, micros} end
-local stored = redis.call('GET', KEYS[2])
+local stored = get(KEYS[2])
 if not stored then return {base, micros} end
 return answer(stored)
 `,
@@ -122,23 +147,32 @@ export const readValueScript = new RedisScript(
   `
 local time = redis.call('TIME')
 ${redisMicros}
-return {redis.call('GET', KEYS[1]) or 0, micros}
+${lenientGet}
+return {get(KEYS[1]) or 0, micros}
 `,
   { keys: 1 },
 );
 
 /**
- * Begins invalidating a tag: its tombstone is set to now (kept for ARGV[1] ms; never moved back), so that no entry
- * whose production began before this moment is stored with the tag from now on, and the first ARGV[2] members of
- * its set are returned, to be deleted. KEYS = the tag set, its tombstone.
+ * Begins invalidating a tag: its tombstone is set to now (kept for ARGV[1] ms; never moved back, unless it held no
+ * time of this clock), so that no entry whose production began before this moment is stored with the tag from now
+ * on. Returns the size of its set and its first ARGV[2] members, to be deleted (a set of another type is deleted
+ * instead: it lists nothing of ours). KEYS = the tag set, its tombstone.
  */
 export const invalidateScript = new RedisScript(
   'cache-invalidate',
   `
 local time = redis.call('TIME')
 ${redisMicros}
-local previous = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+${lenientGet}
+local previous = tonumber(get(KEYS[2]) or '0') or 0
+if previous > micros + tonumber(ARGV[1]) * 1000 then previous = 0 end
 redis.call('SET', KEYS[2], string.format('%.0f', math.max(micros, previous)), 'PX', ARGV[1])
-return redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+local size = redis.pcall('ZCARD', KEYS[1])
+if type(size) == 'table' then
+  redis.call('DEL', KEYS[1])
+  return {0, {}}
+end
+return {size, redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)}
 `,
 );

@@ -91,8 +91,11 @@ export interface CacheStore {
    * invalidated after `since`. Resolves `false` when it was discarded.
    */
   store(request: StoreRequest): Promise<boolean>;
-  /** Deletes every entry with one of `tags`; resolves to how many there were. */
-  invalidate(tags: readonly Tag[]): Promise<number>;
+  /**
+   * Deletes every entry with one of `tags` (resolving to how many there were), and then `entries`, keys of entries
+   * named directly (which the tags hold too, unless a tag set was evicted under memory pressure).
+   */
+  invalidate(tags: readonly Tag[], entries?: readonly string[]): Promise<number>;
   /** Notes how a URL's responses vary (so that its next HIT is one round trip). */
   rememberVary(base: string, names: string[]): void;
 }
@@ -189,12 +192,19 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
     if (added.some((reply) => reply !== 1)) return false;
     if ((await call.run(storeScript, [base, target], [...args, ...guard(margin)])) !== 1) return false;
     if (since === '' || tags.length === 0) return true;
-    // An invalidation may have begun between the tag sets and the entry: the entry is then deleted again.
-    const tombstones = await Promise.all(tags.map((tag) => call((r) => r.get(keys.tombstone(tag)))));
-    if (tombstones.every((gone) => gone === null || Number(gone) + margin < Number(since))) return true;
-    await call((r) => r.del(target));
-    localCopies.delete(target);
-    return false;
+    // An invalidation may have begun between the tag sets and the entry: the entry is then deleted again, as it is
+    // when that cannot be known (the check failed: a node is down).
+    let invalidated = true;
+    try {
+      const tombstones = await Promise.all(tags.map((tag) => call((r) => r.get(keys.tombstone(tag)))));
+      invalidated = !tombstones.every((gone) => gone === null || Number(gone) + margin < Number(since));
+    } finally {
+      if (invalidated) {
+        localCopies.delete(target);
+        await call((r) => r.del(target)).catch(() => {});
+      }
+    }
+    return !invalidated;
   }
 
   /** Deletes `members` of a tag set (on Redis Cluster one command each), resolving to how many existed. */
@@ -222,12 +232,12 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
    */
   async function invalidateTag(tag: Tag): Promise<number> {
     const setKey = keys.tagSet(tag);
-    const size = await call((r) => r.zcard(setKey));
-    let members = (await call.run(
+    const [size, firstMembers] = (await call.run(
       invalidateScript,
       [setKey, keys.tombstone(tag)],
       [tombstoneMs, invalidationChunk],
-    )) as string[];
+    )) as [number, string[]];
+    let members = firstMembers;
     let deleted = 0;
     for (let round = 0; members.length > 0 && round <= Math.ceil(size / invalidationChunk); round++) {
       deleted += await deleteEntries(members);
@@ -238,8 +248,9 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
     return deleted;
   }
 
-  async function invalidate(tags: readonly Tag[]): Promise<number> {
+  async function invalidate(tags: readonly Tag[], entries: readonly string[] = []): Promise<number> {
     const counts = await Promise.all(tags.map(invalidateTag));
+    if (entries.length) await deleteEntries([...entries]);
     return counts.reduce((sum, n) => sum + n, 0);
   }
 

@@ -102,14 +102,25 @@ export function urlTarget(url: URL, req: Request): Target | undefined {
   return { scheme, host: authority.host, port, path: url.pathname, query: canonicalQuery(url.search.slice(1)) };
 }
 
+/** A parameter name no query parser reads as anything but itself (no escape, bracket, dot or plus). */
+const plainName = /^[A-Za-z0-9_~-]+$/;
+
 /**
- * A query in one canonical form: its parameters sorted by name, stably (a repeated parameter's values keep their
- * order: `?id=3&id=1` is not `?id=1&id=3`), each encoded the way URLSearchParams encodes it. `''` for none.
+ * A query in one canonical form, without decoding anything (its bytes are what a handler or an upstream gets): its
+ * parameters sorted by name when that changes nothing a handler can see — every name plain and none repeated —
+ * and as sent otherwise (`?id=3&id=1` is not `?id=1&id=3`; `id[]=6&id=1` is not `id=1&id[]=6` to qs; `%FF` is not
+ * `%FE`). `''` for none.
  */
 export function canonicalQuery(query: string): string {
   if (query === '') return '';
-  const params = [...new URLSearchParams(query)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return new URLSearchParams(params).toString();
+  const pairs = query.split('&');
+  const names = pairs.map((pair) => {
+    const equals = pair.indexOf('=');
+    return equals === -1 ? pair : pair.slice(0, equals);
+  });
+  if (!names.every((name) => plainName.test(name)) || new Set(names).size !== names.length) return query;
+  const order = names.map((_, i) => i).sort((a, b) => (names[a] < names[b] ? -1 : names[a] > names[b] ? 1 : 0));
+  return order.map((i) => pairs[i]).join('&');
 }
 
 const unreserved = /^[A-Za-z0-9\-._~]$/;

@@ -57,6 +57,21 @@ const extendScript = new RedisScript(
 return 0`,
 );
 
+/**
+ * Takes the lock: KEYS[1] = the lock, ARGV = a token, the lease ms. Returns 1 when taken, 0 when someone holds it.
+ * A lock is always written with a lease, so a key without one is no lock of ours (another program's, or left by a
+ * bug): it is taken over, rather than waited for forever.
+ */
+const takeScript = new RedisScript(
+  'lock-take',
+  `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0`,
+);
+
 /** A held lock: released token-checked, optionally announcing it (`message` on `channel`) in the same step. */
 export interface HeldLock {
   readonly key: string;
@@ -79,8 +94,8 @@ export async function tryLock(
   timeoutMs: number,
 ): Promise<HeldLock | undefined> {
   const token = randomBytes(16).toString('base64url');
-  const taken = await boundedCall(redis, timeoutMs, () => redis.set(key, token, 'PX', ttlMs, 'NX'));
-  if (taken !== 'OK') return undefined;
+  const taken = await boundedCall(redis, timeoutMs, () => takeScript.run(redis, [key], [token, ttlMs]));
+  if (taken !== 1) return undefined;
   const renew = setInterval(
     () => {
       boundedCall(redis, timeoutMs, () => extendScript.run(redis, [key], [token, ttlMs])).catch(() => {});

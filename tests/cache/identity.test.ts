@@ -88,6 +88,40 @@ describe('origins', () => {
   });
 });
 
+describe('queries', () => {
+  it('the same plain parameters in another order share an entry', async () => {
+    const app = stackApp();
+    app.get('/search', newCache().response(), (req, res) => void res.json(req.query));
+    await request(app).get('/search?b=2&a=1');
+    expect((await request(app).get('/search?a=1&b=2')).headers['x-cache']).toBe('HIT');
+  });
+
+  it('invalid UTF-8 in a query value (%FF, %FE) never poisons another query', async () => {
+    const app = stackApp();
+    app.set('query parser', 'extended');
+    app.get('/search', newCache().response(), (req, res) => void res.json({ q: req.query.q }));
+    expect((await request(app).get('/search?q=%FF')).body).toEqual({ q: '%FF' });
+    expect((await request(app).get('/search?q=%FE')).body).toEqual({ q: '%FE' });
+  });
+
+  it('a handler that forwards the raw query (a proxy) never gets another query’s response', async () => {
+    const app = stackApp();
+    app.use('/cms', newCache().response(), (req, res) => void res.send(`upstream got ${req.url}`));
+    expect((await request(app).get('/cms/page?id=%FF')).text).toBe('upstream got /page?id=%FF');
+    expect((await request(app).get('/cms/page?id=%EF%BF%BD')).text).toBe('upstream got /page?id=%EF%BF%BD');
+  });
+
+  it('qs bracket notation: the order of id[] and id is the order of the values the handler sees', async () => {
+    const app = stackApp();
+    app.set('query parser', 'extended');
+    app.get('/first', newCache().response(), (req, res) => {
+      res.json({ first: ([] as unknown[]).concat(req.query.id)[0] });
+    });
+    expect((await request(app).get('/first?id[]=666&id=1')).body).toEqual({ first: '666' });
+    expect((await request(app).get('/first?id=1&id[]=666')).body).toEqual({ first: '1' });
+  });
+});
+
 describe('values and responses', () => {
   it('a value set under any key never touches a stored response', async () => {
     const cache = newCache();

@@ -1,11 +1,14 @@
 // Invalidation wins every race with a fill, and says what it did without saying what the request held.
 import { writeFileSync } from 'node:fs';
+import { request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createCache, type RediswareEvent } from '../../lib/index.js';
+import { privateRedisWithAdmin } from '../support/private-redis.js';
 import { silentLogger, uniquePrefix, useTestRedis } from '../support/redis.js';
 import { gate, stackApp } from './support.js';
 
@@ -125,5 +128,81 @@ describe('a revalidated HIT', () => {
     const part = await request(app).get('/file').set('Accept-Encoding', 'identity').set('Range', 'bytes=0-4');
     expect([part.status, part.headers['x-cache'], part.text]).toEqual([206, 'HIT', 'abcde']);
     expect(part.headers['content-range']).toBe('bytes 0-4/26');
+  });
+});
+
+const servers: Server[] = [];
+afterAll(() => {
+  for (const server of servers) server.close();
+});
+
+/** Sends a request whose request-target is `target`, verbatim (absolute form included). */
+function raw(port: number, method: string, target: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const headers = { host: `127.0.0.1:${port}` };
+    const req = httpRequest({ host: '127.0.0.1', port, method, path: target, headers }, (res) => {
+      let body = '';
+      res.on('data', (chunk) => {
+        body += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** An app-wide cache in front of one post, listening on a port of its own. */
+async function postApp(options: Parameters<typeof createCache>[0] = {}) {
+  const cache = newCache(options);
+  let title = 'old';
+  const app = stackApp();
+  app.use(cache.response({ ttl: '1h' }));
+  app.get('/posts/1', (_req, res) => void res.send(`title ${title}`));
+  app.put('/posts/1', (_req, res) => {
+    title = 'new';
+    res.status(204).end();
+  });
+  const server = app.listen(0, '127.0.0.1');
+  servers.push(server);
+  await new Promise((resolve) => server.once('listening', resolve));
+  return { app, port: (server.address() as AddressInfo).port };
+}
+
+describe('an unsafe request in absolute form (RFC 9112 §3.2.2: servers must accept it)', () => {
+  it('invalidates the entry its origin-form GET is served from', async () => {
+    const { port } = await postApp();
+    expect((await raw(port, 'GET', '/posts/1')).body).toBe('title old');
+    expect((await raw(port, 'PUT', `http://127.0.0.1:${port}/posts/1`)).status).toBe(204);
+    expect((await raw(port, 'GET', '/posts/1')).body).toBe('title new');
+  });
+
+  it('never reports the credentials of its target', async () => {
+    const events: RediswareEvent[] = [];
+    const { port } = await postApp({ onEvent: (event) => void events.push(event) });
+    expect((await raw(port, 'PUT', `http://admin:hunter2@127.0.0.1:${port}/posts/1`)).status).toBe(204);
+    expect(events.some((event) => event.type === 'cache.invalidated')).toBe(true);
+    expect(JSON.stringify(events)).not.toContain('hunter2');
+  });
+});
+
+describe('under memory pressure', () => {
+  it('a PUT invalidates its own entry even once Redis evicted the tag set that listed it (allkeys-lru)', async () => {
+    const { admin, client } = await privateRedisWithAdmin();
+    const cache = createCache({ redis: client(), prefix: uniquePrefix('lru'), logger: silentLogger });
+    let title = 'old';
+    const app = stackApp();
+    app.use(cache.response({ ttl: '1h' }));
+    app.get('/posts/1', (_req, res) => void res.send(`title ${title}`));
+    app.put('/posts/1', (_req, res) => {
+      title = 'new';
+      res.status(204).end();
+    });
+    expect((await request(app).get('/posts/1')).text).toBe('title old');
+    // The tag set is gone, as allkeys-lru evicts it first (a HIT touches the entry, never its tag set).
+    for (const key of await admin.keys('*:t:*')) await admin.del(key);
+    expect((await request(app).get('/posts/1')).headers['x-cache']).toBe('HIT');
+    expect((await request(app).put('/posts/1')).status).toBe(204);
+    expect((await request(app).get('/posts/1')).text).toBe('title new');
   });
 });

@@ -41,6 +41,12 @@ const tag: fc.Arbitrary<Tag> = fc.oneof(
   fc.record({ kind: fc.constant('tag' as const), tag: part }),
 );
 
+const sample: ResponseName = {
+  request: { target: { scheme: 'http', host: 'a', port: '', path: '/', query: '' } },
+  audience: { kind: 'shared' },
+  vary: [],
+};
+
 /** Everything the cache names in Redis, as the tuple it is named from. */
 type Named =
   | { kind: 'response'; name: ResponseName }
@@ -146,6 +152,22 @@ describe('cacheKeys: one key, one tuple', () => {
       }),
       { numRuns: 2_000 },
     );
+  });
+
+  it('two caches whose prefixes nest (`cache` and `cache:<anything>`) never share a key', () => {
+    fc.assert(
+      fc.property(fc.string({ minLength: 1, maxLength: 8 }), part, named, named, (prefix, suffix, a, b) => {
+        const nested = `${prefix}:${suffix}`;
+        if (prefix.includes('{}') || nested.includes('{}')) return; // createCache() refuses both
+        expect(keyOf(prefix, a)).not.toBe(keyOf(nested, b));
+      }),
+      { numRuns: 5_000 },
+    );
+    // The case that once collided: a tenant named `lock` beside the global cache.
+    const keys = cacheKeys('cache');
+    const tenant = cacheKeys('cache:lock');
+    expect(keys.lock(keys.value('settings'))).not.toBe(tenant.value('settings'));
+    expect(keys.lock(keys.response(sample))).not.toBe(tenant.response(sample));
   });
 
   it('never names a key outside its prefix', () => {
