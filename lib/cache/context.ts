@@ -5,7 +5,7 @@ import type { Request, RequestHandler } from 'express';
 import type { Emit } from '../events.js';
 import type { Coalescer } from './coalesce.js';
 import type { StoredResponse } from './entry.js';
-import type { Tag } from './keys.js';
+import type { Tag, Target } from './keys.js';
 import type { ResponseConfig } from './options.js';
 import type { SharingRules } from './sharing.js';
 import type { CacheStore } from './store.js';
@@ -32,8 +32,10 @@ export interface RouteContext {
 export interface Lookup {
   /** The key of the entry (or of its URL's variants). */
   base: string;
-  /** The tags every entry of this request has: its URL's, and its key's when the route has a `key`. */
-  family: Tag[];
+  /** Where the request was sent (see `familyOf`: the tags its entries have). */
+  target: Target;
+  /** The route's `key` for it, when the route has one. */
+  key: string | undefined;
   /** Entries are kept per session here (`perSession`, with a session middleware in front). */
   perSession: boolean;
   /** The stored session the request came with: its id, `''` for none, `undefined` without a session middleware. */

@@ -40,16 +40,20 @@ export function storedHeaderFilter(connection: OutgoingHttpHeaders[string]): (na
 /** Response headers as stored: `[name, value]` lines in the order sent, repeats as separate lines. */
 export type HeaderLines = readonly [string, string][];
 
+/** Whether header name `key` (any case) is `name` (lower case): compared by length first, lower-cased only then. */
+const isNamed = (key: string, name: string) =>
+  key === name || (key.length === name.length && key.toLowerCase() === name);
+
 /** The first value of header `name` (lower case) among `headers`, or `undefined`. */
 export function firstHeader(headers: HeaderLines, name: string): string | undefined {
-  for (const [key, value] of headers) if (key.toLowerCase() === name) return value;
+  for (const [key, value] of headers) if (isNamed(key, name)) return value;
   return undefined;
 }
 
 /** Every line of header `name` (lower case) among `headers`, in order. */
 export function headerLines(headers: HeaderLines, name: string): string[] {
   const found: string[] = [];
-  for (const [key, value] of headers) if (key.toLowerCase() === name) found.push(value);
+  for (const [key, value] of headers) if (isNamed(key, name)) found.push(value);
   return found;
 }
 

@@ -49,9 +49,9 @@ export function invalidateOnSuccess(ctx: RouteContext, req: Request, res: Respon
         `redisware cache: the 'key' function failed on ${req.method} (its URL is invalidated all the same): ${(error as Error).message}`,
       );
     }
-    const key = entry?.family.find((tag) => tag.kind === 'key');
-    if (key) tags.push(key);
-    const also = { key: key?.kind === 'key' ? key.key : undefined, entries: entry ? [entry.base] : [] };
+    const key = entry?.key;
+    if (key !== undefined) tags.push({ kind: 'key', key });
+    const also = { key, entries: entry ? [entry.base] : [] };
     ctx.invalidate(tags, also).then(
       () => proceed(),
       () => proceed(), // reported by `invalidate`

@@ -6,17 +6,29 @@ import { sessionIdOf } from '../http/session-view.js';
 import { headerSnapshot } from './capture.js';
 import { hashForEvents, type Lookup, type RouteContext, routeOf } from './context.js';
 import { varyValue } from './http.js';
-import type { Audience, Tag } from './keys.js';
+import type { Audience, Tag, Target } from './keys.js';
 import { invalidationUrl, requestTarget } from './target.js';
 
 /** The entry a request is answered from and stored as. */
 export interface RequestEntry {
   /** Its key (or the key of its URL's variants). */
   base: string;
-  /** The tags every entry of the request has: its URL's, and its key's when the route has a `key`. */
-  family: Tag[];
+  /** Where the request was sent. */
+  target: Target;
+  /** The route's `key` for it, when the route has one. */
+  key: string | undefined;
   /** The stored session the request came with, with `perSession`: its id, `''` for none; else `undefined`. */
   cameWith: string | undefined;
+}
+
+/**
+ * The tags every entry of a request has: its URL's, and its key's when the route has a `key` (computed only when
+ * an entry is stored or invalidated, never on a HIT).
+ */
+export function familyOf(entry: { target: Target; key: string | undefined }): Tag[] {
+  const family: Tag[] = [{ kind: 'url', url: invalidationUrl(entry.target.path, entry.target.query) }];
+  if (entry.key !== undefined) family.push({ kind: 'key', key: entry.key });
+  return family;
 }
 
 /**
@@ -48,23 +60,22 @@ export function entryOf(ctx: RouteContext, req: Request): RequestEntry | undefin
     return [lower, varyValue(req.headers, lower)] as const;
   });
   const base = store.keys.response({ request: key === undefined ? { target } : { key }, audience, vary });
-  const family: Tag[] = [{ kind: 'url', url: invalidationUrl(target.path, target.query) }];
-  if (key !== undefined) family.push({ kind: 'key', key });
-  return { base, family, cameWith };
+  return { base, target, key, cameWith };
 }
 
 /** The lookup of a request as it enters the cache (see {@link Lookup}), or `undefined` when it cannot be keyed. */
 export function lookupOf(ctx: RouteContext, req: Request, res: Response): Lookup | undefined {
   const entry = entryOf(ctx, req);
   if (!entry) return undefined;
-  const { base, family, cameWith } = entry;
+  const { base, target, key, cameWith } = entry;
   // Whatever answers a request keyed by its session is that session's own: a cache in front of this one (an
   // app-wide one, say) must never store it for anyone else.
   if (cameWith !== undefined) markPersonal(req);
   const { emit } = ctx;
   return {
     base,
-    family,
+    target,
+    key,
     perSession: cameWith !== undefined,
     cameWith,
     snapshot: headerSnapshot(res),

@@ -14,12 +14,12 @@ import {
   firstHeader,
   type HeaderLines,
   headerLines,
-  headerPairs,
   ifNoneMatchMatches,
   notModified,
   varyNames,
 } from './http.js';
 import type { Tag } from './keys.js';
+import { familyOf } from './lookup.js';
 import { type HttpStorage, keepFor } from './policy.js';
 import { reportLookup } from './report.js';
 import { decideSharing, personalReasons, type Sharing } from './sharing.js';
@@ -48,7 +48,7 @@ function askUnconditionally(req: Request, revalidate: StoredResponse | undefined
   const conditional: Record<string, string | undefined> = {};
   for (const name of conditionalRequestHeaders) {
     conditional[name] = req.headers[name] as string | undefined;
-    delete req.headers[name];
+    if (conditional[name] !== undefined) delete req.headers[name];
   }
   if (revalidate) {
     // Only a validator the handler gave: an If-None-Match of ours would never match, and would make it ignore
@@ -59,8 +59,8 @@ function askUnconditionally(req: Request, revalidate: StoredResponse | undefined
   }
   return () => {
     for (const name of conditionalRequestHeaders) {
-      if (conditional[name] === undefined) delete req.headers[name];
-      else req.headers[name] = conditional[name];
+      if (conditional[name] !== undefined) req.headers[name] = conditional[name];
+      else if (req.headers[name] !== undefined) delete req.headers[name];
     }
   };
 }
@@ -78,9 +78,15 @@ function appTags(ctx: RouteContext, req: Request, res: Response): Tag[] {
 }
 
 /** Headers as the policy reads a confirmed entry: its own, and what middleware in front set besides. */
-function confirmedHeaders(stored: HeaderLines, outgoing: Head['all']): [string, string][] {
-  const names = new Set(stored.map(([name]) => name.toLowerCase()));
-  return [...stored, ...headerPairs(outgoing).filter(([name]) => !names.has(name.toLowerCase()))];
+function confirmedHeaders(stored: HeaderLines, outgoing: Head['all']): Head['all'] {
+  const merged: Head['all'] = { ...outgoing };
+  const grouped = new Map<string, string[]>();
+  for (const [name, value] of stored) {
+    const lower = name.toLowerCase();
+    grouped.set(lower, [...(grouped.get(lower) ?? []), value]);
+  }
+  for (const [name, values] of grouped) merged[name] = values.length === 1 ? values[0] : values;
+  return merged;
 }
 
 /** A stored entry the handler confirmed with a 304 to the cache's conditional request, freshened. */
@@ -101,6 +107,8 @@ class Production {
   varyOn: string[] = [];
   confirmed: Confirmed | undefined;
   private replaced = false;
+  /** The client is answered 304 (its validator matched): its content headers are removed on the way out. */
+  private answered304 = false;
   /** The sharing decision, once taken (see `atEnd`). */
   sharing: Sharing | undefined;
   private readonly requestTime = Date.now();
@@ -132,7 +140,7 @@ class Production {
         status: confirmed ? confirmed.entry.status : head.status,
         handlerHeaders: head.handlerHeaders,
         storedHeaders: confirmed ? confirmed.entry.headers : head.handlerHeaders,
-        outgoing: confirmed ? confirmedHeaders(confirmed.entry.headers, outgoing) : headerPairs(outgoing),
+        outgoing: confirmed ? confirmedHeaders(confirmed.entry.headers, outgoing) : outgoing,
         revalidation: confirmed !== undefined,
         authorized: req.headers.authorization !== undefined,
         requestTime: this.requestTime,
@@ -201,8 +209,8 @@ class Production {
     const keep = early?.store === true;
     const etag = head.all.etag === undefined ? undefined : String(head.all.etag);
     const lastModified = head.all['last-modified'] === undefined ? undefined : String(head.all['last-modified']);
-    const validated = (head.status === 200 || head.status === 203) && notModified(req.headers, etag, lastModified);
-    return { kind: validated ? 'not-modified' : 'pass', keep };
+    this.answered304 = (head.status === 200 || head.status === 203) && notModified(req.headers, etag, lastModified);
+    return { kind: this.answered304 ? 'not-modified' : 'pass', keep };
   }
 
   /**
@@ -214,7 +222,8 @@ class Production {
     const { head, confirmed } = this;
     if (!this.options.store || !head || this.replaced || (confirmed && !confirmed.same)) return;
     // Headers removed on the way out (a 304 to the client loses its content headers) still count as sent.
-    this.sharing = this.decide(head, facts, { ...head.all, ...this.res.getHeaders() });
+    const outgoing = this.res.getHeaders();
+    this.sharing = this.decide(head, facts, this.answered304 ? { ...head.all, ...outgoing } : outgoing);
   }
 }
 
@@ -268,7 +277,7 @@ async function storeEntry(
   const { store, rules, emit } = ctx;
   let tags: Tag[];
   try {
-    tags = [...lookup.family, ...appTags(ctx, req, res)];
+    tags = [...familyOf(lookup), ...appTags(ctx, req, res)];
   } catch (error) {
     // A bug in the app's `tags` function: the client has its response, but it is not cached untagged.
     store.logger.error(`redisware cache: not stored: ${(error as Error).message}`);

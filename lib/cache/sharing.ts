@@ -1,8 +1,9 @@
 // May this response be stored, and so shared with the requests its key will answer? One pure decision, with no
 // `res` and no Redis, taken when the response's head is final: after every middleware's header work, so that a
 // session created, written or issued on the way out counts, whoever did it.
+import type { OutgoingHttpHeaders } from 'node:http';
 import { freshUntil } from './freshness.js';
-import { firstHeader, forbidsStoring, type HeaderLines, headerLines, varyNames } from './http.js';
+import { firstHeader, forbidsStoring, type HeaderLines, headerPairs, varyNames } from './http.js';
 import { type HttpStorage, httpStorage, type PolicyOptions } from './policy.js';
 
 /** The route's rules for what is stored (from `cache.response()`'s options). */
@@ -29,8 +30,11 @@ export interface FinalHead {
    * merged with the 304's. Also what `'ttl'` freshness is read from.
    */
   storedHeaders: HeaderLines;
-  /** Every header of the response as it goes out, whoever set it (what `'http'` directives are read from). */
-  outgoing: HeaderLines;
+  /**
+   * Every header of the response as it goes out, whoever set it, by lower-case name (`res.getHeaders()`): what
+   * `'http'` directives are read from.
+   */
+  outgoing: OutgoingHttpHeaders;
   /** A stored entry the handler confirmed (304): its status was stored before, and it is kept even if stale. */
   revalidation: boolean;
   authorized: boolean;
@@ -72,6 +76,13 @@ export const personalReasons: ReadonlySet<NotStored> = new Set(['cookie', 'sessi
 
 const notStored = (reason: NotStored): Sharing => ({ store: false, reason });
 
+/** Every line of an outgoing header (`name` lower case). */
+function lines(outgoing: OutgoingHttpHeaders, name: string): string[] {
+  const value = outgoing[name];
+  if (value === undefined) return [];
+  return Array.isArray(value) ? value.map(String) : [String(value)];
+}
+
 /**
  * Whether a response may be stored for the requests its key answers:
  * - only a GET's, not a partial response (206), with `'ttl'` only a status of `statuses`;
@@ -89,15 +100,16 @@ export function decideSharing(head: FinalHead, session: SessionFacts, rules: Sha
   if (firstHeader(head.handlerHeaders, 'set-cookie') !== undefined) return notStored('cookie');
   if (session.issued !== undefined && session.issued !== (session.cameWith ?? '')) return notStored('session');
   if (session.personal && !(session.perSession && session.cameWith !== undefined)) return notStored('personal');
-  if (varyNames(headerLines(head.outgoing, 'vary').join(',')).includes('*')) return notStored('vary');
-  if ((firstHeader(head.outgoing, 'content-type') ?? '').startsWith('text/event-stream')) return notStored('stream');
-  const length = Number(firstHeader(head.outgoing, 'content-length'));
+  const { outgoing } = head;
+  if (outgoing.vary !== undefined && varyNames(lines(outgoing, 'vary')).includes('*')) return notStored('vary');
+  if ((lines(outgoing, 'content-type')[0] ?? '').startsWith('text/event-stream')) return notStored('stream');
+  const length = Number(lines(outgoing, 'content-length')[0]);
   if (Number.isFinite(length) && length > rules.maxBytes) return notStored('size');
   if (rules.httpMode) {
     const http = httpStorage(
       {
         status: head.status,
-        headers: head.outgoing,
+        headers: headerPairs(outgoing),
         authorized: head.authorized,
         requestTime: head.requestTime,
         responseTime: head.responseTime,
@@ -106,16 +118,18 @@ export function decideSharing(head: FinalHead, session: SessionFacts, rules: Sha
     );
     return http ? { store: true, http } : notStored('directives');
   }
-  if (forbidsStoring(headerLines(head.outgoing, 'cache-control').join(', '))) return notStored('directives');
+  if (outgoing['cache-control'] !== undefined && forbidsStoring(lines(outgoing, 'cache-control').join(', '))) {
+    return notStored('directives');
+  }
   // Stale as it comes (its own max-age used up by its Age, an Expires in the past): kept only if it can be
   // revalidated (it has a validator of the handler's) or served stale.
   const now = head.responseTime;
   if (
     !head.revalidation &&
-    freshUntil(head.storedHeaders, now, rules.ttlMs) <= now &&
     rules.keepMs === rules.ttlMs &&
     firstHeader(head.handlerHeaders, 'etag') === undefined &&
-    firstHeader(head.handlerHeaders, 'last-modified') === undefined
+    firstHeader(head.handlerHeaders, 'last-modified') === undefined &&
+    freshUntil(head.storedHeaders, now, rules.ttlMs) <= now
   ) {
     return notStored('stale');
   }

@@ -46,8 +46,9 @@ export function parseAuthority(value: string): { host: string; port: string } | 
 
 /** The host a request names: a trusted proxy's X-Forwarded-Host (its first value), else Host (as Express has it). */
 function namedHost(req: Request): string | undefined {
-  const trust = req.app?.get('trust proxy fn') as ((address: string | undefined, hop: number) => boolean) | undefined;
   const forwarded = req.headers['x-forwarded-host'];
+  if (forwarded === undefined) return req.headers.host;
+  const trust = req.app?.get('trust proxy fn') as ((address: string | undefined, hop: number) => boolean) | undefined;
   if (typeof forwarded === 'string' && trust?.(req.socket?.remoteAddress, 0)) {
     const comma = forwarded.indexOf(',');
     return (comma === -1 ? forwarded : forwarded.slice(0, comma)).trim();

@@ -25,23 +25,21 @@ export interface SessionWatch {
  * in front gave it one.
  */
 export function sessionIdOf(req: IncomingMessage): string | undefined {
-  const ours = sessionIdentity(req);
-  if (ours !== undefined) return ours;
-  if (!isExpressSession(req)) return undefined;
+  if (!isExpressSession(req)) return sessionIdentity(req);
   const id = (req as ExpressSessionRequest).sessionID;
   return typeof id === 'string' && cookieCarries(req, id) ? id : '';
 }
 
 /** Starts watching what the handler does with the session of `req` (see {@link SessionWatch}). */
 export function watchSession(req: IncomingMessage, res: ServerResponse): SessionWatch {
-  if (sessionIdentity(req) === undefined && isExpressSession(req)) return watchExpressSession(req, res);
+  if (isExpressSession(req)) return watchExpressSession(req, res);
   // redisSession marks what reads its session, wherever it is mounted. express-session gives no such marks: mounted
   // behind the cache, its session could not be watched, so a response made behind it counts as made from it.
-  const outcome = () => ({
-    personal: isPersonal(req) || (sessionIdentity(req) === undefined && isExpressSession(req)),
+  const outcome = (complete: boolean) => ({
+    personal: isPersonal(req) || (complete && isExpressSession(req)),
     issued: sessionIssued(req),
   });
-  return { current: outcome, settle: outcome };
+  return { current: () => outcome(false), settle: () => outcome(true) };
 }
 
 /** A request behind express-session. */
@@ -51,10 +49,14 @@ interface ExpressSessionRequest extends IncomingMessage {
   sessionStore?: unknown;
 }
 
-/** Whether express-session (or a middleware of its shape) gave `req` its session. */
+/**
+ * Whether express-session (or a middleware of its shape: a `req.sessionStore`) gave `req` its session, and not
+ * redisSession. Reads `req.sessionStore` first: a property read on an Express `req` is slow, and most apps have none.
+ */
 function isExpressSession(req: IncomingMessage): boolean {
   const candidate = req as ExpressSessionRequest;
-  return typeof candidate.sessionStore === 'object' && candidate.sessionStore !== null && isObject(candidate.session);
+  if (typeof candidate.sessionStore !== 'object' || candidate.sessionStore === null) return false;
+  return isObject(candidate.session) && sessionIdentity(req) === undefined;
 }
 
 const isObject = (value: unknown): value is object => typeof value === 'object' && value !== null;

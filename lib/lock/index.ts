@@ -58,18 +58,15 @@ return 0`,
 );
 
 /**
- * Takes the lock: KEYS[1] = the lock, ARGV = a token, the lease ms. Returns 1 when taken, 0 when someone holds it.
- * A lock is always written with a lease, so a key without one is no lock of ours (another program's, or left by a
- * bug): it is taken over, rather than waited for forever.
+ * Takes over a key at a lock's place that has no lease: KEYS[1] = the lock, ARGV = a token, the lease ms. A lock is
+ * always written with a lease, so such a key is no lock (another program's, or left by a bug), and waiting for it
+ * would be waiting forever. Returns 1 when taken, 0 when the key has a lease (someone holds the lock).
  */
-const takeScript = new RedisScript(
-  'lock-take',
-  `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('PTTL', KEYS[1]) == -1 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0`,
+const takeOverScript = new RedisScript(
+  'lock-take-over',
+  `if redis.call('PTTL', KEYS[1]) ~= -1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`,
 );
 
 /** A held lock: released token-checked, optionally announcing it (`message` on `channel`) in the same step. */
@@ -94,8 +91,12 @@ export async function tryLock(
   timeoutMs: number,
 ): Promise<HeldLock | undefined> {
   const token = randomBytes(16).toString('base64url');
-  const taken = await boundedCall(redis, timeoutMs, () => takeScript.run(redis, [key], [token, ttlMs]));
-  if (taken !== 1) return undefined;
+  // A plain SET first (it joins the client's auto-pipeline); a key already there is looked at only then.
+  const taken = await boundedCall(redis, timeoutMs, () => redis.set(key, token, 'PX', ttlMs, 'NX'));
+  if (taken !== 'OK') {
+    const takenOver = await boundedCall(redis, timeoutMs, () => takeOverScript.run(redis, [key], [token, ttlMs]));
+    if (takenOver !== 1) return undefined;
+  }
   const renew = setInterval(
     () => {
       boundedCall(redis, timeoutMs, () => extendScript.run(redis, [key], [token, ttlMs])).catch(() => {});

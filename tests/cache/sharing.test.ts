@@ -1,5 +1,6 @@
 // The sharing decision on its own, rule by rule, without `res` or Redis: may this response be stored for the
 // requests its key answers?
+import type { OutgoingHttpHeaders } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { decideSharing, type FinalHead, type SessionFacts, type SharingRules } from '../../lib/cache/sharing.js';
 
@@ -18,7 +19,7 @@ const head = (changes: Partial<FinalHead> = {}): FinalHead => ({
   status: 200,
   handlerHeaders: [['Content-Type', 'text/plain']],
   storedHeaders: [['Content-Type', 'text/plain']],
-  outgoing: [['Content-Type', 'text/plain']],
+  outgoing: { 'content-type': 'text/plain' },
   revalidation: false,
   authorized: false,
   requestTime: now,
@@ -66,26 +67,20 @@ describe('decideSharing', () => {
   });
 
   it('reads Vary over every line of it: a * on the second line is Vary: *', () => {
-    const outgoing: [string, string][] = [
-      ['Vary', 'Accept-Language'],
-      ['Vary', '*'],
-    ];
+    const outgoing = { vary: ['Accept-Language', '*'] } as unknown as OutgoingHttpHeaders; // as res.append() leaves it
     expect(reason(decideSharing(head({ outgoing }), anonymous, rules()))).toBe('vary');
   });
 
   it('never stores an event stream or a body declared larger than maxBytes', () => {
-    const stream = head({ outgoing: [['Content-Type', 'text/event-stream']] });
+    const stream = head({ outgoing: { 'content-type': 'text/event-stream' } });
     expect(reason(decideSharing(stream, anonymous, rules()))).toBe('stream');
-    const large = head({ outgoing: [['Content-Length', '2048']] });
+    const large = head({ outgoing: { 'content-length': '2048' } });
     expect(reason(decideSharing(large, anonymous, rules()))).toBe('size');
   });
 
   it('with ttl freshness, refuses no-store, no-cache and private on any line, and stale responses with nothing to revalidate', () => {
     for (const value of ['no-store', 'no-cache', 'private', 'public, private="x"']) {
-      const outgoing: [string, string][] = [
-        ['Cache-Control', 'max-age=60'],
-        ['Cache-Control', value],
-      ];
+      const outgoing = { 'cache-control': ['max-age=60', value] } as unknown as OutgoingHttpHeaders;
       expect(reason(decideSharing(head({ outgoing }), anonymous, rules())), value).toBe('directives');
     }
     const stale = head({ storedHeaders: [['Cache-Control', 'max-age=0']] });
@@ -106,10 +101,10 @@ describe('decideSharing', () => {
       ['max-age=60, private="x-foo'],
       ['max-age=60, private="x"junk'],
     ]) {
-      const outgoing = lines.map((line): [string, string] => ['Cache-Control', line]);
+      const outgoing = { 'cache-control': lines } as unknown as OutgoingHttpHeaders;
       expect(reason(decideSharing(head({ outgoing }), anonymous, http)), lines.join(' | ')).toBe('directives');
     }
-    const qualified = head({ outgoing: [['Cache-Control', 'private="x-foo", max-age=60']] });
+    const qualified = head({ outgoing: { 'cache-control': 'private="x-foo", max-age=60' } });
     const decided = decideSharing(qualified, anonymous, http);
     expect(decided.store && decided.http?.strip).toEqual(['x-foo']);
   });
