@@ -23,7 +23,7 @@ export function ageOf(entry: StoredResponse, now: number): number {
 }
 
 /** The `Last-Modified` a client's `If-Modified-Since` is compared with (with `'http'`, else its `Date`). */
-export function lastModifiedOf(entry: StoredResponse, httpMode: boolean): string | undefined {
+function lastModifiedOf(entry: StoredResponse, httpMode: boolean): string | undefined {
   return firstHeader(entry.headers, 'last-modified') ?? (httpMode ? firstHeader(entry.headers, 'date') : undefined);
 }
 

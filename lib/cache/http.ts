@@ -110,13 +110,6 @@ export function varyNames(vary: string | readonly string[] | undefined): string[
   return names.has('*') ? ['*'] : [...names].sort();
 }
 
-/** The value of a request header as one string (repeats joined), or '' when absent. */
-export function requestHeader(headers: IncomingHttpHeaders, name: string): string {
-  const value = Object.hasOwn(headers, name) ? headers[name] : undefined;
-  if (typeof value !== 'string' && !Array.isArray(value)) return '';
-  return Array.isArray(value) ? value.join(', ') : value;
-}
-
 /**
  * A request header's value as `Vary` compares it (RFC 9111 §4.1): repeated lines combined, whitespace around the
  * commas of a list dropped, `Accept-Language` without regard to case; an absent header differs from an empty one.

@@ -64,7 +64,7 @@ function sink(): Duplex {
  * as on any response. `job` travels with it to the cache middleware. `ended` is called once, whatever happens:
  * when the response ends or closes, when no handler answered, or after `limitMs` at the latest.
  */
-export function replayInBackground(
+function replayInBackground(
   req: Request,
   connection: ConnectionFacts,
   job: unknown,
