@@ -75,7 +75,8 @@ function audiencePart(audience: Audience): string {
  *   `:v:<id>` after the `}`, so they share its Redis Cluster slot;
  * - a value of `set`/`wrap`: `<prefix>:d:<key>`;
  * - a tag set: `<prefix>:t:{<kind>:<tag>}`, and the time of its last invalidation `<prefix>:t:{<kind>:<tag>}:gone`;
- * - the lock on producing a response or a value: `<prefix>:lock:` and that key without its `<prefix>:`, as one part.
+ * - the lock on producing a response or a value: `<prefix>:lock:` and that key without its `<prefix>:`, as one part;
+ *   the lock on refreshing a response in the background likewise, under `<prefix>:refresh:`.
  * The first parts of a kind determine how many follow (a request part list has a fixed length for `url` and for
  * `key`; the audience is one part), so a key can be read back into the tuple it came from: no two tuples share one.
  * Nor do two caches whose prefixes nest (`cache` and `cache:lock`): after a kind comes a `{` or one escaped part
@@ -92,6 +93,10 @@ export interface CacheKeys {
   tombstone(tag: Tag): string;
   /** The lock on producing the entry at `key` (a response's base key, or a value's key). */
   lock(key: string): string;
+  /** The lock on refreshing the response at `key` in the background (one refresh at a time, apart from misses). */
+  refreshLock(key: string): string;
+  /** Whether `key` is the key of an entry of this cache (a response, a variant, a value): what invalidation deletes. */
+  isEntry(key: string): boolean;
   /** The pub/sub channel on which a producer announces that it finished. */
   readonly filledChannel: string;
 }
@@ -99,6 +104,14 @@ export interface CacheKeys {
 /** The keys of the cache under `prefix` (see {@link CacheKeys}). */
 export function cacheKeys(prefix: string): CacheKeys {
   const head = `${prefix}:`;
+  /**
+   * A lock of `kind` on one of this cache's keys, as one escaped part: no `:` follows `<kind>:`, so no key of a
+   * cache whose prefix is `<prefix>:<kind>` (which has a kind and a `:` there) is ever one of these.
+   */
+  const lockOf = (kind: string, key: string) => {
+    if (!key.startsWith(head)) throw new TypeError(`not a key of the cache "${prefix}": ${key}`);
+    return `${head}${kind}:${encodePart(key.slice(head.length))}`;
+  };
   return {
     prefix,
     response(name) {
@@ -115,11 +128,18 @@ export function cacheKeys(prefix: string): CacheKeys {
     value: (key) => `${head}d:${encodePart(key)}`,
     tagSet: (tag) => `${head}t:{${encodeParts(tagParts(tag))}}`,
     tombstone: (tag) => `${head}t:{${encodeParts(tagParts(tag))}}:gone`,
-    lock(key) {
-      if (!key.startsWith(head)) throw new TypeError(`not a key of the cache "${prefix}": ${key}`);
-      // One escaped part: no `:` follows `lock:`, so no key of a cache whose prefix is `<prefix>:lock` (which has
-      // a kind and a `:` there) is ever one of these.
-      return `${head}lock:${encodePart(key.slice(head.length))}`;
+    lock: (key) => lockOf('lock', key),
+    refreshLock: (key) => lockOf('refresh', key),
+    isEntry(key) {
+      if (!key.startsWith(head)) return false;
+      const rest = key.slice(head.length);
+      if (rest.startsWith('d:')) return !rest.includes(':', 2);
+      if (!rest.startsWith('r:{')) return false;
+      const close = rest.indexOf('}');
+      // Its parts hold no `{` of their own (they are escaped): one there is another cache's prefix (`<prefix>:r:{a`).
+      if (close === -1 || rest.slice(3, close).includes('{')) return false;
+      const after = rest.slice(close + 1);
+      return after === '' || (after.startsWith(':v:') && !after.includes(':', 3) && !after.includes('{'));
     },
     filledChannel: `${head}filled`,
   };

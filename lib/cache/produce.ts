@@ -3,7 +3,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { now as clock, reportRedisError, since } from '../events.js';
 import { isBackground } from '../http/marks.js';
-import { type SessionOutcome, type SessionWatch, watchSession } from '../http/session-view.js';
+import { leaveSessionAlone, type SessionOutcome, type SessionWatch, watchSession } from '../http/session-view.js';
 import { answerFrom } from './answer.js';
 import { entryFrom, freshenedEntry, withHttpStorage } from './build.js';
 import { captureResponse, type Head, type HeadDecision } from './capture.js';
@@ -219,6 +219,7 @@ class Production {
    */
   atEnd(): void {
     const facts = this.session.settle();
+    if (isBackground(this.req)) leaveSessionAlone(this.req);
     const { head, confirmed } = this;
     if (!this.options.store || !head || this.replaced || (confirmed && !confirmed.same)) return;
     // Headers removed on the way out (a 304 to the client loses its content headers) still count as sent.

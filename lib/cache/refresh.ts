@@ -157,7 +157,9 @@ export async function refreshInBackground(
 ): Promise<void> {
   const { store, coalescer } = ctx;
   const leaseMs = ctx.lock?.ttl ?? 10_000;
-  const lock = await coalescer.lock(store.keys.lock(lookup.base), leaseMs);
+  // A lock of its own, apart from the one misses coalesce under: a refresh that failed keeps it until its lease
+  // ends (no new refresh meanwhile), and a miss (after an invalidation, say) never waits for it.
+  const lock = await coalescer.lock(store.keys.refreshLock(lookup.base), leaseMs);
   if (!lock) return;
   const job: RefreshJob = { lookup, stale: entry };
   const needs = { session: lookup.perSession && lookup.cameWith !== '' };

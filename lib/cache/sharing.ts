@@ -52,6 +52,11 @@ export interface SessionFacts {
   personal: boolean;
   /** The session id the response gives the client (`''`: clears), if it issues one. */
   issued: string | undefined;
+  /**
+   * The stored session the request has once the response is complete, when known: a `perSession` entry is stored
+   * only for the session the request came with and still has (not after a `destroy()` or `regenerate()`).
+   */
+  identity?: string | undefined;
 }
 
 /** Why a response is not stored. */
@@ -99,7 +104,9 @@ export function decideSharing(head: FinalHead, session: SessionFacts, rules: Sha
   if (!rules.httpMode && !head.revalidation && !rules.statuses.has(head.status)) return notStored('status');
   if (firstHeader(head.handlerHeaders, 'set-cookie') !== undefined) return notStored('cookie');
   if (session.issued !== undefined && session.issued !== (session.cameWith ?? '')) return notStored('session');
-  if (session.personal && !(session.perSession && session.cameWith !== undefined)) return notStored('personal');
+  const keyedBySession = session.perSession && session.cameWith !== undefined;
+  if (keyedBySession && 'identity' in session && session.identity !== session.cameWith) return notStored('session');
+  if (session.personal && !keyedBySession) return notStored('personal');
   const { outgoing } = head;
   if (outgoing.vary !== undefined && varyNames(lines(outgoing, 'vary')).includes('*')) return notStored('vary');
   if ((lines(outgoing, 'content-type')[0] ?? '').startsWith('text/event-stream')) return notStored('stream');

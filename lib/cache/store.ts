@@ -184,14 +184,29 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
       }
     }
     const margin = clusterClockMargin;
-    const added = await Promise.all(
-      tags.map((tag) =>
-        call.run(addToTagScript, [keys.tagSet(tag), keys.tombstone(tag)], [target, ttlMs, ...guard(margin)]),
-      ),
-    );
-    if (added.some((reply) => reply !== 1)) return false;
-    if ((await call.run(storeScript, [base, target], [...args, ...guard(margin)])) !== 1) return false;
-    if (since === '' || tags.length === 0) return true;
+    const addTags = () =>
+      Promise.all(
+        tags.map((tag) =>
+          call.run(addToTagScript, [keys.tagSet(tag), keys.tombstone(tag)], [target, ttlMs, ...guard(margin)]),
+        ),
+      );
+    if ((await addTags()).some((reply) => reply !== 1)) return false;
+    try {
+      if ((await call.run(storeScript, [base, target], [...args, ...guard(margin)])) !== 1) return false;
+    } catch (error) {
+      // Failed or timed out, the entry may still land (a slow node): a delete queued behind it on its connection
+      // takes it away again, as its tags may be invalidated meanwhile without it.
+      localCopies.delete(target);
+      call((r) => r.del(target)).catch(() => {});
+      throw error;
+    }
+    if (tags.length === 0) return true;
+    // An invalidation between the tag sets and the entry removed its membership: a plain store tags it again (it
+    // is newer than that invalidation, and the next one must reach it); a production is checked below.
+    if (since === '') {
+      await addTags();
+      return true;
+    }
     // An invalidation may have begun between the tag sets and the entry: the entry is then deleted again, as it is
     // when that cannot be known (the check failed: a node is down).
     let invalidated = true;
@@ -207,10 +222,13 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
     return !invalidated;
   }
 
-  /** Deletes `members` of a tag set (on Redis Cluster one command each), resolving to how many existed. */
+  /**
+   * Deletes the entries among `members` of a tag set (on Redis Cluster one command each), resolving to how many
+   * existed. A member that is no entry key of this cache (planted, or another program's) is never deleted.
+   */
   async function deleteEntries(members: string[]): Promise<number> {
-    if (members.length === 0) return 0;
-    const commandKeys = members.map(asCommandKey);
+    const commandKeys = members.map(asCommandKey).filter((key) => keys.isEntry(key));
+    if (commandKeys.length === 0) return 0;
     for (const key of commandKeys) localCopies.delete(key);
     if (!needsOneSlot(redis())) {
       try {

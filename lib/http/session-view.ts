@@ -10,6 +10,8 @@ export interface SessionOutcome {
   personal: boolean;
   /** The session id the response gives its client, when it issues one (`''`: it clears it); else `undefined`. */
   issued: string | undefined;
+  /** The stored session the request has now (see {@link sessionIdOf}); `current()` leaves it out. */
+  identity?: string | undefined;
 }
 
 /** A request's session, from the moment the cache lets the handler run. */
@@ -30,16 +32,29 @@ export function sessionIdOf(req: IncomingMessage): string | undefined {
   return typeof id === 'string' && cookieCarries(req, id) ? id : '';
 }
 
+/**
+ * Keeps the session middleware in front from saving or extending the session of `req` when its response ends:
+ * for a background refresh, which must change no session (redisSession loads it read-only itself; express-session
+ * saves — with `resave`, even a session its user destroyed meanwhile — and touches whatever session it has, unless
+ * `req.session` is gone by then).
+ */
+export function leaveSessionAlone(req: IncomingMessage): void {
+  if (isExpressSession(req)) (req as ExpressSessionRequest).session = null;
+}
+
 /** Starts watching what the handler does with the session of `req` (see {@link SessionWatch}). */
 export function watchSession(req: IncomingMessage, res: ServerResponse): SessionWatch {
   if (isExpressSession(req)) return watchExpressSession(req, res);
   // redisSession marks what reads its session, wherever it is mounted. express-session gives no such marks: mounted
   // behind the cache, its session could not be watched, so a response made behind it counts as made from it.
-  const outcome = (complete: boolean) => ({
-    personal: isPersonal(req) || (complete && isExpressSession(req)),
-    issued: sessionIssued(req),
-  });
-  return { current: () => outcome(false), settle: () => outcome(true) };
+  return {
+    current: () => ({ personal: isPersonal(req), issued: sessionIssued(req) }),
+    settle: () => ({
+      personal: isPersonal(req) || isExpressSession(req),
+      issued: sessionIssued(req),
+      identity: sessionIdOf(req),
+    }),
+  };
 }
 
 /** A request behind express-session. */
@@ -179,7 +194,7 @@ function watchExpressSession(req: IncomingMessage, res: ServerResponse): Session
     current: outcome,
     settle() {
       watching = false;
-      return outcome();
+      return { ...outcome(), identity: sessionIdOf(req) };
     },
   };
 }

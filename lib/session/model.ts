@@ -1,7 +1,7 @@
 // The object behind `req.session`: data as own properties, methods and `cookie` on its prototype, the bookkeeping
 // in a private field, and what differs from what Redis holds.
 import type { Request } from 'express';
-import { markPersonal } from '../http/marks.js';
+import { markPersonal, markSessionIssued } from '../http/marks.js';
 import type { Logger } from '../logger.js';
 import type { SessionStorage } from './storage.js';
 
@@ -378,23 +378,32 @@ const trackChanges: ProxyHandler<RedisSession> = {
   },
   set(target, key, value) {
     if (typeof key === 'string' && reserved.has(key)) return true;
-    markPersonal(stateOf(target).req);
-    mayChange(stateOf(target), false);
+    written(target);
     return Reflect.set(target, key, value, target);
   },
   deleteProperty(target, key) {
     if (typeof key === 'string' && reserved.has(key)) return true;
-    markPersonal(stateOf(target).req);
-    mayChange(stateOf(target), false);
+    written(target);
     return Reflect.deleteProperty(target, key);
   },
   defineProperty(target, key, descriptor) {
     if (typeof key === 'string' && reserved.has(key)) return true;
-    markPersonal(stateOf(target).req);
-    mayChange(stateOf(target), false);
+    written(target);
     return Reflect.defineProperty(target, key, descriptor);
   },
 };
+
+/**
+ * User code writes into the session: the request is personal, and the session may change. A new session written
+ * while detached (read-only: a background refresh) is one this response would have given its client, had it been
+ * a client's: it says so (see `markSessionIssued`), so that the response cache never shares what it made.
+ */
+function written(target: RedisSession): void {
+  const s = stateOf(target);
+  markPersonal(s.req);
+  if (s.detached && s.isNew) markSessionIssued(s.req, target.id);
+  mayChange(s, false);
+}
 
 /**
  * Whether reading `key` hands out something of this session's: a data field, its id or its cookie (the methods do

@@ -249,7 +249,8 @@ export function createSessionStorage(config: SessionConfig) {
       mayChange(s, true);
       const started = emit ? clock() : 0;
       const userId = s.indexedUser;
-      if (!s.isNew && s.id !== undefined) {
+      // A detached session (Redis failed, or read-only for a background refresh) changes nothing in Redis.
+      if (!s.isNew && s.id !== undefined && !s.detached) {
         const oldId = s.id;
         await reported('regenerate', () =>
           Promise.all([call((c) => c.del(sessionKey(oldId))), updateUserIndex(oldId, s.indexedUser, undefined)]),
@@ -275,7 +276,8 @@ export function createSessionStorage(config: SessionConfig) {
     async destroy(session: RedisSession): Promise<void> {
       const s = stateOf(session);
       mayChange(s, true);
-      const stored = !s.isNew && s.id !== undefined && !s.destroyed ? s.id : undefined;
+      // A detached session (Redis failed, or read-only for a background refresh) changes nothing in Redis.
+      const stored = !s.isNew && s.id !== undefined && !s.destroyed && !s.detached ? s.id : undefined;
       const indexed = s.indexedUser;
       s.destroyed = true;
       s.indexedUser = undefined;

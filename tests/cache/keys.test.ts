@@ -55,6 +55,7 @@ type Named =
   | { kind: 'tag set'; tag: Tag }
   | { kind: 'tombstone'; tag: Tag }
   | { kind: 'response lock'; name: ResponseName }
+  | { kind: 'refresh lock'; name: ResponseName }
   | { kind: 'value lock'; key: string };
 
 const named: fc.Arbitrary<Named> = fc.oneof(
@@ -64,6 +65,7 @@ const named: fc.Arbitrary<Named> = fc.oneof(
   fc.record({ kind: fc.constant('tag set' as const), tag }),
   fc.record({ kind: fc.constant('tombstone' as const), tag }),
   fc.record({ kind: fc.constant('response lock' as const), name }),
+  fc.record({ kind: fc.constant('refresh lock' as const), name }),
   fc.record({ kind: fc.constant('value lock' as const), key: part }),
 );
 
@@ -82,6 +84,8 @@ function keyOf(prefix: string, item: Named): string {
       return keys.tombstone(item.tag);
     case 'response lock':
       return keys.lock(keys.response(item.name));
+    case 'refresh lock':
+      return keys.refreshLock(keys.response(item.name));
     case 'value lock':
       return keys.lock(keys.value(item.key));
   }
@@ -168,6 +172,23 @@ describe('cacheKeys: one key, one tuple', () => {
     const tenant = cacheKeys('cache:lock');
     expect(keys.lock(keys.value('settings'))).not.toBe(tenant.value('settings'));
     expect(keys.lock(keys.response(sample))).not.toBe(tenant.response(sample));
+  });
+
+  it('tells the keys of its entries (what invalidation may delete) from every other key, its own or another cache’s', () => {
+    const entries = new Set(['response', 'variant', 'value']);
+    fc.assert(
+      fc.property(fc.string({ minLength: 1, maxLength: 8 }), part, named, (prefix, suffix, item) => {
+        if (prefix.includes('{}') || suffix.includes('{}')) return;
+        const keys = cacheKeys(prefix);
+        expect(keys.isEntry(keyOf(prefix, item)), item.kind).toBe(entries.has(item.kind));
+        expect(keys.isEntry(keyOf(`${prefix}:${suffix}`, item))).toBe(false);
+      }),
+      { numRuns: 5_000 },
+    );
+    // A prefix that opens a hash tag of its own, nested in another.
+    for (const item of [{ kind: 'response', name: sample } as const, { kind: 'value', key: 'k' } as const]) {
+      expect(cacheKeys('cache').isEntry(keyOf('cache:r:{a', item))).toBe(false);
+    }
   });
 
   it('never names a key outside its prefix', () => {

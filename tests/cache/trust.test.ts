@@ -145,3 +145,22 @@ describe('every key the cache writes', () => {
     expect(withoutTtl).toEqual([]);
   });
 });
+
+describe('a tag set listing keys that are not the cache’s', () => {
+  it('never makes invalidateTags() or an unsafe request delete them', async () => {
+    const prefix = uniquePrefix('planted');
+    const keys = cacheKeys(prefix);
+    const cache = createCache({ redis: redis.client(), prefix, logger: silentLogger });
+    const outside = [`${uniquePrefix('other')}:session:abc`, `${prefix}x:r:{y}`, `${prefix}:lock:x`];
+    for (const key of outside) await redis.client().set(key, 'kept', 'EX', 600);
+    for (const tag of [keys.tagSet({ kind: 'tag', tag: 'products' }), keys.tagSet({ kind: 'url', url: '/items' })]) {
+      await redis.client().zadd(tag, ...outside.flatMap((key) => [Date.now() + 600_000, key]));
+    }
+    await cache.invalidateTags('products');
+    const app = stackApp();
+    app.use(cache.response());
+    app.post('/items', (_req, res) => void res.send('ok'));
+    expect((await request(app).post('/items')).status).toBe(200);
+    for (const key of outside) expect(await redis.client().get(key), key).toBe('kept');
+  });
+});
