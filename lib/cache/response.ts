@@ -2,7 +2,7 @@
 // a request up, answers from a stored entry when one may answer it, and otherwise has the handler produce one.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { now as clock, reportRedisError, since } from '../events.js';
-import { sessionIdOf } from '../http/session-view.js';
+import { keepSessionReadOnly, sessionIdOf } from '../http/session-view.js';
 import { answerFrom, sendAnswer } from './answer.js';
 import { headerSnapshot } from './capture.js';
 import type { Coalescer } from './coalesce.js';
@@ -78,6 +78,7 @@ function serveFound(
  */
 async function produceRefresh(ctx: RouteContext, req: Request, res: Response, next: NextFunction, job: RefreshJob) {
   const { stale } = job;
+  keepSessionReadOnly(req);
   const lookup: Lookup = { ...job.lookup, snapshot: headerSnapshot(res) };
   const sameSession = !lookup.perSession || sessionIdOf(req) === lookup.cameWith;
   // A failure within the entry's stale-if-error never replaces it (the stale entry answers the replay).

@@ -116,13 +116,16 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
     knownVary.set(base, names);
   };
 
+  /** The client's ioredis `keyPrefix`, which its commands add to every key (scripts see keys with it). */
+  const clientPrefix = () => (redis() as { options?: { keyPrefix?: string } }).options?.keyPrefix ?? '';
+
   /**
-   * A key as the client's commands take it: a tag set's members are keys as Redis holds them, with the client's
-   * ioredis `keyPrefix`, which its commands add again.
+   * A tag set member as the client's commands take it: members are always keys as Redis holds them (with the
+   * client's `keyPrefix`: a script's KEYS have it, and the Cluster path adds it), which commands add again.
    */
-  function asCommandKey(stored: string): string {
-    const prefix = (redis() as { options?: { keyPrefix?: string } }).options?.keyPrefix ?? '';
-    return prefix !== '' && stored.startsWith(prefix) ? stored.slice(prefix.length) : stored;
+  function asCommandKey(member: string): string {
+    const prefix = clientPrefix();
+    return prefix !== '' && member.startsWith(prefix) ? member.slice(prefix.length) : member;
   }
 
   /** One read of `target` (see `readScript`): the entry, a vary marker's names, or nothing; and the clock. */
@@ -187,7 +190,11 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
     const addTags = () =>
       Promise.all(
         tags.map((tag) =>
-          call.run(addToTagScript, [keys.tagSet(tag), keys.tombstone(tag)], [target, ttlMs, ...guard(margin)]),
+          call.run(
+            addToTagScript,
+            [keys.tagSet(tag), keys.tombstone(tag)],
+            [clientPrefix() + target, ttlMs, ...guard(margin)],
+          ),
         ),
       );
     if ((await addTags()).some((reply) => reply !== 1)) return false;
@@ -223,22 +230,22 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
   }
 
   /**
-   * Deletes the entries among `members` of a tag set (on Redis Cluster one command each), resolving to how many
-   * existed. A member that is no entry key of this cache (planted, or another program's) is never deleted.
+   * Deletes the entries among `commandKeys` (on Redis Cluster one command each), resolving to how many existed. A
+   * key that is no entry key of this cache (a planted tag set member, another program's) is never deleted.
    */
-  async function deleteEntries(members: string[]): Promise<number> {
-    const commandKeys = members.map(asCommandKey).filter((key) => keys.isEntry(key));
-    if (commandKeys.length === 0) return 0;
-    for (const key of commandKeys) localCopies.delete(key);
+  async function deleteEntries(commandKeys: string[]): Promise<number> {
+    const entries = commandKeys.filter((key) => keys.isEntry(key));
+    if (entries.length === 0) return 0;
+    for (const key of entries) localCopies.delete(key);
     if (!needsOneSlot(redis())) {
       try {
-        return await call((r) => r.del(...commandKeys));
+        return await call((r) => r.del(...entries));
       } catch (error) {
         if (!isCrossSlot(error)) throw error;
         markRefusesCrossSlot(redis());
       }
     }
-    const counts = await Promise.all(commandKeys.map((key) => call((r) => r.del(key))));
+    const counts = await Promise.all(entries.map((key) => call((r) => r.del(key))));
     return counts.reduce((sum, n) => sum + n, 0);
   }
 
@@ -258,7 +265,7 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
     let members = firstMembers;
     let deleted = 0;
     for (let round = 0; members.length > 0 && round <= Math.ceil(size / invalidationChunk); round++) {
-      deleted += await deleteEntries(members);
+      deleted += await deleteEntries(members.map(asCommandKey));
       const removed = members; // members are not keys: the client adds no prefix to them
       await call((r) => r.zrem(setKey, ...removed));
       members = await call((r) => r.zrange(setKey, 0, invalidationChunk - 1));

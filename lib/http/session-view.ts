@@ -32,14 +32,48 @@ export function sessionIdOf(req: IncomingMessage): string | undefined {
   return typeof id === 'string' && cookieCarries(req, id) ? id : '';
 }
 
+/** Read-only views of express-session stores, one per store; and the views themselves. */
+const readOnlyStores = new WeakMap<object, object>();
+const readOnlyViews = new WeakSet<object>();
+
+/** A store method that changes nothing and answers at once, as a store does (a callback as its last argument). */
+function changeNothing(...args: unknown[]): void {
+  const done = args.at(-1);
+  if (typeof done === 'function') process.nextTick(done);
+}
+
 /**
- * Keeps the session middleware in front from saving or extending the session of `req` when its response ends:
- * for a background refresh, which must change no session (redisSession loads it read-only itself; express-session
- * saves — with `resave`, even a session its user destroyed meanwhile — and touches whatever session it has, unless
- * `req.session` is gone by then).
+ * Makes the session of `req` read-only for the rest of the request: for a background refresh, which must change no
+ * session. redisSession loads it read-only itself. express-session writes through `req.sessionStore` (the
+ * session's save(), regenerate() and destroy()): it is given a view of its store that reads and never writes.
+ * Its own end writes through a store of its own, so {@link leaveSessionAlone} ends the request's session too.
+ */
+export function keepSessionReadOnly(req: IncomingMessage): void {
+  const request = req as ExpressSessionRequest;
+  if (!isExpressSession(req)) return;
+  const store = request.sessionStore as object;
+  let readOnly = readOnlyStores.get(store);
+  if (!readOnly) {
+    readOnly = Object.create(store, {
+      set: { value: changeNothing },
+      destroy: { value: changeNothing },
+      touch: { value: changeNothing },
+    }) as object;
+    readOnlyStores.set(store, readOnly);
+    readOnlyViews.add(readOnly);
+  }
+  request.sessionStore = readOnly;
+}
+
+/**
+ * Keeps express-session in front from saving, extending or (with `unset: 'destroy'`) destroying the session of a
+ * background refresh as its response ends: its session and id are taken away first.
  */
 export function leaveSessionAlone(req: IncomingMessage): void {
-  if (isExpressSession(req)) (req as ExpressSessionRequest).session = null;
+  const request = req as ExpressSessionRequest;
+  if (!readOnlyViews.has(request.sessionStore as object)) return;
+  request.session = null;
+  request.sessionID = undefined;
 }
 
 /** Starts watching what the handler does with the session of `req` (see {@link SessionWatch}). */

@@ -2,7 +2,7 @@
 // three steps: tag sets, then the entry, then the tombstones read again. The entry's step may reach Redis late.
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import express from 'express';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeScript } from '../../lib/cache/scripts.js';
@@ -142,5 +142,30 @@ describe('an invalidation against a fill whose entry reaches Redis late (keys of
     // Later, the products change: every value tagged `products` must go.
     await b.invalidateTags('products');
     expect(await b.get('product:1')).toBeUndefined();
+  });
+});
+
+describe('a client whose ioredis keyPrefix begins the cache prefix (`cache:` and `cache`)', () => {
+  it('behind a proxy that refuses keys of several slots, a PUT and invalidateTags delete the entries they tag', async () => {
+    const redis = new Redis(node, { keyPrefix: 'cache:' });
+    opened.push(redis);
+    const cache = createCache({ redis, logger: silentLogger }); // the default prefix, 'cache'
+    let version = 1;
+    const app = express();
+    app.use(cache.response({ ttl: '5m', tags: () => ['items'] }));
+    app.get('/item', (_req, res) => void res.send(`v${version}`));
+    app.put('/item', (_req, res) => void res.send('updated'));
+    app.get('/other', (_req, res) => void res.send(`other v${version}`));
+    expect((await request(app).get('/item')).headers['x-cache']).toBe('MISS');
+    expect((await request(app).get('/item')).headers['x-cache']).toBe('HIT');
+    expect((await request(app).get('/other')).headers['x-cache']).toBe('MISS');
+    version = 2;
+    expect((await request(app).put('/item')).status).toBe(200);
+    expect((await request(app).get('/item')).text).toBe('v2');
+    await cache.invalidateTags('items');
+    expect((await request(app).get('/other')).text).toBe('other v2');
+    await cache.set('price', 10, { tags: ['prices'] });
+    await cache.invalidateTags('prices');
+    expect(await cache.get('price')).toBeUndefined();
   });
 });

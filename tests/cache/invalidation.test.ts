@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
+import { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createCache, type RediswareEvent } from '../../lib/index.js';
@@ -204,5 +205,28 @@ describe('under memory pressure', () => {
     expect((await request(app).get('/posts/1')).headers['x-cache']).toBe('HIT');
     expect((await request(app).put('/posts/1')).status).toBe(204);
     expect((await request(app).get('/posts/1')).text).toBe('title new');
+  });
+});
+
+describe('with a client whose keyPrefix begins the cache prefix', () => {
+  it('a PUT deletes its own entry directly when the URL’s tag set is gone (evicted)', async () => {
+    const { server, admin } = await privateRedisWithAdmin();
+    const prefixed = new Redis(server.url, { keyPrefix: 'cache:' });
+    try {
+      const cache = createCache({ redis: prefixed, logger: silentLogger }); // the default prefix, 'cache'
+      let version = 1;
+      const app = express();
+      app.use(cache.response({ ttl: '5m' }));
+      app.get('/item', (_req, res) => void res.send(`v${version}`));
+      app.put('/item', (_req, res) => void res.send('updated'));
+      expect((await request(app).get('/item')).headers['x-cache']).toBe('MISS');
+      expect((await request(app).get('/item')).headers['x-cache']).toBe('HIT');
+      for (const key of await admin.keys('*:t:*')) await admin.del(key); // evicted
+      version = 2;
+      expect((await request(app).put('/item')).status).toBe(200);
+      expect((await request(app).get('/item')).text).toBe('v2');
+    } finally {
+      prefixed.disconnect();
+    }
   });
 });

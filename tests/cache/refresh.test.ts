@@ -1,17 +1,26 @@
 // A background refresh (staleWhileRevalidate) replays a request no client waits for: it writes the entry it
 // refreshes and nothing else — no session is ended, saved or brought back by it, and its failure keeps nobody waiting.
+import { RedisStore as ConnectRedisStore } from 'connect-redis';
 import express, { type Request } from 'express';
 import session from 'express-session';
+import { createClient } from 'redis';
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCache, redisSession, SessionStore } from '../../lib/index.js';
-import { silentLogger, uniquePrefix, useTestRedis } from '../support/redis.js';
+import { redisUrl, silentLogger, uniquePrefix, useTestRedis } from '../support/redis.js';
 import { cookieOf, sleep, stackApp } from './support.js';
 
 const redis = useTestRedis('cache-refresh');
 const secret = 'a-test-secret-that-is-long-enough-0001';
 const data = (req: Request) => req.session as unknown as Record<string, unknown>;
 const newCache = () => createCache({ redis: redis.client(), prefix: uniquePrefix('refresh'), logger: silentLogger });
+const nodeRedis = createClient({ url: redisUrl() });
+beforeAll(async () => {
+  await nodeRedis.connect();
+});
+afterAll(async () => {
+  await nodeRedis.quit();
+});
 
 describe('a perSession refresh under redisSession is read-only', () => {
   for (const method of ['regenerate', 'destroy'] as const) {
@@ -118,4 +127,76 @@ describe('a background refresh that failed', () => {
     expect(next.text).toBe('report');
     expect(Date.now() - started).toBeLessThan(1_000);
   });
+});
+
+describe.each([
+  [
+    'SessionStore',
+    () => new SessionStore({ redis: redis.client(), prefix: `${uniquePrefix('es')}:`, logger: silentLogger }),
+  ],
+  ['connect-redis', () => new ConnectRedisStore({ client: nodeRedis, prefix: `${uniquePrefix('cr')}:` })],
+])('express-session (%s): a background refresh', (_name, newStore) => {
+  it("unset: 'destroy': the refresh a logged-in user's request starts does not log that user out", async () => {
+    const cache = newCache();
+    const app = stackApp();
+    app.use(session({ store: newStore(), secret, saveUninitialized: false, resave: false, unset: 'destroy' }));
+    app.get('/login/:user', (req, res) => {
+      data(req).user = req.params.user;
+      res.send('ok');
+    });
+    app.get('/me', (req, res) => void res.send(`me: ${data(req).user ?? 'nobody'}`));
+    app.get('/news', cache.response({ ttl: 300, staleWhileRevalidate: '1m' }), (_req, res) => void res.send('news'));
+    expect((await request(app).get('/news')).headers['x-cache']).toBe('MISS');
+    const ada = cookieOf(await request(app).get('/login/ada'));
+    expect((await request(app).get('/me').set('Cookie', ada)).text).toBe('me: ada');
+    await sleep(350);
+    // Ada reads the news page, stale by now: she is served it, and a refresh runs in the background.
+    expect((await request(app).get('/news').set('Cookie', ada)).headers['x-cache']).toBe('STALE');
+    await sleep(300); // the background refresh has run
+    expect((await request(app).get('/me').set('Cookie', ada)).text).toBe('me: ada');
+  });
+
+  for (const method of ['regenerate', 'destroy', 'save'] as const) {
+    it(`perSession: a refresh whose handler calls ${method}() leaves the user's session alone`, async () => {
+      const cache = newCache();
+      const app = stackApp();
+      app.use(session({ store: newStore(), secret, saveUninitialized: false, resave: false }));
+      app.get('/login/:user', (req, res) => {
+        data(req).user = req.params.user;
+        data(req).rotatedAt = Date.now();
+        data(req).views = 0;
+        res.send('ok');
+      });
+      app.get('/me', (req, res) => void res.send(`me: ${data(req).user ?? 'nobody'} ${data(req).views}`));
+      // A page that rotates the session id once it is older than a limit (or ends it, or counts a view and saves):
+      // on the user's own request it did none of it.
+      let actAfter = 60_000;
+      const cached = cache.response({ perSession: true, ttl: 300, staleWhileRevalidate: '1m' });
+      app.get('/home', cached, async (req, res) => {
+        const user = data(req).user ?? 'nobody';
+        if (Date.now() - Number(data(req).rotatedAt) > actAfter) {
+          const done = (resolve: () => void, reject: (e: unknown) => void) => (e?: unknown) =>
+            e ? reject(e) : resolve();
+          if (method === 'regenerate') {
+            await new Promise<void>((resolve, reject) => req.session.regenerate(done(resolve, reject)));
+            data(req).user = user;
+            data(req).rotatedAt = Date.now();
+          } else if (method === 'destroy') {
+            await new Promise<void>((resolve, reject) => req.session.destroy(done(resolve, reject)));
+          } else {
+            data(req).views = Number(data(req).views) + 1;
+            await new Promise<void>((resolve, reject) => req.session.save(done(resolve, reject)));
+          }
+        }
+        res.send(`home of ${user}`);
+      });
+      const alice = cookieOf(await request(app).get('/login/alice'));
+      expect((await request(app).get('/home').set('Cookie', alice)).text).toBe('home of alice');
+      actAfter = 0;
+      await sleep(400);
+      expect((await request(app).get('/home').set('Cookie', alice)).headers['x-cache']).toBe('STALE');
+      await sleep(300); // the background refresh has run
+      expect((await request(app).get('/me').set('Cookie', alice)).text).toBe('me: alice 0');
+    });
+  }
 });
