@@ -6,6 +6,7 @@ import { type Emit, eventEmitter, reportRedisError } from './events.js';
 import { type Logger, resolveLogger } from './logger.js';
 import { durationMs, loggerSchema, onEventOption, parseOptions } from './options.js';
 import type { RedisClient } from './redis/client.js';
+import { followFailovers } from './redis/failover.js';
 
 /** Reconnection schedule: exponential backoff with jitter. */
 export interface RetryOptions {
@@ -184,14 +185,14 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
       ...common,
       ...sentinel,
       sentinelRetryStrategy: retryStrategy,
-      // Reconnect as soon as a Sentinel announces a new master (+switch-master), rather than writing to the demoted
-      // one until it drops the connection: what it accepts in between is lost when it resyncs with the new master.
-      failoverDetector: true,
-      // The detector's connections to the Sentinels are not reconnected: ioredis resubscribes a reconnected one
-      // without handling the failure, so a master connection dropping while that SUBSCRIBE is unanswered (the
-      // detector is rebuilt on every master connection, closing them) would be an unhandled rejection, which ends
-      // the process. Rebuilt with each master connection, they are back after the next reconnection anyway.
-      sentinelReconnectStrategy: () => null,
+      // ioredis' failover detector can end the client for good; followFailovers does its job (see there).
+      failoverDetector: false,
+    });
+    // The Sentinels are watched for as long as the client lives, whatever its own `maxAttempts`.
+    const unbounded = { ...retry, maxAttempts: Number.POSITIVE_INFINITY };
+    followFailovers(client, {
+      ...sentinel,
+      retryStrategy: (attempt) => backoffDelay(attempt, unbounded) ?? retry.maxDelay,
     });
     rejectUnansweredOnClose(client);
     reportOutages(client, log, `sentinel master ${sentinel.name}`, emit);

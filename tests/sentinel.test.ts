@@ -5,7 +5,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCache, createRedis, type RedisClient, rateLimit, redisSession } from '../lib/index.js';
 import { cookiePair, secret, sessionApp } from './session/support.js';
-import { eventually, masterName, privateSentinel } from './support/private-sentinel.js';
+import { delayingProxy, eventually, masterName, privateSentinel } from './support/private-sentinel.js';
 import { silentLogger } from './support/redis.js';
 
 type SentinelSetup = Awaited<ReturnType<typeof privateSentinel>>;
@@ -175,4 +175,59 @@ describe('behind Sentinel, when the master crashes', () => {
     const read = await request(app.sessions).get('/peek').set('Cookie', cookiePair(login)).expect(200);
     expect(read.body.data.userId).toBe('cy');
   }, 40_000);
+});
+
+describe('behind slow Sentinels, when the master crashes', () => {
+  const fixture = {} as { setup: SentinelSetup; proxies: Awaited<ReturnType<typeof delayingProxy>>[] };
+  beforeAll(async () => {
+    fixture.setup = await privateSentinel();
+    fixture.proxies = await Promise.all(fixture.setup.sentinels.map((sentinel) => delayingProxy(sentinel, 150)));
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all(fixture.proxies?.map((proxy) => proxy.close()) ?? []);
+    await fixture.setup?.stop();
+  });
+
+  // The switch is announced while the client, reconnecting, waits for a Sentinel to name the master: ioredis'
+  // failover detector then closes the connector under that attempt, which rejects it and ends the client for good.
+  it('reconnects to the promoted replica even when the switch is announced while it is asking a Sentinel', async () => {
+    const { setup, proxies } = fixture;
+    const client = createRedis({
+      sentinel: { sentinels: proxies.map((proxy) => proxy.address), name: masterName },
+      logger: silentLogger,
+      retry: { baseDelay: 10, maxDelay: 20 },
+    });
+    try {
+      await new Promise((resolve) => client.once('ready', resolve));
+      const statuses = new Set<string>();
+      client.on('end', () => statuses.add('end'));
+      await setup.killMaster();
+      await eventually(
+        'the client to write to the promoted replica',
+        async () => {
+          await client.set('after-crash', '1');
+          const { port } = await setup.currentMaster();
+          return (await setup.admin(port).exists('after-crash')) === 1;
+        },
+        20_000,
+      );
+      expect(statuses.has('end')).toBe(false);
+    } finally {
+      client.disconnect();
+    }
+  }, 40_000);
+
+  it('watches the Sentinels on connections of its own, closed with the client', async () => {
+    const { setup } = fixture;
+    const subscribed = async () => {
+      const list = (await setup.sentinelAdmin.call('CLIENT', 'LIST')) as string;
+      return list.split('\n').filter((line) => / sub=1 /.test(line)).length;
+    };
+    const before = await subscribed();
+    const client = createRedis({ sentinel: { sentinels: setup.sentinels, name: masterName }, logger: silentLogger });
+    await new Promise((resolve) => client.once('ready', resolve));
+    await eventually('the client to watch the first Sentinel', async () => (await subscribed()) === before + 1, 5_000);
+    await client.quit();
+    await eventually('its watch to end with it', async () => (await subscribed()) === before, 5_000);
+  });
 });

@@ -2,7 +2,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, createServer, type Server } from 'node:net';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -160,6 +160,41 @@ export async function privateSentinel() {
           }),
         5_000,
       );
+    },
+  };
+}
+
+/**
+ * A TCP proxy to `target` that holds every chunk, each way, for `ms` before passing it on (in order): a Sentinel
+ * behind it answers slowly, as one across a slow network does. `close()` ends it and its connections.
+ */
+export async function delayingProxy(target: { host: string; port: number }, ms: number) {
+  const sockets = new Set<Socket>();
+  const server = createServer((inbound) => {
+    const outbound = connect(target.port, target.host);
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        sockets.delete(socket);
+        setTimeout(() => {
+          inbound.destroy();
+          outbound.destroy();
+        }, ms);
+      });
+    }
+    const relay = (from: Socket, to: Socket) =>
+      from.on('data', (chunk) => setTimeout(() => to.destroyed || to.write(chunk), ms));
+    relay(inbound, outbound);
+    relay(outbound, inbound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    address: { host: '127.0.0.1', port },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
     },
   };
 }
