@@ -1,5 +1,6 @@
 // SessionStore: express-session itself on ioredis, in connect-redis' key and value format, so an app switches stores
 // without logging anyone out; the store behaviours express-session relies on; single Redis and Cluster.
+import { createHmac } from 'node:crypto';
 import { RedisStore as ConnectRedisStore } from 'connect-redis';
 import express from 'express';
 import session from 'express-session';
@@ -239,6 +240,25 @@ describe('switching from connect-redis without logging anyone out', () => {
     const back = new ConnectRedisStore({ client: nodeRedis, prefix });
     const read = await new Promise((resolve, reject) => back.get(second, (e, s) => (e ? reject(e) : resolve(s))));
     expect((read as { user: string }).user).toBe('alice');
+  });
+});
+
+/** express-session's cookie for `sid` under `secret` (`s:<sid>.<HMAC-SHA256 in base64, unpadded>`). */
+function expressSessionCookie(sid: string, secret: string): string {
+  const signature = createHmac('sha256', secret).update(sid).digest('base64').replace(/=+$/, '');
+  return `connect.sid=${encodeURIComponent(`s:${sid}.${signature}`)}`;
+}
+
+describe('upgrading SessionStore', () => {
+  it('keeps a user logged in: a session as the released SessionStore wrote it is read by this version', async () => {
+    const store = newStore();
+    const sid = 'Odubwhm1reiYY7WdCLveZMV7738uEv-N';
+    const expires = new Date(Date.now() + 60_000).toISOString();
+    // The exact value the released version stored (copied from a real Redis), its expiry moved to the future.
+    const released = `{"cookie":{"originalMaxAge":60000,"expires":"${expires}","httpOnly":true,"path":"/"},"user":"alice"}`;
+    await redis.client().set(store.prefix + sid, released, 'PX', 60_000);
+    const response = await request(appWith(store)).get('/me').set('Cookie', expressSessionCookie(sid, 'a test secret'));
+    expect(response.body).toEqual({ user: 'alice', id: sid });
   });
 });
 
