@@ -219,7 +219,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
         return;
       }
       storage.loadThen(id, false, (error, loaded) => {
-        const found = !error && Array.isArray(loaded) ? loaded : undefined;
+        const found = error ? undefined : loaded;
         try {
           attach(req, res, next, new RedisSession(storage, req, found ? id : undefined, found, true));
         } catch (thrown) {
@@ -250,10 +250,10 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
           reportRedisError(emit, 'session', action, 'load', error, started);
         }
         if (!error) {
-          const found = Array.isArray(loaded) ? loaded : undefined;
-          if (!found) emit?.({ type: 'session.expired', durationMs: since(started) });
-          const freshId = found || !config.genid ? undefined : storage.newId(req);
-          attach(req, res, next, new RedisSession(storage, req, found ? id : freshId, found, false));
+          // Missing, expired, or not a session of ours (see `readLoadReply`): a fresh session, under a new id.
+          if (!loaded) emit?.({ type: 'session.expired', durationMs: since(started) });
+          const freshId = loaded || !config.genid ? undefined : storage.newId(req);
+          attach(req, res, next, new RedisSession(storage, req, loaded ? id : freshId, loaded, false));
         } else if (config.onRedisError === 'continue') {
           attach(req, res, next, new RedisSession(storage, req, undefined, undefined, true));
         } else {

@@ -4,6 +4,7 @@ import type { Request } from 'express';
 import { markPersonal, markSessionIssued } from '../http/marks.js';
 import type { Logger } from '../logger.js';
 import type { SessionStorage } from './storage.js';
+import type { LoadedSession } from './stored.js';
 
 /** A Node-style callback, for code written for express-session (passport calls `regenerate(cb)` and `save(cb)`). */
 export type SessionCallback = (error?: Error) => void;
@@ -109,7 +110,7 @@ export class RedisSession {
     storage: SessionStorage,
     req: Request,
     id: string | undefined,
-    loaded: string[] | undefined,
+    loaded: LoadedSession | undefined,
     detached: boolean,
   ) {
     this.#state = {

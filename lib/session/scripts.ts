@@ -9,10 +9,18 @@ import { addToExpiringSet, forEachBatchedCall, RedisScript, redisNow } from '../
  * lifetime of its own has that lifetime as its idle timeout.
  */
 
+/** Lua: `finite(value)`, the number a stored string holds, or nil when it holds none (NaN and infinities included). */
+const finiteFunction = `local function finite(value)
+  local number = tonumber(value)
+  if number and number == number and number > -math.huge and number < math.huge then return number end
+  return nil
+end`;
+
 /**
  * Loads a session: KEYS[1]; ARGV = idle ms, absolute ms, '1' to extend the idle timeout (rolling).
  * Returns the session's own lifetime ('' when it has none), then its data fields as name (without its \`d:\`
- * prefix) and JSON, name and JSON, …; or 0 when the session is missing or past either timeout (then deletes it).
+ * prefix) and JSON, name and JSON, …; or 0 when the session is missing or past either timeout, or when the key is
+ * not a session of ours: another type, or bookkeeping fields that are not numbers (then it deletes the key).
  * The bookkeeping fields stay in Redis: every bulk string in the reply costs the app a parse and an allocation.
  *
  * Extending the idle timeout is a PEXPIRE, every time. The stored last-seen time `_s` is only rewritten once it is
@@ -21,26 +29,35 @@ import { addToExpiringSet, forEachBatchedCall, RedisScript, redisNow } from '../
  * TTL ever be lost, with at most that resolution as slack.
  */
 const loadFunction = `
+${finiteFunction}
 local function load(key, now, idle, absolute, rolling)
   local fields = redis.pcall('HGETALL', key)
-  if fields.err then return fields end
+  if fields.err then
+    -- Not a hash (another program's value, or an old one's): no session of ours. Deleted, never obeyed.
+    if string.find(fields.err, 'WRONGTYPE', 1, true) then
+      redis.call('DEL', key)
+      return 0
+    end
+    return fields
+  end
   if #fields == 0 then return 0 end
-  local created, seen, data = nil, nil, {''}
+  local created, seen, malformed, data = nil, nil, false, {''}
   for i = 1, #fields, 2 do
     local name = fields[i]
-    if name == '_c' then created = tonumber(fields[i + 1])
-    elseif name == '_s' then seen = tonumber(fields[i + 1])
+    if name == '_c' then created = finite(fields[i + 1])
+    elseif name == '_s' then seen = finite(fields[i + 1])
     elseif name == '_m' then
       data[1] = fields[i + 1]
-      local lifetime = tonumber(fields[i + 1])
-      if lifetime and lifetime > 0 then idle = lifetime end
+      local lifetime = finite(fields[i + 1])
+      if not lifetime or lifetime < 0 then malformed = true
+      elseif lifetime > 0 then idle = lifetime end
     elseif string.sub(name, 1, 2) == 'd:' then
       data[#data + 1] = string.sub(name, 3)
       data[#data + 1] = fields[i + 1]
     end
   end
   local resolution = math.min(60000, math.floor(idle / 10))
-  if not created or not seen or now - created >= absolute or now - seen >= idle + resolution then
+  if malformed or not created or not seen or now - created >= absolute or now - seen >= idle + resolution then
     redis.call('DEL', key)
     return 0
   end
@@ -70,14 +87,15 @@ ${forEachBatchedCall(1, 'load(KEYS[i + 1], now, tonumber(ARGV[base + 1]), tonumb
 
 /**
  * Saves changed fields: KEYS[1]; ARGV = idle ms (the session's own lifetime, if it has one), absolute ms, '1' if the
- * session is new, n, then n field/value pairs to set, then the fields to delete. An existing session that is gone (destroyed or expired while the
- * request ran) is never brought back: returns 0 and writes nothing; a new one whose id is taken: 2. Returns 1 when
- * saved.
+ * session is new, n, then n field/value pairs to set, then the fields to delete. An existing session that is gone
+ * (destroyed or expired while the request ran, or replaced by a key that is not a session) is never brought back:
+ * returns 0 and writes nothing; a new one whose id is taken: 2. Returns 1 when saved.
  */
 export const saveSessionScript = new RedisScript(
   'session-save',
   `
 ${redisNow}
+${finiteFunction}
 local idle, absolute = tonumber(ARGV[1]), tonumber(ARGV[2])
 local created
 if ARGV[3] == '1' then
@@ -86,7 +104,10 @@ if ARGV[3] == '1' then
   created = now
   redis.call('HSET', KEYS[1], '_c', now)
 else
-  created = tonumber(redis.call('HGET', KEYS[1], '_c'))
+  -- Gone, or replaced by something that is not a session of ours (another type, a creation time that is no number).
+  local stored = redis.pcall('HGET', KEYS[1], '_c')
+  if type(stored) == 'table' then return 0 end
+  created = finite(stored)
   if not created then return 0 end
 end
 local left = absolute - (now - created)
@@ -111,11 +132,14 @@ return 1
 /**
  * The per-user index, a sorted set of session ids scored by the latest time each can still be alive:
  * KEYS[1]; ARGV = session id, absolute ms, '1' to add / '0' to remove. The index lives at least as long as
- * the newest session in it, and entries past their absolute timeout are pruned on every add.
+ * the newest session in it, and entries past their absolute timeout are pruned on every add. A key of another type is
+ * not an index of ours: it is replaced.
  */
 export const userIndexScript = new RedisScript(
   'session-user-index',
   `
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
 if ARGV[3] ~= '1' then
   redis.call('ZREM', KEYS[1], ARGV[1])
   return 0
@@ -134,8 +158,8 @@ return 0
 export const destroyIfUserScript = new RedisScript(
   'session-destroy-if-user',
   `
-local user = redis.call('HGET', KEYS[1], ARGV[1])
-if not user then return 0 end
+local user = redis.pcall('HGET', KEYS[1], ARGV[1])
+if not user or type(user) == 'table' then return 0 end
 for i = 2, #ARGV do
   if user == ARGV[i] then
     redis.call('DEL', KEYS[1])
@@ -144,4 +168,31 @@ for i = 2, #ARGV do
 end
 return 0
 `,
+);
+
+/**
+ * Reads a per-user index: KEYS[1]. Returns its session ids and scores (id, score, id, score, …); none when the key is
+ * missing or of another type (the next login's {@link userIndexScript} replaces it).
+ */
+export const readUserIndexScript = new RedisScript(
+  'session-read-user-index',
+  `
+if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then return {} end
+return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+`,
+  { keys: 1 },
+);
+
+/**
+ * What `listByUser()` shows of a session: KEYS[1]; ARGV[1] = its user field. Returns created, last seen and the
+ * user field's JSON (each false when absent); all false when the key is missing or not a session of ours.
+ */
+export const sessionSummaryScript = new RedisScript(
+  'session-summary',
+  `
+local fields = redis.pcall('HMGET', KEYS[1], '_c', '_s', ARGV[1])
+if fields.err then return {false, false, false} end
+return fields
+`,
+  { keys: 1 },
 );

@@ -1,13 +1,11 @@
 // The Redis side of sessions: loading, saving, regenerating and destroying them, and the per-user index.
 import type { Request } from 'express';
 import { now as clock, reportingFailure, since } from '../events.js';
-import type { ScriptCallback } from '../redis/script.js';
 import {
   type Changes,
   canonicalUser,
   changesOf,
   dataFields,
-  isReservedField,
   mayChange,
   noChanges,
   type RedisSession,
@@ -16,14 +14,16 @@ import {
   userOf,
 } from './model.js';
 import type { SessionConfig } from './options.js';
-import { destroyIfUserScript, loadSessionScript, saveSessionScript, userIndexScript } from './scripts.js';
+import {
+  destroyIfUserScript,
+  loadSessionScript,
+  readUserIndexScript,
+  saveSessionScript,
+  sessionSummaryScript,
+  userIndexScript,
+} from './scripts.js';
 import { newSessionId } from './signature.js';
-
-/** Prefix of the hash fields that hold session data (the others: `_c` created, `_s` last seen, `_m` lifetime). */
-export const dataPrefix = 'd:';
-
-/** The hash field holding a session's own cookie lifetime (ms; `0`: a browser-session cookie). */
-const lifetimeField = '_m';
+import { dataPrefix, type LoadedSession, lifetimeField, readLoadReply } from './stored.js';
 
 /** One entry of `listByUser()`. */
 export interface UserSessionInfo {
@@ -84,24 +84,17 @@ export function createSessionStorage(config: SessionConfig) {
       return id;
     },
 
-    /** Fills `session` from a load reply: its lifetime, then field, JSON, field, JSON, … */
-    fill(session: RedisSession, loaded: string[]): void {
+    /** Fills `session` with what Redis holds (see `readLoadReply`): its lifetime and data fields. */
+    fill(session: RedisSession, loaded: LoadedSession): void {
       const s = stateOf(session);
       const target = session as unknown as Record<string, unknown>;
       clearData(session);
       s.saved.clear();
-      const lifetime = loaded[0] === '' ? undefined : Number(loaded[0]);
-      s.lifetime = lifetime === undefined || !Number.isFinite(lifetime) ? undefined : lifetime > 0 ? lifetime : null;
+      s.lifetime = loaded.lifetime;
       s.lifetimeChanged = false;
-      for (let i = 1; i < loaded.length; i += 2) {
-        const field = loaded[i];
-        if (isReservedField(field)) continue;
-        try {
-          target[field] = JSON.parse(loaded[i + 1]);
-          s.saved.set(field, loaded[i + 1]);
-        } catch {
-          // A field we cannot read is dropped rather than failing the request.
-        }
+      for (let i = 0; i < loaded.names.length; i++) {
+        target[loaded.names[i]] = loaded.values[i];
+        s.saved.set(loaded.names[i], loaded.json[i]);
       }
       s.indexedUser = userOf(session, config.userField);
     },
@@ -198,21 +191,18 @@ export function createSessionStorage(config: SessionConfig) {
     },
 
     /**
-     * Reads a session (and refreshes its idle timeout when `rolling`): its lifetime and data fields (see `fill`),
-     * or null when it is gone.
+     * Reads a session (and refreshes its idle timeout when `rolling`): its lifetime and data fields, or `undefined`
+     * when it is gone or is not a session of ours (see `readLoadReply`).
      */
-    loadThen(id: string, rolling: boolean, done: (error: Error | undefined, loaded?: string[] | null) => void): void {
-      call.script(
-        loadSessionScript,
-        [sessionKey(id)],
-        rolling ? loadArgs.rolling : loadArgs.still,
-        done as ScriptCallback,
+    loadThen(id: string, rolling: boolean, done: (error: Error | undefined, loaded?: LoadedSession) => void): void {
+      call.script(loadSessionScript, [sessionKey(id)], rolling ? loadArgs.rolling : loadArgs.still, (error, reply) =>
+        error ? done(error) : done(undefined, readLoadReply(reply)),
       );
     },
 
-    load(id: string, rolling: boolean): Promise<string[] | null> {
+    load(id: string, rolling: boolean): Promise<LoadedSession | undefined> {
       return new Promise((resolve, reject) =>
-        storage.loadThen(id, rolling, (error, loaded) => (error ? reject(error) : resolve(loaded ?? null))),
+        storage.loadThen(id, rolling, (error, loaded) => (error ? reject(error) : resolve(loaded))),
       );
     },
 
@@ -223,11 +213,11 @@ export function createSessionStorage(config: SessionConfig) {
       const wasStored = !s.isNew;
       const started = emit ? clock() : 0;
       const userId = s.indexedUser;
-      const loaded = wasStored ? await reported('reload', () => storage.load(session.id, false)) : null;
+      const loaded = wasStored ? await reported('reload', () => storage.load(session.id, false)) : undefined;
       if (loaded) {
         storage.fill(session, loaded);
       } else {
-        storage.fill(session, ['']);
+        storage.fill(session, { lifetime: undefined, names: [], json: [], values: [] });
         s.isNew = true;
         // Gone (expired or destroyed elsewhere): like a request whose cookie names a gone session, it starts over
         // under a new id, never the old one.
@@ -293,7 +283,7 @@ export function createSessionStorage(config: SessionConfig) {
     /** The live sessions of `userId` (canonical: `42` and `'42'` are one user). Gone ones leave the index. */
     async listByUser(userId: string): Promise<UserSessionInfo[]> {
       const indexKey = userKey(userId);
-      const scored = await call((redis) => redis.zrange(indexKey, 0, -1, 'WITHSCORES'));
+      const scored = (await call.run(readUserIndexScript, [indexKey], [])) as string[];
       const ids: string[] = [];
       const indexedAt: number[] = [];
       for (let i = 0; i < scored.length; i += 2) {
@@ -301,7 +291,12 @@ export function createSessionStorage(config: SessionConfig) {
         indexedAt.push(Number(scored[i + 1]) - config.absoluteTimeout); // scores are "alive until" times
       }
       const rows = await Promise.all(
-        ids.map((id) => call((redis) => redis.hmget(sessionKey(id), '_c', '_s', dataPrefix + config.userField))),
+        ids.map(
+          (id) =>
+            call.run(sessionSummaryScript, [sessionKey(id)], [dataPrefix + config.userField]) as Promise<
+              (string | null)[]
+            >,
+        ),
       );
       const live: UserSessionInfo[] = [];
       const gone: string[] = [];
