@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import request from 'supertest';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createDemoApp } from '../../examples/demo/app.js';
-import { useTestRedis } from '../support/redis.js';
+import { redisUrl, useTestRedis } from '../support/redis.js';
 
 const repoRoot = join(import.meta.dirname, '..', '..');
 
@@ -72,10 +72,12 @@ describe('npm run demo (server.ts)', () => {
     child?.kill('SIGKILL');
   });
 
-  it('starts an embedded Redis without REDIS_URL, answers on PORT, and exits cleanly on SIGINT', async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0' };
-    delete env.REDIS_URL;
-    child = spawn(process.execPath, ['--import', 'tsx', 'examples/demo/server.ts'], { cwd: repoRoot, env });
+  /** Runs server.ts with `env` (and PORT=0); resolves to the URL it says it listens on, and what it printed. */
+  async function startDemo(env: NodeJS.ProcessEnv): Promise<{ url: string; output: () => string }> {
+    child = spawn(process.execPath, ['--import', 'tsx', 'examples/demo/server.ts'], {
+      cwd: repoRoot,
+      env: { ...env, PORT: '0' },
+    });
     let output = '';
     const url = await new Promise<string>((resolve, reject) => {
       child?.stdout?.on('data', (chunk: Buffer) => {
@@ -85,15 +87,41 @@ describe('npm run demo (server.ts)', () => {
       });
       child?.once('exit', (code) => reject(new Error(`demo exited early (${code}): ${output}`)));
     });
-    expect(output).toMatch(/embedded redis-server/);
+    return { url, output: () => output };
+  }
+
+  async function stopDemo(): Promise<void> {
+    const exited = once(child as ChildProcess, 'exit');
+    child?.kill('SIGINT');
+    const [code] = await exited;
+    expect(code).toBe(0);
+    child = undefined;
+  }
+
+  it('starts an embedded Redis without REDIS_URL, answers on PORT, and exits cleanly on SIGINT', async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.REDIS_URL;
+    delete env.HOST;
+    const { url, output } = await startDemo(env);
+    expect(output()).toMatch(/embedded redis-server/);
 
     const response = await fetch(`${url}/health`);
     expect(await response.json()).toEqual({ redis: 'PONG' });
 
-    const exited = once(child, 'exit');
-    child.kill('SIGINT');
-    const [code] = await exited;
-    expect(code).toBe(0);
-    child = undefined;
+    // Only on 127.0.0.1 unless told otherwise: another address of this machine is not answered.
+    const { hostname, port } = new URL(url);
+    expect(hostname).toBe('127.0.0.1');
+    await expect(fetch(`http://127.0.0.2:${port}/health`)).rejects.toThrow();
+
+    await stopDemo();
+  });
+
+  it('listens where HOST says, and says where', async () => {
+    const { url, output } = await startDemo({ ...process.env, REDIS_URL: redisUrl(), HOST: '127.0.0.2' });
+    expect(new URL(url).hostname).toBe('127.0.0.2');
+    expect(output()).toMatch(/listening on http:\/\/127\.0\.0\.2:\d+\//);
+    expect(await (await fetch(`${url}/health`)).json()).toEqual({ redis: 'PONG' });
+    await expect(fetch(url.replace('127.0.0.2', '127.0.0.1'))).rejects.toThrow();
+    await stopDemo();
   });
 });
