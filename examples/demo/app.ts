@@ -1,6 +1,6 @@
 // The demo app: one Express app showing each part of redisware, with a live page at GET /. server.ts runs it; the
 // tests drive it directly and through a real browser.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import compression from 'compression';
 import express, { type Express, type Request, type Response } from 'express';
@@ -34,13 +34,41 @@ export interface DemoOptions {
 
 const publicDir = join(import.meta.dirname, 'public');
 
+/**
+ * Who can log in, and with what: demo users whose passwords are public (the README and the page list them), so that
+ * the sessions panel has something to show. Nothing is behind them but the demo's own routes.
+ */
+export const demoUsers: Readonly<Record<string, string>> = { ada: 'lovelace', grace: 'hopper' };
+
+const digest = (value: string) => createHash('sha256').update(value).digest();
+const passwordDigests = new Map(Object.entries(demoUsers).map(([user, password]) => [user, digest(password)]));
+/** Compared against for a user that does not exist, so that an unknown name takes as long as a wrong password. */
+const noUserDigest = digest(randomBytes(32).toString('base64url'));
+
+/** Whether `password` is `user`'s: digests of equal length compared in constant time. */
+function passwordMatches(user: unknown, password: unknown): user is string {
+  if (typeof user !== 'string' || typeof password !== 'string') return false;
+  const expected = passwordDigests.get(user);
+  const matches = timingSafeEqual(digest(password), expected ?? noUserDigest);
+  return matches && expected !== undefined;
+}
+
+/** The demo users as the page and the error show them: `ada / lovelace, grace / hopper`. */
+const demoUserList = Object.entries(demoUsers)
+  .map(([user, password]) => `${user} / ${password}`)
+  .join(', ');
+const wrongPassword = `wrong user name or password (demo users: ${demoUserList})`;
+
+/** What a session list shows of a session: never its id (a bearer token), only a hash to tell them apart. */
+const sessionLabel = (id: string) => createHash('sha256').update(id).digest('hex').slice(0, 12);
+
 const routes = {
   'GET /': 'the live demo page (JSON: this list, with Accept: application/json)',
-  'GET /events': 'every redisware event, as server-sent events (the page counts them)',
+  'GET /events': "the redisware events of this visitor's own requests, as server-sent events (the page counts them)",
   'GET /metrics': 'Prometheus metrics of those events (prom-client)',
   'GET /limited': 'rate limited: 5 requests per minute per client IP, then 429 with Retry-After',
-  'POST /login?user=ada': 'log in: regenerates the session id, stores userId (try: curl -c jar -b jar -X POST …)',
-  'GET /me': 'who am I: the session, and all sessions of the logged-in user',
+  'POST /login': `log in as a demo user (${demoUserList}), JSON {"user":"ada","password":"lovelace"}: regenerates the session id, stores userId; a wrong password is a 401, the sixth in a minute a 429`,
+  'GET /me': 'who am I: the session, and all sessions of the logged-in user (their ids hashed)',
   'POST /logout': 'destroy this session (expired cookie sent)',
   'POST /logout-everywhere': 'destroy every session of the logged-in user',
   'GET /cached': 'a slow (500 ms) handler behind cacheResponse: MISS once, then HIT from Redis (X-Cache, Age)',
@@ -61,19 +89,31 @@ export function createDemoApp(redis: RedisClient, options: DemoOptions = {}): Ex
   const stream = createEventStream();
   const metrics = prometheusMetrics({ registry: new Registry() });
   const onEvent = combineEventHooks(stream.onEvent, metrics.onEvent);
+  // `batch: false`: the event stream tells whose request raised an event by the request's async context, and a
+  // batched script call answers every call of its turn in the context of the first (the limiter's event, and the
+  // handlers after it, would run as another visitor's request). Unbatched, each call answers in its own.
+  const shared = { redis, onEvent, batch: false };
   const sessions = redisSession({
-    redis,
+    ...shared,
     secret: options.sessionSecret ?? randomBytes(32).toString('base64url'),
     prefix: `${prefix}:session`,
     // The page's second "device" is an API client: it keeps its session id in this header, not in a cookie.
     header: 'x-session-id',
-    onEvent,
   });
-  const limited = rateLimit({ redis, limit: 5, window: '1m', prefix: `${prefix}:rate`, onEvent });
-  const cache = createCache({ redis, prefix: `${prefix}:cache`, ttl: '30s', onEvent });
+  const limited = rateLimit({ ...shared, limit: 5, window: '1m', prefix: `${prefix}:rate` });
+  // Failed logins per client IP: 5 a minute (a successful one is not counted).
+  const loginAttempts = rateLimit({
+    ...shared,
+    limit: 5,
+    window: '1m',
+    prefix: `${prefix}:login-rate`,
+    skipSuccessfulRequests: true,
+  });
+  const cache = createCache({ ...shared, prefix: `${prefix}:cache`, ttl: '30s' });
 
   // The stack an app has in front: compression, security headers (the page's scripts are same-origin files, as
   // helmet's Content-Security-Policy wants them), JSON bodies.
+  app.use(stream.attribute); // each request's events go to its own visitor's page only
   app.use(compression());
   app.use(helmet({ contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } } }));
   app.use(express.json());
@@ -108,13 +148,20 @@ export function createDemoApp(redis: RedisClient, options: DemoOptions = {}): Ex
       loggedIn: userId !== undefined,
       userId: userId ?? null,
       visits: req.session.visits,
-      sessionsOfThisUser: userId ? await sessions.listByUser(userId) : [],
+      sessionsOfThisUser: userId
+        ? (await sessions.listByUser(userId)).map(({ id, createdAt, lastSeenAt }) => ({
+            session: sessionLabel(id),
+            current: id === req.session.id,
+            createdAt,
+            lastSeenAt,
+          }))
+        : [],
     });
   }
 
-  app.post('/login', async (req, res) => {
-    const given = req.query.user ?? req.body?.user;
-    const user = typeof given === 'string' && given !== '' ? given.slice(0, 64) : 'demo-user';
+  app.post('/login', loginAttempts, async (req, res) => {
+    const { user, password } = req.body ?? {};
+    if (!passwordMatches(user, password)) return res.status(401).json({ error: wrongPassword });
     await req.session.regenerate(); // a new id on login: no session fixation
     req.session.userId = user;
     if (!wantsJson(req)) return res.redirect(303, '/me');

@@ -40,7 +40,7 @@ describe('demo app', () => {
   it('logs in (new session id), says who I am, and logs out', async () => {
     const agent = request.agent(createDemoApp(redis.client(), { prefix: redis.prefix }));
     expect((await agent.get('/me').expect(200)).body.loggedIn).toBe(false);
-    await agent.post('/login?user=ada').expect(303);
+    await agent.post('/login').send({ user: 'ada', password: 'lovelace' }).expect(303);
     const me = (await agent.get('/me').expect(200)).body;
     expect(me).toMatchObject({ loggedIn: true, userId: 'ada' });
     expect(me.sessionsOfThisUser).toHaveLength(1);

@@ -17,6 +17,10 @@ $('#limited-call').addEventListener('click', async () => {
   panel.dataset.calls = String(Number(panel.dataset.calls ?? 0) + 1);
 });
 
+// The header that tells the server device 2's requests are this page's (device 2 sends no cookies): the event stream
+// sends it first, and only this page's events are sent here.
+let viewer;
+
 // Sessions: device 1 keeps its session in the browser's cookie; device 2 is an API client that keeps the signed id
 // redisSession gives it in a header (and sends no cookies), so one page shows two sessions of the same user.
 for (const device of document.querySelectorAll('.device')) {
@@ -25,7 +29,10 @@ for (const device of document.querySelectorAll('.device')) {
   async function call(method, path, body) {
     const headers = { Accept: 'application/json' };
     if (body) headers['Content-Type'] = 'application/json';
-    if (usesHeader) headers['x-session-id'] = token;
+    if (usesHeader) {
+      headers['x-session-id'] = token;
+      if (viewer) headers[viewer.header] = viewer.value;
+    }
     const response = await fetch(path, {
       method,
       headers,
@@ -33,14 +40,22 @@ for (const device of document.querySelectorAll('.device')) {
       credentials: usesHeader ? 'omit' : 'same-origin',
     });
     if (usesHeader && response.headers.has('x-session-id')) token = response.headers.get('x-session-id');
-    return response.json();
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(answer.error ?? `${response.status} ${response.statusText}`);
+    return answer;
   }
   const describe = (me) =>
     me.loggedIn
       ? `logged in as ${me.userId} · ${me.sessionsOfThisUser.length} session(s) of ${me.userId} · visit ${me.visits}`
       : 'not logged in';
   const actions = {
-    login: async () => describe(await call('POST', '/login', { user: $('[data-role="user"]', device).value })),
+    login: async () =>
+      describe(
+        await call('POST', '/login', {
+          user: $('[data-role="user"]', device).value,
+          password: $('[data-role="password"]', device).value,
+        }),
+      ),
     me: async () => describe(await call('GET', '/me')),
     logout: async () => describe(await call('POST', '/logout')),
     'logout-everywhere': async () =>
@@ -115,6 +130,9 @@ function summary(event) {
 const stream = new EventSource('/events');
 stream.addEventListener('open', () => show(document, 'connection', 'live'));
 stream.addEventListener('error', () => show(document, 'connection', 'reconnecting…'));
+stream.addEventListener('viewer', (message) => {
+  viewer = JSON.parse(message.data);
+});
 stream.addEventListener('counts', (message) => {
   counts.clear();
   for (const [type, count] of Object.entries(JSON.parse(message.data))) counts.set(type, count);
