@@ -60,6 +60,7 @@ export async function* scanPrefix(call: RedisCaller, prefix: string, count: numb
 /**
  * Runs one single-key command per key, pipelined on `node`, the node that holds them (keys from one node's SCAN may
  * sit in different slots, so a multi-key command could be refused with CROSSSLOT on a Cluster); one bounded call.
+ * A GET of a key of another type answers `null`: under the prefix, it is no value of the store's.
  */
 export async function perKey<T>(
   call: RedisCaller,
@@ -71,6 +72,7 @@ export async function perKey<T>(
   for (const key of keys) pipeline[command](key);
   const replies = (await call(() => pipeline.exec())) ?? [];
   return replies.map(([error, reply]) => {
+    if (error && command === 'get' && error.message.startsWith('WRONGTYPE')) return null;
     if (error) throw error;
     return reply as T | null;
   });

@@ -1,89 +1,39 @@
 // `new SessionStore({ redis })`: an express-session Store on ioredis that reads and writes connect-redis' format
 // (`sess:<id>`, the session as JSON, expiring with its cookie), so an app on express-session + connect-redis
 // switches to ioredis without logging anyone out.
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import { z } from 'zod';
 import { lazyRedis } from '../connection.js';
-import { tryParseDuration } from '../duration.js';
 import { type Logger, OutageReporter, resolveLogger } from '../logger.js';
-import { commonMiddlewareOptions, fn, maxDurationMs, parseOptions, timerDurationMs } from '../options.js';
+import { maxDurationMs } from '../options.js';
 import { boundedCaller, type RedisCaller } from '../redis/bounded.js';
-import { RedisScript } from '../redis/script.js';
+import type { RedisClient } from '../redis/client.js';
 import { perKey, scanPrefix } from './scan.js';
+import {
+  resolveStoreOptions,
+  type SessionSerializer,
+  type SessionStoreConfig,
+  type SessionStoreOptions,
+  type StoredSession,
+  validOption,
+} from './session-store-options.js';
+import { getSessionScript, touchSessionScript } from './session-store-scripts.js';
 
-/**
- * A session as express-session hands it over: its data and its `cookie` (`expires`, `originalMaxAge`, …). Loosely
- * typed, so that express-session's own `SessionData` fits without this package depending on its types.
- */
-// biome-ignore lint/suspicious/noExplicitAny: express-session's SessionData, whatever the app declared in it
-export type StoredSession = Record<string, any>;
+export type { SessionSerializer, SessionStoreOptions, StoredSession } from './session-store-options.js';
 
-/** A Node-style callback, as express-session passes them (loosely typed for the same reason). */
+/** A Node-style callback, as express-session passes them (loosely typed for the same reason as StoredSession). */
 // biome-ignore lint/suspicious/noExplicitAny: express-session's callback types
 type Callback = (error?: any, value?: any) => void;
 
-const serializerSchema = z.custom<{ parse(text: string): unknown; stringify(value: unknown): string }>(
-  (value) =>
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as JSON).parse === 'function' &&
-    typeof (value as JSON).stringify === 'function',
-  { message: 'expected an object with parse() and stringify() (like JSON)' },
-);
-
-/** Options of `new SessionStore()`. */
-export const sessionStoreSchema = z.strictObject({
-  ...commonMiddlewareOptions,
-  /** The longest a store call waits on Redis before it fails (express-session then answers with the error). */
-  timeout: timerDurationMs.default(1_000),
-  /** Key prefix, as connect-redis: `sess:<id>` (not empty: `clear()` deletes everything under it). @default 'sess:' */
-  prefix: z.string().min(1).default('sess:'),
-  /**
-   * How long a session lives in Redis, as connect-redis takes it: `(session) => seconds` always decides; seconds (or
-   * a duration string, `'1d'`) only for a session whose cookie has no expiry (a browser-session cookie), the cookie's
-   * expiry deciding otherwise. @default 86400 (one day)
-   */
-  ttl: z
-    .union([
-      z.number().positive(),
-      z.string().transform((value, ctx) => {
-        const seconds = Math.ceil((tryParseDuration(value) ?? 0) / 1000);
-        if (seconds > 0) return seconds;
-        ctx.addIssue({ code: 'custom', message: "expected seconds or a duration like '30m', '1d'" });
-        return z.NEVER;
-      }),
-      fn<(session: StoredSession) => number>(),
-    ])
-    .default(86_400),
-  /** Never extend a session's expiry on requests that do not change it (express-session's `touch`). @default false */
-  disableTouch: z.boolean().default(false),
-  /** connect-redis' `disableTTL` is not offered: every key redisware writes expires. */
-  disableTTL: z
-    .custom<never>(() => false, { message: 'not supported: every key redisware writes expires (give a long ttl)' })
-    .optional(),
-  /** How sessions are written and read. @default JSON */
-  serializer: serializerSchema.optional(),
-  /** SCAN's COUNT for `all()`, `ids()`, `length()` and `clear()`. @default 100 */
-  scanCount: z.number().int().positive().default(100),
-});
-
-export type SessionStoreOptions = z.input<typeof sessionStoreSchema>;
-
-/** Extends KEYS[1]'s expiry to ARGV[1] ms, never shortening it and never creating the key. */
-const touchSessionScript = new RedisScript(
-  'session-store touch',
-  `
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -2 then return 0 end
-if ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return 1
-`,
-  { keys: 1 },
-);
+/** express-session's `Store` as this class uses it: its prototype, and `createSession` on it. */
+interface ExpressSessionStore {
+  // biome-ignore lint/suspicious/noExplicitAny: express-session's Request, SessionData and Session types
+  prototype: { createSession(req: any, data: any): any };
+}
 
 /** express-session's own `Store`, resolved from the app (it is an optional peer dependency). */
-function expressSessionStore(): { prototype: object } {
+function expressSessionStore(): ExpressSessionStore {
   try {
     return createRequire(import.meta.url)('express-session').Store;
   } catch {
@@ -115,55 +65,122 @@ function settle<T>(work: Promise<T>, callback: Callback | undefined, logger: Log
   return work;
 }
 
+/** A short, stable name for a session id in a log line: the id itself would let a log reader take the session over. */
+function logName(sid: string): string {
+  return `sha256:${createHash('sha256').update(sid).digest('hex').slice(0, 12)}`;
+}
+
 /**
  * An express-session `Store` on ioredis (5 or 6, single node, Sentinel or Cluster), in connect-redis' key and value
  * format: `app.use(session({ store: new SessionStore({ redis }), secret, resave: false, saveUninitialized: false }))`.
  * Every call is one round trip, bounded by `timeout`; every key it writes expires with its session's cookie.
  */
 export class SessionStore extends EventEmitter {
-  readonly prefix: string;
   // express-session's own, inherited from its Store (see the constructor); typed loosely so that a SessionStore is
   // an express-session Store for @types/express-session without this package depending on it.
   // biome-ignore lint/suspicious/noExplicitAny: express-session's Request and Session types
   declare regenerate: (req: any, callback: (error?: any) => any) => void;
   // biome-ignore lint/suspicious/noExplicitAny: express-session's SessionData
   declare load: (sid: string, callback: (error: any, session?: any) => any) => void;
-  // biome-ignore lint/suspicious/noExplicitAny: express-session's Request, SessionData and Session types
-  declare createSession: (req: any, session: any) => any;
-  private readonly config: z.output<typeof sessionStoreSchema>;
-  private readonly call: RedisCaller;
-  private readonly serializer: { parse(text: string): unknown; stringify(value: unknown): string };
-  private readonly logger: Logger;
+  readonly #Store: ExpressSessionStore;
+  readonly #config: SessionStoreConfig;
+  readonly #client: () => RedisClient;
+  readonly #call: RedisCaller;
+  readonly #logger: Logger;
+  /**
+   * The session objects known to be stored, with the id they are stored under: loaded (express-session builds each
+   * session it read through `createSession`) or written by `set()`. Their `set()` only updates, never creates, so a
+   * request still in flight cannot bring back a session destroyed meanwhile; any other session (express-session's
+   * new and regenerated ones) is created.
+   */
+  readonly #stored = new WeakMap<object, string>();
 
   constructor(options: SessionStoreOptions = {}) {
     super();
     // Inherit express-session's regenerate(), load() and createSession(), which build its own Session and Cookie
     // objects (and make `store instanceof session.Store` true).
-    const Store = expressSessionStore();
-    if (Object.getPrototypeOf(SessionStore.prototype) !== Store.prototype) {
-      Object.setPrototypeOf(SessionStore.prototype, Store.prototype);
+    this.#Store = expressSessionStore();
+    if (Object.getPrototypeOf(SessionStore.prototype) !== this.#Store.prototype) {
+      Object.setPrototypeOf(SessionStore.prototype, this.#Store.prototype);
     }
-    this.config = parseOptions('SessionStore', sessionStoreSchema, options);
-    this.prefix = this.config.prefix;
-    this.serializer = this.config.serializer ?? JSON;
-    const logger = resolveLogger(this.config.logger);
-    this.logger = logger;
+    this.#config = resolveStoreOptions(options);
+    const logger = resolveLogger(this.#config.logger);
+    this.#logger = logger;
+    this.#client = lazyRedis(this.#config.redis);
     const outage = new OutageReporter(logger, 'SessionStore could not use Redis (down, slow or refusing)');
-    this.call = boundedCaller({
-      client: lazyRedis(this.config.redis),
-      timeoutMs: this.config.timeout,
+    this.#call = boundedCaller({
+      client: this.#client,
+      timeoutMs: this.#config.timeout,
       outage,
       logger,
-      batch: this.config.batch,
+      batch: this.#config.batch,
     });
+  }
+
+  /** The ioredis client (the `redis` option, or the shared default). Read-only: the store's calls are bound to it. */
+  get client(): RedisClient {
+    return this.#client();
+  }
+
+  /** The key prefix (`'sess:'`). Read-only: another prefix would lose every stored session, and aim `clear()` elsewhere. */
+  get prefix(): string {
+    return this.#config.prefix;
+  }
+
+  /** How sessions are written and read (`JSON`). Read-only: another one could not read the stored sessions. */
+  get serializer(): SessionSerializer {
+    return this.#config.serializer ?? JSON;
+  }
+
+  /** Always false, read-only: every key redisware writes expires (connect-redis' `disableTTL` is refused). */
+  get disableTTL(): false {
+    return false;
+  }
+
+  /** The `ttl` option: seconds, or `(session) => seconds`. Changeable; validated as the constructor does. */
+  get ttl(): SessionStoreConfig['ttl'] {
+    return this.#config.ttl;
+  }
+
+  set ttl(value: SessionStoreConfig['ttl'] | string) {
+    this.#config.ttl = validOption('ttl', value);
+  }
+
+  /** SCAN's COUNT for `all()`, `ids()`, `length()` and `clear()`. Changeable; validated. */
+  get scanCount(): number {
+    return this.#config.scanCount;
+  }
+
+  set scanCount(value: number) {
+    this.#config.scanCount = validOption('scanCount', value);
+  }
+
+  /** Whether `touch()` does nothing. Changeable; validated. */
+  get disableTouch(): boolean {
+    return this.#config.disableTouch;
+  }
+
+  set disableTouch(value: boolean) {
+    this.#config.disableTouch = validOption('disableTouch', value);
+  }
+
+  /**
+   * express-session's `createSession` (it builds `req.session` from what `get()` read), noting the session as stored
+   * (see {@link SessionStore.set}).
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: express-session's Request, SessionData and Session types
+  createSession(req: any, data: any): any {
+    const session = this.#Store.prototype.createSession.call(this, req, data);
+    this.#stored.set(session, req.sessionID);
+    return session;
   }
 
   /**
    * How long `session` lives, in whole ms (as connect-redis decides): the `ttl` function's answer, else until its
    * cookie expires, else the `ttl` option. At most 1000 years; 0 or less means it is already over.
    */
-  private lifetimeMs(session: StoredSession): number {
-    const { ttl } = this.config;
+  #lifetimeMs(session: StoredSession): number {
+    const { ttl } = this.#config;
     let ms: number;
     if (typeof ttl === 'function') {
       const seconds = Number(ttl(session));
@@ -179,42 +196,57 @@ export class SessionStore extends EventEmitter {
 
   /**
    * A stored value as a session, or `null` when it is not one (written by something else under this prefix): no
-   * session, rather than a 500 on every request.
+   * session, rather than a 500 on every request. The warning names the session by a hash of its id, and the problem
+   * by its kind (a parser's message may quote the value).
    */
-  private async parse(sid: string, raw: string): Promise<StoredSession | null> {
+  async #parse(sid: string, raw: string): Promise<StoredSession | null> {
+    let problem: string;
     try {
       const session = (await this.serializer.parse(raw)) as unknown;
       if (typeof session === 'object' && session !== null && !Array.isArray(session)) return session as StoredSession;
-      throw new Error('not an object');
+      problem = 'not an object';
     } catch (error) {
-      this.logger.warn(`redisware SessionStore: session ${sid} is unreadable, treated as none: ${String(error)}`);
-      return null;
+      problem = `${(error as Error)?.name ?? 'Error'} from the serializer`;
     }
+    this.#logger.warn(`redisware SessionStore: session ${logName(sid)} is unreadable (${problem}), treated as none`);
+    return null;
   }
 
   /**
-   * Reads a session; `null` when there is none. Its expiry is the key's: as with connect-redis, the stored
-   * `cookie.expires` is the one of its last write (`touch` extends the key, not the stored value).
+   * Reads a session; `null` when there is none (a key of another type under the prefix is none either). Its expiry
+   * is the key's: as with connect-redis, the stored `cookie.expires` is the one of its last write (`touch` extends
+   * the key, not the stored value).
    */
   get(sid: string, callback?: Callback): Promise<StoredSession | null> {
     const key = this.prefix + sid;
-    const work = this.call((redis) => redis.get(key)).then((raw) => (raw === null ? null : this.parse(sid, raw)));
-    return settle(work, callback, this.logger);
+    const work = this.#call
+      .run(getSessionScript, [key], [])
+      .then((raw) => (typeof raw === 'string' ? this.#parse(sid, raw) : null));
+    return settle(work, callback, this.#logger);
   }
 
-  /** Writes a session, expiring with its cookie (one that has already expired is deleted instead). */
+  /**
+   * Writes a session, expiring with its cookie (one that has already expired is deleted instead). A session this
+   * store loaded or wrote under `sid` is only updated (`SET … XX`): one destroyed (or expired) meanwhile stays gone,
+   * whatever request still holds it. Any other session is created.
+   */
   set(sid: string, session: StoredSession, callback?: Callback): Promise<void> {
     const work = (async () => {
-      const ttlMs = this.lifetimeMs(session);
+      const ttlMs = this.#lifetimeMs(session);
       const key = this.prefix + sid;
-      if (ttlMs > 0) {
-        const value = this.serializer.stringify(session);
-        await this.call((redis) => redis.set(key, value, 'PX', ttlMs));
-      } else {
-        await this.call((redis) => redis.del(key)); // a lifetime that is already over ends the session
+      if (ttlMs <= 0) {
+        await this.#call((redis) => redis.del(key)); // a lifetime that is already over ends the session
+        return;
       }
+      const value = this.serializer.stringify(session);
+      if (this.#stored.get(session) === sid) {
+        await this.#call((redis) => redis.set(key, value, 'PX', ttlMs, 'XX'));
+        return;
+      }
+      await this.#call((redis) => redis.set(key, value, 'PX', ttlMs));
+      if (typeof session === 'object' && session !== null) this.#stored.set(session, sid);
     })();
-    return settle(work, callback, this.logger);
+    return settle(work, callback, this.#logger);
   }
 
   /**
@@ -222,47 +254,47 @@ export class SessionStore extends EventEmitter {
    * session): never writes its data, never shortens it, never brings back one that was destroyed.
    */
   touch(sid: string, session: StoredSession, callback?: Callback): Promise<void> {
-    if (this.config.disableTouch) return settle(Promise.resolve(), callback, this.logger);
+    if (this.#config.disableTouch) return settle(Promise.resolve(), callback, this.#logger);
     const work = (async () => {
-      const ttlMs = this.lifetimeMs(session);
+      const ttlMs = this.#lifetimeMs(session);
       // A lifetime that is already over ends the session, as connect-redis' EXPIRE 0 does.
       const key = this.prefix + sid;
-      if (ttlMs > 0) await this.call.run(touchSessionScript, [key], [ttlMs]);
-      else await this.call((redis) => redis.del(key));
+      if (ttlMs > 0) await this.#call.run(touchSessionScript, [key], [ttlMs]);
+      else await this.#call((redis) => redis.del(key));
     })();
-    return settle(work, callback, this.logger);
+    return settle(work, callback, this.#logger);
   }
 
   /** Deletes a session. */
   destroy(sid: string, callback?: Callback): Promise<void> {
     const key = this.prefix + sid;
-    const work = this.call((redis) => redis.del(key)).then(() => undefined);
-    return settle(work, callback, this.logger);
+    const work = this.#call((redis) => redis.del(key)).then(() => undefined);
+    return settle(work, callback, this.#logger);
   }
 
   /** Every stored session id (SCAN under the prefix; every master on a Cluster; never KEYS). */
   ids(callback?: Callback): Promise<string[]> {
     const work = (async () => {
       const ids: string[] = [];
-      for await (const { names } of scanPrefix(this.call, this.prefix, this.config.scanCount)) {
+      for await (const { names } of scanPrefix(this.#call, this.prefix, this.#config.scanCount)) {
         for (const name of names) ids.push(name.slice(this.prefix.length));
       }
       return ids;
     })();
-    return settle(work, callback, this.logger);
+    return settle(work, callback, this.#logger);
   }
 
   /** Every stored session, each with its `id` (as connect-redis returns them). */
   all(callback?: Callback): Promise<StoredSession[]> {
     const work = (async () => {
       const sessions: StoredSession[] = [];
-      for await (const { node, keys, names } of scanPrefix(this.call, this.prefix, this.config.scanCount)) {
-        const values = await perKey<string>(this.call, node, keys, 'get');
+      for await (const { node, keys, names } of scanPrefix(this.#call, this.prefix, this.#config.scanCount)) {
+        const values = await perKey<string>(this.#call, node, keys, 'get');
         for (let i = 0; i < values.length; i++) {
           const raw = values[i];
           if (raw === null) continue; // expired between SCAN and GET
           const id = names[i].slice(this.prefix.length);
-          const session = await this.parse(id, raw);
+          const session = await this.#parse(id, raw);
           if (!session) continue;
           session.id = id;
           sessions.push(session);
@@ -270,7 +302,7 @@ export class SessionStore extends EventEmitter {
       }
       return sessions;
     })();
-    return settle(work, callback, this.logger);
+    return settle(work, callback, this.#logger);
   }
 
   /** How many sessions are stored. */
@@ -278,17 +310,17 @@ export class SessionStore extends EventEmitter {
     return settle(
       this.ids().then((ids) => ids.length),
       callback,
-      this.logger,
+      this.#logger,
     );
   }
 
   /** Deletes every session under the prefix (and nothing else: never FLUSHDB). */
   clear(callback?: Callback): Promise<void> {
     const work = (async () => {
-      for await (const { node, keys } of scanPrefix(this.call, this.prefix, this.config.scanCount)) {
-        await perKey(this.call, node, keys, 'unlink');
+      for await (const { node, keys } of scanPrefix(this.#call, this.prefix, this.#config.scanCount)) {
+        await perKey(this.#call, node, keys, 'unlink');
       }
     })();
-    return settle(work, callback, this.logger);
+    return settle(work, callback, this.#logger);
   }
 }

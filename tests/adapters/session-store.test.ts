@@ -216,6 +216,169 @@ describe('SessionStore under express-session', () => {
   });
 });
 
+/** An express-session app like {@link appWith}, plus POST /slow: waits for `gate`, then changes the session. */
+function appWithSlowRequest(store: session.Store, saveUninitialized = false) {
+  let entered!: () => void;
+  let release!: () => void;
+  const started = new Promise<void>((resolve) => {
+    entered = resolve;
+  });
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const app = express();
+  app.use(session({ store, secret: 'a test secret', resave: false, saveUninitialized, cookie: { maxAge: 60_000 } }));
+  app.post('/slow', async (req, res) => {
+    entered();
+    await gate;
+    (req.session as unknown as { views: number }).views = 1;
+    res.json({ id: req.sessionID });
+  });
+  const base = appWith(store, { maxAge: 60_000 });
+  app.use(base);
+  return { app, started, release };
+}
+
+describe('SessionStore never brings back a destroyed session', () => {
+  it('keeps a user logged out when a request that changes the session ends after the logout', async () => {
+    const store = newStore();
+    const { app, started, release } = appWithSlowRequest(store);
+    const agent = request.agent(app);
+    const { id } = (await agent.post('/login').expect(200)).body;
+    const slow = agent.post('/slow').then((response) => response);
+    await started;
+    await agent.post('/logout').expect(200);
+    release();
+    expect((await slow).status).toBe(200);
+    expect(await redis.client().exists(store.prefix + id)).toBe(0);
+    expect((await agent.get('/me')).body.user).toBeNull();
+  });
+
+  it('set() of a session it loaded only updates it: never recreates one destroyed meanwhile', async () => {
+    const store = newStore();
+    await store.set('gone', { cookie: { originalMaxAge: 60_000 }, user: 'alice' });
+    const loaded = await new Promise<session.SessionData>((resolve, reject) =>
+      store.load('gone', (error, found) => (error ? reject(error) : resolve(found))),
+    );
+    await store.destroy('gone');
+    await store.set('gone', loaded);
+    expect(await redis.client().exists(`${store.prefix}gone`)).toBe(0);
+  });
+
+  for (const saveUninitialized of [false, true]) {
+    it(`still creates brand-new sessions (saveUninitialized: ${saveUninitialized}), and regenerated ones`, async () => {
+      const store = newStore();
+      const { app } = appWithSlowRequest(store, saveUninitialized);
+      const agent = request.agent(app);
+      const first = (await agent.get('/me').expect(200)).body.id;
+      expect(await redis.client().exists(store.prefix + first)).toBe(saveUninitialized ? 1 : 0);
+      const { id } = (await agent.post('/login').expect(200)).body;
+      expect((await agent.get('/me')).body).toEqual({ user: 'alice', id });
+      const rotated = (await agent.post('/rotate').expect(200)).body.id;
+      expect(rotated).not.toBe(id);
+      expect((await agent.get('/me')).body).toEqual({ user: 'alice again', id: rotated });
+      await store.set('written-directly', { cookie: {}, n: 1 }); // as connect-redis' own tests do
+      expect((await store.get('written-directly'))?.n).toBe(1);
+    });
+  }
+});
+
+describe('SessionStore on bad data under its prefix', () => {
+  it('a key of another type is a missing session: a new session, never a 500 WRONGTYPE', async () => {
+    const store = newStore();
+    const kinds: [string, (key: string) => Promise<unknown>][] = [
+      ['hash', (key) => redis.client().hset(key, 'user', 'admin')],
+      ['list', (key) => redis.client().rpush(key, '{"user":"admin"}')],
+    ];
+    for (const [kind, plant] of kinds) {
+      const sid = `wrong-type-${kind}`;
+      await plant(store.prefix + sid);
+      await redis.client().pexpire(store.prefix + sid, 60_000);
+      expect(await store.get(sid), kind).toBeNull();
+      const cookie = expressSessionCookie(sid, 'a test secret');
+      const me = await request(appWith(store)).get('/me').set('Cookie', cookie);
+      expect(me.status, kind).toBe(200);
+      expect(me.body.user, kind).toBeNull();
+      const login = await request(appWith(store)).post('/login').set('Cookie', cookie);
+      expect(login.status, kind).toBe(200);
+      expect(login.body.id, kind).not.toBe(sid);
+    }
+    await store.set('good', { cookie: {}, n: 1 });
+    const listed = (await store.all()).map((found) => found.id);
+    expect(listed).toContain('good');
+    expect(listed.filter((id) => id.startsWith('wrong-type'))).toEqual([]);
+  });
+
+  it("an unreadable value's warning never prints the session id", async () => {
+    const logger = recordingLogger();
+    const store = newStore({ logger });
+    const sid = 'a-secret-session-id-that-must-not-be-logged';
+    await redis.client().set(store.prefix + sid, '{not json', 'PX', 60_000);
+    expect(await store.get(sid)).toBeNull();
+    expect(await store.all()).toEqual([]);
+    expect(logger.warnings.join('\n')).toMatch(/unreadable/);
+    expect(logger.warnings.join('\n')).not.toContain(sid);
+  });
+});
+
+describe("SessionStore's public properties, as connect-redis has them", () => {
+  it('has client, prefix, ttl, scanCount, disableTouch, disableTTL and serializer, with their defaults', () => {
+    const client = redis.client();
+    const store = new SessionStore({ redis: client, logger: silentLogger });
+    expect(store.client).toBe(client);
+    expect(store.prefix).toBe('sess:');
+    expect(store.ttl).toBe(86_400);
+    expect(store.scanCount).toBe(100);
+    expect(store.disableTouch).toBe(false);
+    expect(store.disableTTL).toBe(false);
+    expect(store.serializer).toBe(JSON);
+    const ttl = () => 10;
+    const serializer = { parse: JSON.parse, stringify: JSON.stringify };
+    const configured = new SessionStore({ redis: client, ttl, serializer, scanCount: 7, disableTouch: true });
+    expect([configured.ttl, configured.serializer, configured.scanCount, configured.disableTouch]).toEqual([
+      ttl,
+      serializer,
+      7,
+      true,
+    ]);
+    expect(new SessionStore({ redis: client, ttl: '1h' }).ttl).toBe(3_600);
+  });
+
+  it('client, prefix, serializer and disableTTL are read-only; ttl, scanCount and disableTouch take valid values', async () => {
+    const store = newStore();
+    const writable = store as unknown as Record<string, unknown>;
+    for (const property of ['client', 'prefix', 'serializer', 'disableTTL']) {
+      expect(() => {
+        writable[property] = undefined;
+      }, property).toThrow(TypeError);
+    }
+    store.ttl = 10;
+    await store.set('short', { cookie: {} });
+    expect(await redis.client().pttl(`${store.prefix}short`)).toBeLessThanOrEqual(10_000);
+    store.scanCount = 5;
+    expect(await store.ids()).toEqual(['short']);
+    store.disableTouch = true;
+    expect(store.disableTouch).toBe(true);
+    expect(() => {
+      store.ttl = -1;
+    }).toThrow(/"ttl"/);
+    expect(() => {
+      store.scanCount = 0;
+    }).toThrow(/"scanCount"/);
+    expect(() => {
+      writable.disableTouch = 'yes';
+    }).toThrow(/"disableTouch"/);
+  });
+
+  it('refuses a client that is not ioredis, naming what it is', () => {
+    const nodeRedis = createClient({ url: redisUrl() });
+    expect(() => new SessionStore({ redis: nodeRedis as never })).toThrow(/node-redis/);
+    expect(() => new SessionStore({ redis: nodeRedis as never })).not.toThrow(/\{\}/);
+    class SomeClient {}
+    expect(() => new SessionStore({ redis: new SomeClient() as never })).toThrow(/SomeClient/);
+  });
+});
+
 describe('switching from connect-redis without logging anyone out', () => {
   const nodeRedis = createClient({ url: redisUrl() });
   beforeAll(async () => {
