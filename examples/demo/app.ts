@@ -89,10 +89,9 @@ export function createDemoApp(redis: RedisClient, options: DemoOptions = {}): Ex
   const stream = createEventStream();
   const metrics = prometheusMetrics({ registry: new Registry() });
   const onEvent = combineEventHooks(stream.onEvent, metrics.onEvent);
-  // `batch: false`: the event stream tells whose request raised an event by the request's async context, and a
-  // batched script call answers every call of its turn in the context of the first (the limiter's event, and the
-  // handlers after it, would run as another visitor's request). Unbatched, each call answers in its own.
-  const shared = { redis, onEvent, batch: false };
+  // The event stream tells whose request raised an event by the request's async context, which every middleware
+  // keeps (batched Redis calls included).
+  const shared = { redis, onEvent };
   const sessions = redisSession({
     ...shared,
     secret: options.sessionSecret ?? randomBytes(32).toString('base64url'),

@@ -1,4 +1,5 @@
 // Sends the script calls made during one turn of the event loop together, on a standalone client.
+import { AsyncResource } from 'node:async_hooks';
 import type { Redis } from 'ioredis';
 import { RedisTimeoutError, RedisUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -86,7 +87,10 @@ export class ScriptBatcher {
     done: ScriptCallback,
     timeoutMs?: number,
   ): void {
-    this.queue.push({ script, keys, args, done, timeoutMs, deadline: undefined, settled: false });
+    // The batch's reply arrives in the context of whichever call started the flush: each caller is answered in its
+    // own async context (AsyncLocalStorage: request ids, tracing spans), as if its call had gone alone.
+    const answer = AsyncResource.bind(done);
+    this.queue.push({ script, keys, args, done: answer, timeoutMs, deadline: undefined, settled: false });
     if (!this.scheduled) {
       this.scheduled = true;
       this.turnStarted = Date.now();

@@ -80,7 +80,10 @@ describe('runScript batching (standalone Redis)', () => {
     const wrong = `${redis.prefix}:a-list`;
     await client.rpush(wrong, 'x');
     await client.pexpire(wrong, 60_000);
-    const results = await Promise.allSettled([hit(`${redis.prefix}:ok-1`), hit(wrong), hit(`${redis.prefix}:ok-2`)]);
+    // A plain INCR: the rate-limit scripts repair such a key instead of failing on it.
+    const increment = new RedisScript('increment', "return redis.call('INCR', KEYS[1])", { keys: 1 });
+    const incr = (key: string) => runScript(client, increment, [key], []);
+    const results = await Promise.allSettled([incr(`${redis.prefix}:ok-1`), incr(wrong), incr(`${redis.prefix}:ok-2`)]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/WRONGTYPE/);
     expect(await client.get(`${redis.prefix}:ok-2`)).toBe('1');
