@@ -1,6 +1,6 @@
 import { parse, serialize } from 'cookie';
 import type { Request } from 'express';
-import type { Lifetime } from './model.js';
+import type { Lifetime } from './lifetime.js';
 import type { SessionConfig } from './options.js';
 import { signSessionId } from './signature.js';
 

@@ -3,16 +3,22 @@ import { now as clock, reportingFailure, reportRedisError, since } from '../even
 import { backgroundNeedsSession, isBackground, markSessionIssued, provideSessionIdentity } from '../http/marks.js';
 import { beforeHeaders, holdEnd } from '../http/response.js';
 import { nameArgument } from '../keys.js';
+import type { Changes } from './changes.js';
 import { sessionCookie } from './cookie.js';
 import type { SessionData } from './data.js';
-import { hookOnce, mayChange, RedisSession, type SessionCookie, sessionIdentity, stateOf, tracked } from './model.js';
+import { RedisSession, stateOf } from './model.js';
 import { type RedisSessionOptions, resolveConfig } from './options.js';
+import type { SessionCookie } from './session-cookie.js';
 import { sessionCookieVerifier } from './signature.js';
-import { createSessionStorage, type UserSessionInfo } from './storage.js';
+import { hookOnce, mayChange, type SessionState } from './state.js';
+import { createSessionStorage } from './storage.js';
+import { sessionIdentity, tracked } from './tracking.js';
+import type { UserSessionInfo } from './user-index.js';
 
-export type { SessionCallback, SessionCookie } from './model.js';
 export type { RedisSessionOptions } from './options.js';
-export type { UserSessionInfo } from './storage.js';
+export type { SessionCookie } from './session-cookie.js';
+export type { SessionCallback } from './state.js';
+export type { UserSessionInfo } from './user-index.js';
 
 /**
  * The methods every `req.session` has besides its data. Each returns a Promise; given a Node-style callback instead
@@ -99,7 +105,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   const storage = createSessionStorage(config);
   const cookies = sessionCookie(config);
   const verifyCookie = sessionCookieVerifier(config.secrets);
-  const lifetimeOf = (s: ReturnType<typeof stateOf>) => (s.lifetime !== undefined ? s.lifetime : config.cookie.maxAge);
+  const lifetimeOf = (s: SessionState) => (s.lifetime !== undefined ? s.lifetime : config.cookie.maxAge);
 
   /**
    * The cookie this response owes, if any: `'clear'` after destroy(), `'issue'` for a new or regenerated session
@@ -115,7 +121,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     if (s.detached) return undefined;
     const persistent = typeof lifetimeOf(s) === 'number';
     const refresh = persistent && !s.isNew && (config.rolling || s.cookieOwed);
-    return s.cookieOwed || refresh || (s.isNew && (willSave ?? storage.willSave(session))) ? 'issue' : undefined;
+    return s.cookieOwed || refresh || (s.isNew && (willSave ?? storage.willSave(s))) ? 'issue' : undefined;
   }
 
   function sendCookie(req: Request, res: Response, session: RedisSession, willSave?: boolean): void {
@@ -157,9 +163,10 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   /** Holds `res.end` until the session is saved, so no response (a redirect included) can beat the write. */
   function commitBeforeEnd(req: Request, res: Response, session: RedisSession): void {
     holdEnd(res, (proceed) => {
-      let changes: ReturnType<typeof storage.pendingWrite>;
+      const s = stateOf(session);
+      let changes: Changes | undefined;
       try {
-        changes = storage.pendingWrite(session, reportUnstorable);
+        changes = storage.pendingWrite(s, reportUnstorable);
       } catch (error) {
         // A bug of the app's (a throwing getter, say) must not keep the response from ending.
         config.logger.error(`redisware redisSession: the session was not saved: ${(error as Error).message}`);
@@ -171,7 +178,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
         return proceed();
       }
       const started = config.emit ? clock() : 0;
-      storage.write(session, changes, (error) => {
+      storage.write(s, changes, (error) => {
         if (!error) {
           sendCookie(req, res, session);
           return proceed();

@@ -1,5 +1,6 @@
 // How a session is held in Redis (one hash; see scripts.ts), and the load script's reply read back into a session.
-import { isReservedField, type Lifetime } from './model.js';
+import type { Lifetime } from './lifetime.js';
+import { isReservedField } from './reserved.js';
 
 /** Prefix of the hash fields that hold session data (the others: `_c` created, `_s` last seen, `_m` lifetime). */
 export const dataPrefix = 'd:';
