@@ -29,7 +29,10 @@ describe.each([true, false])('with batch: %s', (batch) => {
     try {
       const ids = Array.from({ length: 100 }, (_, i) => `r${i}`);
       const answers = await Promise.all(
-        ids.map((id) => fetch(`http://127.0.0.1:${port}/?id=${id}`).then((response) => response.json())),
+        ids.map(async (id) => {
+          const response = await fetch(`http://127.0.0.1:${port}/?id=${id}`);
+          return (await response.json()) as { asked: string; seen?: string };
+        }),
       );
       expect(answers.filter((answer) => answer.asked !== answer.seen)).toEqual([]);
     } finally {
