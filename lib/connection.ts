@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { RedisUnavailableError } from './errors.js';
 import { type Emit, eventEmitter, reportRedisError } from './events.js';
 import { type Logger, resolveLogger } from './logger.js';
-import { durationMs, loggerSchema, onEventOption, parseOptions } from './options.js';
+import { durationMs, loggerSchema, onEventOption, parseOptions, withoutCredentials } from './options.js';
 import type { RedisClient } from './redis/client.js';
 import { followFailovers } from './redis/failover.js';
 
@@ -202,16 +202,8 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
   const target = url ?? (rest.host || rest.port ? undefined : defaultRedisUrl());
   const client = target === undefined ? new Redis(common) : new Redis(target, common);
   rejectUnansweredOnClose(client);
-  reportOutages(client, log, target ? redactUrl(target) : `${rest.host ?? '127.0.0.1'}:${rest.port ?? 6379}`, emit);
+  reportOutages(client, log, target ? withoutCredentials(target) : `${rest.host ?? '127.0.0.1'}:${rest.port ?? 6379}`, emit);
   return client;
-}
-
-/** Hides the password of a URL before it is logged. */
-function redactUrl(url: string): string {
-  return url.replace(
-    /\/\/([^@/]*)@/,
-    (_, auth: string) => `//${auth.includes(':') ? `${auth.split(':')[0]}:***` : '***'}@`,
-  );
 }
 
 /** The part of ioredis' internals used to settle commands a dropped connection left unanswered. */

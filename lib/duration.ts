@@ -27,3 +27,11 @@ export function parseDuration(value: Duration): number {
   if (ms === undefined) throw new TypeError(`duration is invalid: ${JSON.stringify(value)} (${durationExpectation})`);
   return ms;
 }
+
+/** The shortest name of a whole number of milliseconds: `1000` → `'1s'`, `86400000` → `'1d'`, `1500` → `'1500ms'`. */
+export function durationName(ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    if (ms % unitMs[unit] === 0) return `${ms / unitMs[unit]}${unit}`;
+  }
+  return `${ms}ms`;
+}

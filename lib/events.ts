@@ -160,6 +160,17 @@ export interface RedisErrorEvent {
   durationMs: number;
 }
 
+/**
+ * A value of the wrong type or shape under one of the middleware's keys (written by another program, an older
+ * version, or by hand) was replaced or ignored instead of obeyed: a counter restarted, a session treated as missing.
+ */
+export interface RedisRepairedEvent {
+  type: 'redis.repaired';
+  source: 'rateLimit' | 'session';
+  /** The client key (rateLimit), or nothing that names a session. */
+  key?: string;
+}
+
 /** Every event `onEvent` receives; tell them apart by `type`. */
 export type RediswareEvent =
   | RateLimitAllowedEvent
@@ -171,7 +182,8 @@ export type RediswareEvent =
   | CacheStoredEvent
   | CacheInvalidatedEvent
   | LockEvent
-  | RedisErrorEvent;
+  | RedisErrorEvent
+  | RedisRepairedEvent;
 
 /** Every event type, for code that enumerates them (metrics, dashboards). */
 export const eventTypes = [
@@ -191,6 +203,7 @@ export const eventTypes = [
   'lock.acquired',
   'lock.timeout',
   'redis.error',
+  'redis.repaired',
 ] as const satisfies readonly RediswareEvent['type'][];
 
 /** The `onEvent` option: called synchronously, once per event. What it returns (a Promise too) is ignored. */

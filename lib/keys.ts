@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /** One part of a Redis key: a non-empty string or a finite number. */
 export type KeyPart = string | number;
 
@@ -56,4 +58,24 @@ export function keyspace(prefix: string): Keyspace {
 export function hashTag(part: KeyPart): string {
   const text = nameArgument(part, 'hashTag part', true);
   return `{${/[%{}]/.test(text) ? text.replace(reservedInHashTag, percentEncode) : text}}`;
+}
+
+/** Parts longer than this are written as their SHA-256, so a key stays short whatever a request sends. */
+const maxPartLength = 128;
+
+/** The characters the encoder uses as separators (`:`), hash-tag delimiters (`{`, `}`) and its escape (`%`). */
+const reserved = /[%:{}]/g;
+const hasReserved = /[%:{}]/;
+
+const escapeReserved = (char: string) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`;
+
+/**
+ * One part of a key a request (or an app function) supplies, written so that it holds no `:`, `{` or `}` of its
+ * own: `%`, `:`, `{` and `}` become `%25`, `%3A`, `%7B`, `%7D`, so a `%` in an escaped part is always followed by two
+ * hex digits. A part longer than {@link maxPartLength} becomes `%#` and its SHA-256 in base64url, a form no
+ * escaped part can take. So distinct parts give distinct strings, and one may sit inside a hash tag as it is.
+ */
+export function encodePart(part: string): string {
+  if (part.length > maxPartLength) return `%#${createHash('sha256').update(part).digest('base64url')}`;
+  return hasReserved.test(part) ? part.replace(reserved, escapeReserved) : part;
 }

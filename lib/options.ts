@@ -4,9 +4,18 @@ import type { EventHook } from './events.js';
 import type { Logger } from './logger.js';
 import type { AnyRedisClient, RedisClient } from './redis/client.js';
 
-/** A URL's credentials replaced by `***` (`redis://:***@host`), so an error message never carries a password. */
-function withoutCredentials(text: string): string {
-  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
+/**
+ * A URL (`redis://user:pass@host:6379/0`) with its user and password replaced by `***` (`redis://***@host:6379/0`),
+ * so a log line or an error message never carries them. The URL is read as Redis clients read it: the scheme,
+ * then credentials up to an `@`, then the address. A password may hold any character, escaped or not (`@`, `:`,
+ * `/`, `%40`), so everything between the scheme and the last `@` counts as credentials: nothing of a password is
+ * ever shown, at worst a little of the address is hidden too. Text that is no URL is returned as it is.
+ */
+export function withoutCredentials(text: string): string {
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(text)?.[0];
+  if (scheme === undefined) return text;
+  const at = text.lastIndexOf('@');
+  return at < scheme.length ? text : `${scheme}***@${text.slice(at + 1)}`;
 }
 
 /** Shows a bad option value in an error message without dumping clients, huge objects or URL passwords. */
@@ -17,6 +26,13 @@ function describeValue(value: unknown): string {
     return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text);
   }
   if (typeof value === 'bigint' || typeof value === 'symbol' || typeof value === 'number') return String(value);
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    // An instance is named by its kind: its fields (a client's connection state) say nothing to the reader.
+    const sendsCommands = typeof (value as { sendCommand?: unknown }).sendCommand === 'function';
+    if (sendsCommands && typeof (value as { evalsha?: unknown }).evalsha !== 'function') return 'a node-redis client';
+    const kind = Object.getPrototypeOf(value)?.constructor?.name;
+    if (kind && kind !== 'Object') return `a ${kind} object`;
+  }
   try {
     const json = JSON.stringify(value);
     if (json === undefined) return String(value);
@@ -133,7 +149,7 @@ export const redisSchema = z
       value !== null &&
       typeof (value as RedisClient).evalsha === 'function' &&
       typeof (value as RedisClient).on === 'function',
-    { message: 'expected an ioredis Redis or Cluster client' },
+    { message: 'expected an ioredis 5 or 6 Redis or Cluster client, such as new Redis(url) or createRedis()' },
   )
   .transform((client) => client as unknown as RedisClient);
 
@@ -150,4 +166,6 @@ export const commonMiddlewareOptions = {
    * a batch (CROSSSLOT from a proxy in front of a Cluster) turns it off by itself, after one warning. @default true
    */
   batch: z.boolean().default(true),
+  /** Receives the factory's events (see "Events and metrics" in the README) and `redis.error`. */
+  onEvent: onEventOption,
 };

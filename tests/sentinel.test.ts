@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCache, createRedis, type RedisClient, rateLimit, redisSession } from '../lib/index.js';
+import { counterKey } from './rate-limit/support.js';
 import { cookiePair, secret, sessionApp } from './session/support.js';
 import { delayingProxy, eventually, masterName, privateSentinel } from './support/private-sentinel.js';
 import { silentLogger } from './support/redis.js';
@@ -34,16 +35,24 @@ function sentinelFixture() {
 }
 
 const timeout = 200;
-/** The three middlewares, each on its own app, sharing the Sentinel client. */
+/**
+ * The three middlewares, each on its own app, sharing the Sentinel client; and the rate limiter's options, which
+ * name its keys in Redis.
+ */
 function apps(client: RedisClient) {
   const common = () => ({ redis: client, timeout, logger: silentLogger });
+  const limiterOptions = {
+    ...common(),
+    limit: 100_000,
+    key: (req: express.Request) => String(req.query.k ?? 'load'),
+  };
   const limited = express();
-  limited.use(rateLimit({ ...common(), limit: 100_000, key: (req) => String(req.query.k ?? 'load') }));
+  limited.use(rateLimit(limiterOptions));
   limited.get('/', (_req, res) => void res.send('ok'));
   const sessions = sessionApp(redisSession({ ...common(), secret }));
   const cached = express();
   cached.get('/page', createCache(common()).response({ ttl: '1m' }), (_req, res) => void res.send('page'));
-  return { limited, sessions, cached };
+  return { limited, sessions, cached, limiterOptions };
 }
 
 interface Answer {
@@ -129,7 +138,9 @@ describe('behind Sentinel, through a planned failover (SENTINEL FAILOVER)', () =
     // Every probe sent a second or more after the switch was written to the new master.
     const late = probing.sent.filter((probe) => probe.at >= switchedAt + 1_000);
     expect(late.length).toBeGreaterThan(10);
-    const landed = await Promise.all(late.map((probe) => master.exists(`rate:probe-${probe.n}`)));
+    const landed = await Promise.all(
+      late.map((probe) => master.exists(counterKey(app.limiterOptions, `probe-${probe.n}`))),
+    );
     expect(landed).toEqual(late.map(() => 1));
     // Nobody waited much longer than the timeout, and nobody got an error the middleware does not give.
     expect(load.answers.length).toBeGreaterThan(20);
@@ -140,7 +151,7 @@ describe('behind Sentinel, through a planned failover (SENTINEL FAILOVER)', () =
       expect(answer.statuses[2]).toBe(200);
     }
     // What was written before the failover is on the new master.
-    expect(await master.get('rate:before')).toBe('5');
+    expect(await master.get(counterKey(app.limiterOptions, 'before'))).toBe('5');
     const read = await request(app.sessions).get('/peek').set('Cookie', cookie).expect(200);
     expect(read.body.data.userId).toBe('ada');
   });
@@ -164,7 +175,7 @@ describe('behind Sentinel, when the master crashes', () => {
       async () => {
         const key = `after-crash-${Date.now()}`;
         await request(app.limited).get('/').query({ k: key });
-        return (await newMaster.exists(`rate:${key}`)) === 1;
+        return (await newMaster.exists(counterKey(app.limiterOptions, key))) === 1;
       },
       15_000,
     );

@@ -14,6 +14,11 @@ export const rateLimitStoreSchema = z.strictObject({
   ...commonMiddlewareOptions,
   /** Key prefix: `rl:<client>`, as rate-limit-redis (whose keys it reads and writes alike). @default 'rl:' */
   prefix: z.string().min(1).default('rl:'),
+  /**
+   * Restart the window's expiry on every hit, as rate-limit-redis' option of the same name: a client is forgotten
+   * `windowMs` after its last hit rather than after its first. @default false
+   */
+  resetExpiryOnChange: z.boolean().default(false),
 });
 
 export type RateLimitStoreOptions = z.input<typeof rateLimitStoreSchema>;
@@ -28,9 +33,32 @@ export interface ClientRateLimitInfo {
 const decrementScript = new RedisScript(
   'rate-limit-store decrement',
   `
-local used = tonumber(redis.call('GET', KEYS[1]))
-if used and used > 0 then redis.call('DECR', KEYS[1]) end
+local used = tonumber(redis.pcall('GET', KEYS[1]))
+if used and used > 0 and used % 1 == 0 then redis.call('DECR', KEYS[1]) end
 return 0
+`,
+  { keys: 1 },
+);
+
+/**
+ * A hit that restarts the window's expiry (`resetExpiryOnChange`): INCRBY and PEXPIRE, atomically. A value INCRBY
+ * cannot read (another type, no whole number), a count below zero or one without an expiry is replaced by a fresh
+ * count, as the hit script of `rateLimit()` does. Replies as that script: `{ allowed, used, ms until reset, exists, repaired }`.
+ */
+const slidingExpiryScript = new RedisScript(
+  'rate-limit-store sliding expiry',
+  `
+local cost, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local repaired = 0
+local used = redis.pcall('INCRBY', KEYS[1], cost)
+if type(used) == 'table' or used < cost or (used > cost and redis.call('PTTL', KEYS[1]) < 0) then
+  -- Unreadable, below zero, or an old count no window bounds (another store's): a fresh count.
+  redis.call('DEL', KEYS[1])
+  used = redis.call('INCRBY', KEYS[1], cost)
+  repaired = 1
+end
+redis.call('PEXPIRE', KEYS[1], window)
+return {1, used, window, 1, repaired}
 `,
   { keys: 1 },
 );
@@ -50,10 +78,12 @@ export class RateLimitStore {
   private windowMs = 60_000;
   private readonly call: RedisCaller;
   private readonly scanCount = 100;
+  private readonly resetExpiryOnChange: boolean;
 
   constructor(options: RateLimitStoreOptions = {}) {
     const config = parseOptions('RateLimitStore', rateLimitStoreSchema, options);
     this.prefix = config.prefix;
+    this.resetExpiryOnChange = config.resetExpiryOnChange;
     const logger = resolveLogger(config.logger);
     const outage = new OutageReporter(logger, 'RateLimitStore could not use Redis (down, slow or refusing)');
     this.call = boundedCaller({
@@ -84,7 +114,8 @@ export class RateLimitStore {
 
   /** Counts one hit: the client's hits in its window and when the window ends. */
   async increment(key: string): Promise<ClientRateLimitInfo> {
-    const reply = await this.call.run(fixedWindowScript, [this.prefix + key], [1, this.windowMs, uncapped, '0']);
+    const script = this.resetExpiryOnChange ? slidingExpiryScript : fixedWindowScript;
+    const reply = await this.call.run(script, [this.prefix + key], [1, this.windowMs, uncapped, '0']);
     return this.toInfo(reply);
   }
 

@@ -1,25 +1,9 @@
 // Every Redis key one cache writes, and the channel it announces on, built by one injective encoder from validated
 // parts: two different tuples of parts never give the same key, whatever characters the parts hold.
 import { createHash } from 'node:crypto';
+import { encodePart } from '../keys.js';
 
-/** Parts longer than this are written as their SHA-256, so a key stays short whatever a request sends. */
-const maxPartLength = 128;
-
-/** The characters the encoder uses as separators (`:`), hash-tag delimiters (`{`, `}`) and its escape (`%`). */
-const reserved = /[%:{}]/g;
-const hasReserved = /[%:{}]/;
-
-const escapeReserved = (char: string) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`;
-
-/**
- * One part of a key, written so that it holds no `:`, `{` or `}` of its own: `%`, `:`, `{` and `}` become `%25`,
- * `%3A`, `%7B`, `%7D`, so a `%` in an escaped part is always followed by two hex digits. A part longer than
- * {@link maxPartLength} becomes `%#` and its SHA-256 in base64url, a form no escaped part can take.
- */
-export function encodePart(part: string): string {
-  if (part.length > maxPartLength) return `%#${createHash('sha256').update(part).digest('base64url')}`;
-  return hasReserved.test(part) ? part.replace(reserved, escapeReserved) : part;
-}
+export { encodePart };
 
 /** Parts joined by `:`; each is escaped (see {@link encodePart}), so the list can be read back from the string. */
 const encodeParts = (parts: readonly string[]) => parts.map(encodePart).join(':');

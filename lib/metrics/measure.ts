@@ -15,6 +15,11 @@ export const counters = {
     help: 'Redis failures, by who saw them and what it did instead',
     labels: ['source', 'action'],
   },
+  redisRepairs: {
+    name: 'redis_repairs',
+    help: 'Malformed values under redisware keys replaced or ignored, by who found them',
+    labels: ['source'],
+  },
 } as const;
 
 export type CounterName = keyof typeof counters;
@@ -100,5 +105,7 @@ export function measurementsOf(event: RediswareEvent, routeLabel: (route: string
       return [{ counter: 'lock', labels: { event: event.type.slice('lock.'.length) }, value: 1 }];
     case 'redis.error':
       return [{ counter: 'redisErrors', labels: { source: event.source, action: event.action }, value: 1 }];
+    case 'redis.repaired':
+      return [{ counter: 'redisRepairs', labels: { source: event.source }, value: 1 }];
   }
 }

@@ -1,4 +1,4 @@
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 
 /**
  * Parses an IPv6 address (any notation: `::`, embedded dotted IPv4, upper case, zone id) into 8 groups,
@@ -58,20 +58,41 @@ function formatIPv6(groups: number[]): string {
 }
 
 /**
- * The rate-limit client for an IP address:
- * IPv4 as is; IPv4-mapped IPv6 (`::ffff:1.2.3.4`, `::ffff:0102:0304`, …) folded to IPv4;
- * other IPv6 addresses grouped into their `/subnet` network (one client per /56 by default, since a single
- * subscriber usually owns a whole prefix), or in canonical form when `subnet` is `false`.
- * Anything that is not an IP address is returned unchanged.
+ * The address in `value` when it is one with a port, as some proxies write X-Forwarded-For (Azure Application
+ * Gateway): `1.2.3.4:50001` → `1.2.3.4`, `[2001:db8::1]:443` and `[2001:db8::1]` → `2001:db8::1`.
  */
-export function clientForIp(address: string, subnet: number | false): string {
-  if (!address.includes(':')) return address;
+function withoutPort(value: string): string {
+  if (value.startsWith('[')) {
+    const end = value.indexOf(']');
+    const rest = value.slice(end + 1);
+    if (end > 0 && (rest === '' || /^:\d{1,5}$/.test(rest))) return value.slice(1, end);
+    return value;
+  }
+  const colon = value.indexOf(':');
+  if (colon > 0 && colon === value.lastIndexOf(':') && /^\d{1,5}$/.test(value.slice(colon + 1))) {
+    return value.slice(0, colon);
+  }
+  return value;
+}
+
+/**
+ * The rate-limit client for an IP address, or `undefined` when `address` is none:
+ * IPv4 as is; an address with a port (`1.2.3.4:50001`, `[v6]:443`) without it; IPv4-mapped IPv6
+ * (`::ffff:1.2.3.4`, `::ffff:0102:0304`, …) folded to IPv4; other IPv6 addresses grouped into their `/subnet`
+ * network (one client per /56 by default, since a single subscriber usually owns a whole prefix), or in canonical
+ * form when `subnet` is `false`.
+ */
+export function clientForIp(address: string, subnet: number | false): string | undefined {
+  if (isIPv4(address)) return address;
   // Dual-stack servers see every IPv4 client this way: skip the full parse.
   if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) return address.slice(7);
   const cacheKey = subnet === false ? address : `${address}/${subnet}`;
   let client = recentClients.get(cacheKey);
   if (client === undefined) {
-    client = normaliseIPv6(address, subnet);
+    const bare = withoutPort(address);
+    if (isIPv4(bare)) client = bare;
+    else if (isIPv6(bare)) client = normaliseIPv6(bare, subnet);
+    else return undefined;
     if (recentClients.size >= 10_000) recentClients.clear();
     recentClients.set(cacheKey, client);
   }
@@ -83,7 +104,7 @@ const recentClients = new Map<string, string>();
 
 function normaliseIPv6(address: string, subnet: number | false): string {
   const groups = parseIPv6(address);
-  if (!groups) return address;
+  if (!groups) return address; // isIPv6 accepted it: a form the parser does not know is kept as it is
   if (
     groups[0] === 0 &&
     groups[1] === 0 &&

@@ -10,6 +10,19 @@ export function defaultClientKey(ipv6Subnet: number | false, logger: Logger): (r
   let warnedForwarded = false;
   let warnedTrustAll = false;
   let warnedNoIp = false;
+  let warnedNotIp = false;
+  /** `address` as a client; anything that is no IP address is one shared client, `'unknown'` (one warning). */
+  const clientOf = (address: string): string => {
+    const client = clientForIp(address, ipv6Subnet);
+    if (client !== undefined) return client;
+    if (!warnedNotIp) {
+      warnedNotIp = true;
+      logger.warn(
+        "redisware rateLimit: the client address is no IP address, so such clients share one limit ('unknown'). Check 'trust proxy' and what your proxy writes into X-Forwarded-For, or pass a 'key' function.",
+      );
+    }
+    return 'unknown';
+  };
   return function clientIp(req: Request): string {
     const ip = req.ip;
     // Reading a property of an Express `req` is comparatively slow (it misses V8's inline caches), so the checks
@@ -34,8 +47,9 @@ export function defaultClientKey(ipv6Subnet: number | false, logger: Logger): (r
           "redisware rateLimit: req.ip is undefined (the socket may be closed); using the socket's address or 'unknown'. Pass a 'key' function if your server does not provide req.ip.",
         );
       }
-      return clientForIp(req.socket?.remoteAddress ?? 'unknown', ipv6Subnet);
+      const socketAddress = req.socket?.remoteAddress;
+      return socketAddress === undefined ? 'unknown' : clientOf(socketAddress);
     }
-    return clientForIp(ip, ipv6Subnet);
+    return clientOf(ip);
   };
 }

@@ -1,25 +1,27 @@
-import { createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { lazyRedis } from '../connection.js';
-import { now as clock, eventEmitter, reportingFailure, reportRedisError, since } from '../events.js';
+import { now as clock, reportingFailure, reportRedisError, since } from '../events.js';
 import { isBackground } from '../http/marks.js';
-import { hashTag, keyspace, nameArgument } from '../keys.js';
-import { OutageReporter, resolveLogger } from '../logger.js';
+import { nameArgument } from '../keys.js';
 import { parseOptions } from '../options.js';
-import { boundedCaller } from '../redis/bounded.js';
 import { RedisScript } from '../redis/script.js';
 import { subscribe } from '../redis/subscriber.js';
+import { factoryParts } from '../setup.js';
 import { BlockCache } from './block-cache.js';
 import { clientForIp } from './client-ip.js';
 import { defaultClientKey } from './client-key.js';
 import { retryAfterSeconds, setRateLimitHeaders } from './headers.js';
 import {
-  type RateLimitInfo,
-  type RateLimitOptions,
-  type RateLimitRule,
-  type RateLimitRuleInfo,
-  rateLimitSchema,
-} from './options.js';
+  callerLocation,
+  describeLimiter,
+  firstCount,
+  limiterKeys,
+  limiterNamespace,
+  registerNamespace,
+  rulesFingerprint,
+} from './namespace.js';
+import { type RateLimitInfo, type RateLimitOptions, type RateLimitRule, rateLimitSchema } from './options.js';
+import { decodeHitReply, type HitOutcome, rulesInfo, singleRuleInfo } from './outcome.js';
+import { limitedResponder } from './respond.js';
 import { algorithms, resetScript } from './scripts.js';
 
 export type { RateLimitInfo, RateLimitOptions, RateLimitRuleInfo } from './options.js';
@@ -44,22 +46,12 @@ export interface RateLimitMiddleware extends RequestHandler {
   get(client: string | number, req?: Request): Promise<RateLimitInfo | null>;
 }
 
-/** Clients longer than this are stored under a hash, so an absurd key cannot bloat Redis. */
-const maxClientLength = 200;
-
-type HitReply = [allowed: number, used: number, resetMs: number, exists: number];
-
 /** One counted request: its client, that client's Redis keys (one per rule), and the limit and cost that apply. */
 interface Hit {
   clientKey: string;
   keys: string[];
   limit: number;
   cost: number;
-}
-
-/** A fixed response body: its text and byte length, computed once. */
-function fixedMessage(type: string, text: string) {
-  return { type, text, length: Buffer.byteLength(text) };
 }
 
 /**
@@ -69,18 +61,32 @@ function fixedMessage(type: string, text: string) {
  */
 export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   const config = parseOptions('rateLimit', rateLimitSchema, options);
-  const logger = resolveLogger(config.logger);
-  const outage = new OutageReporter(
-    logger,
+  const { logger, emit, redis, call } = factoryParts(
+    config,
     'rateLimit could not use Redis (down, slow or refusing), applying onRedisError',
   );
-  const emit = eventEmitter(config.onEvent, logger);
   const scripts = algorithms[config.algorithm];
   const rules: RateLimitRule[] | undefined = Array.isArray(config.limit) ? config.limit : undefined;
+  const ruleCount = rules?.length ?? 1;
   const rulesScript = rules
     ? new RedisScript(`${config.algorithm} (${rules.length} rules)`, scripts.rules, { keys: rules.length })
     : undefined;
-  const storageKeyOf = keyspace(config.prefix);
+  const namespace = limiterNamespace(config);
+  const counterKeys = limiterKeys(
+    config.prefix,
+    namespace,
+    rules?.map((rule) => rule.name),
+  );
+  /** Whether another limiter of this process counts in the same namespace (then no request is counted twice). */
+  const shared = registerNamespace(
+    { prefix: config.prefix, namespace },
+    {
+      fingerprint: rulesFingerprint(config),
+      description: describeLimiter(config, callerLocation()),
+      chosen: config.name !== undefined || options?.prefix !== undefined,
+    },
+    logger,
+  );
   const clientKeyOf = config.key ?? defaultClientKey(config.ipv6Subnet, logger);
   const blocks = config.blockCache ? new BlockCache() : undefined;
   const windowMs = config.window;
@@ -90,113 +96,35 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   /** With a function `limit`: the limit last resolved per client key (for `get()`), and for any client. */
   const lastLimits = limitFunction ? new Map<string, number>() : undefined;
   let lastLimit: number | undefined;
-  const redis = lazyRedis(config.redis);
-  const call = boundedCaller({ client: redis, timeoutMs: config.timeout, outage, logger, batch: config.batch });
+  const respondLimited = limitedResponder(config);
   /** Where `reset()` tells every instance to drop its memory of blocking a client (its first key). */
   const resetChannel = `${config.prefix}:reset`;
   let listeningForResets = false;
+  let warnedRepair = false;
 
   /** `reset()` / `get()` accept an address in any notation when clients are keyed by IP. */
   const normaliseClient = (client: unknown, method: string) => {
     const name = nameArgument(client, `rateLimit ${method}: client`, true);
-    return config.key ? name : clientForIp(name, config.ipv6Subnet);
+    // An address in any notation is the client its requests count as; anything else (the `/56` network form
+    // `req.rateLimit.key` holds, 'unknown') is taken as the client key it already is.
+    return config.key ? name : (clientForIp(name, config.ipv6Subnet) ?? name);
   };
 
-  /** A client's Redis keys: `rate:<client>`, or with several rules `rate:{<client>}:<rule name>`, one Cluster slot. */
-  function keysOf(clientKey: string): string[] {
-    const stored =
-      clientKey.length > maxClientLength ? `sha256-${createHash('sha256').update(clientKey).digest('hex')}` : clientKey;
-    if (!rules) return [storageKeyOf(stored)];
-    const tagged = hashTag(stored);
-    return rules.map((rule) => storageKeyOf(tagged, rule.name));
+  /** The request's state from a hit script's reply. */
+  function infoOf(outcome: HitOutcome, hit: Pick<Hit, 'clientKey' | 'limit' | 'cost'>, now: number): RateLimitInfo {
+    return rules
+      ? rulesInfo(outcome, rules, hit.clientKey, now, hit.cost)
+      : singleRuleInfo(outcome, hit.limit, hit.clientKey, now);
   }
 
-  function toInfo(reply: HitReply, limit: number, clientKey: string, now: number): RateLimitInfo {
-    const used = Number(reply[1]);
-    return {
-      limit,
-      used,
-      remaining: Math.max(0, limit - used),
-      resetAt: new Date(now + Number(reply[2])),
-      key: clientKey,
-    };
-  }
-
-  /**
-   * The state of every rule, from a rules script's reply, with the binding rule's in the top-level fields: when the
-   * request was blocked, of the rules it does not fit (`cost` more would exceed them), the one that admits it last;
-   * otherwise the one with the fewest requests left (then the one that resets last).
-   */
-  function toRulesInfo(reply: number[], clientKey: string, now: number, cost: number): RateLimitInfo {
-    const allowed = Number(reply[0]) === 1;
-    const states = (rules as RateLimitRule[]).map((rule, i): RateLimitRuleInfo => {
-      const used = Number(reply[3 * i + 1]);
-      return {
-        name: rule.name,
-        limit: rule.limit,
-        window: rule.window,
-        used,
-        remaining: Math.max(0, rule.limit - used),
-        resetAt: new Date(now + Number(reply[3 * i + 2])),
-      };
-    });
-    const blocking = allowed ? [] : states.filter((state) => state.used + cost > state.limit);
-    const candidates = blocking.length ? blocking : states;
-    let binding = candidates[0];
-    for (const state of candidates) {
-      const tighter = allowed
-        ? state.remaining < binding.remaining ||
-          (state.remaining === binding.remaining && state.resetAt > binding.resetAt)
-        : state.resetAt > binding.resetAt;
-      if (tighter) binding = state;
-    }
-    const { limit, used, remaining, resetAt } = binding;
-    return { limit, used, remaining, resetAt, key: clientKey, rules: states };
-  }
-
-  /** A fixed `message`, serialised once: a flood of limited requests should cost as little as possible. */
-  const fixedBody =
-    typeof config.message === 'function'
-      ? undefined
-      : typeof config.message === 'string'
-        ? fixedMessage('text/html; charset=utf-8', config.message)
-        : fixedMessage('application/json; charset=utf-8', JSON.stringify(config.message));
-
-  /** Answers a limited request: `handler`, or `statusCode` with `message`. Synchronous for a fixed message. */
-  function respondLimited(
-    req: Request,
-    res: Response,
-    next: NextFunction,
-    info: RateLimitInfo,
-    now: number,
-  ): void | Promise<void> {
-    res.setHeader('Retry-After', String(retryAfterSeconds(info, now)));
-    if (config.handler) {
-      const handled = config.handler(req, res, next, info);
-      // An async handler that rejects reaches Express' error handling, not an unhandled rejection.
-      if (handled instanceof Promise) return handled.then(() => {});
-      return;
-    }
-    if (fixedBody) {
-      res.statusCode = config.statusCode;
-      res.setHeader('Content-Type', fixedBody.type);
-      res.setHeader('Content-Length', fixedBody.length);
-      res.end(req.method === 'HEAD' ? undefined : fixedBody.text);
-      return;
-    }
-    return respondWithMessage(req, res, info);
-  }
-
-  async function respondWithMessage(req: Request, res: Response, info: RateLimitInfo): Promise<void> {
-    const body = await (config.message as (req: Request, res: Response, info: RateLimitInfo) => unknown)(
-      req,
-      res,
-      info,
+  /** A hit script replaced a malformed value under the client's keys: an event each time, one log line. */
+  function reportRepair(clientKey: string): void {
+    emit?.({ type: 'redis.repaired', source: 'rateLimit', key: clientKey });
+    if (warnedRepair) return;
+    warnedRepair = true;
+    logger.warn(
+      `redisware rateLimit: a value of the wrong type or shape under '${config.prefix}:${namespace}:…' was replaced and counting went on (another program or version writes under this prefix?). Later ones are reported as 'redis.repaired' events only.`,
     );
-    if (res.headersSent) return;
-    res.statusCode = config.statusCode;
-    if (typeof body === 'string') res.send(body);
-    else res.json(body);
   }
 
   /**
@@ -222,7 +150,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
    * Refunds the request (skipFailedRequests / skipSuccessfulRequests) once it is known how it ended, in the windows
    * that counted it only: each rule's time left at the count, less the time since, bounds the window it may touch.
    */
-  function refundWhenDone(res: Response, hit: Hit, reply: number[], answeredAt: number) {
+  function refundWhenDone(res: Response, hit: Hit, outcome: HitOutcome, answeredAt: number) {
     let settled = false;
     const settle = (failed: boolean) => {
       if (settled) return;
@@ -230,11 +158,8 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       if (failed ? !config.skipFailedRequests : !config.skipSuccessfulRequests) return;
       const elapsed = Date.now() - answeredAt;
       const args: number[] = [hit.cost];
-      if (rules) {
-        rules.forEach((rule, i) => void args.push(rule.window, rule.limit, Number(reply[3 * i + 2]) - elapsed + 1));
-      } else {
-        args.push(windowMs, hit.limit, Number(reply[2]) - elapsed + 1);
-      }
+      const windows = rules ?? [{ window: windowMs, limit: hit.limit }];
+      windows.forEach((rule, i) => void args.push(rule.window, rule.limit, outcome.rules[i].resetMs - elapsed + 1));
       call.run(scripts.refund, hit.keys, args).catch(() => {});
     };
     res.once('finish', () => settle(res.statusCode >= 400));
@@ -263,7 +188,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       );
     }
     const clientKey = String(rawKey);
-    const keys = keysOf(clientKey);
+    const keys = counterKeys.of(clientKey);
     const limit = await limitFor(req);
     const cost = typeof config.cost === 'number' ? config.cost : resolveNumber(await config.cost(req), 'cost');
     if (lastLimits) {
@@ -280,6 +205,10 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
    */
   function count(req: Request, res: Response, next: NextFunction, hit: Hit): void | Promise<void> {
     const { clientKey, keys, limit, cost } = hit;
+    if (shared.value && !firstCount(req, keys[0])) {
+      next();
+      return;
+    }
     const now = Date.now();
     const blocked = blocks?.get(keys[0], now, limit, cost);
     if (blocked) {
@@ -317,12 +246,12 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
           return;
         }
         const answeredAt = Date.now();
-        const info = rules
-          ? toRulesInfo(reply as number[], clientKey, answeredAt, cost)
-          : toInfo(reply as HitReply, limit, clientKey, answeredAt);
+        const outcome = decodeHitReply(reply, ruleCount);
+        if (outcome.repaired) reportRepair(clientKey);
+        const info = infoOf(outcome, hit, answeredAt);
         req.rateLimit = info;
         setRateLimitHeaders(res, config.headers, info, windowSeconds, answeredAt);
-        if ((reply as number[])[0] !== 1) {
+        if (!outcome.allowed) {
           blocks?.set(keys[0], info, cost);
           emit?.({
             type: 'rateLimit.blocked',
@@ -336,7 +265,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
           respondLimited(req, res, next, info, answeredAt)?.catch(next);
           return;
         }
-        if (refundOn && cost > 0) refundWhenDone(res, hit, reply as number[], answeredAt);
+        if (refundOn && cost > 0) refundWhenDone(res, hit, outcome, answeredAt);
         emit?.({
           type: 'rateLimit.allowed',
           key: clientKey,
@@ -376,7 +305,12 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       }
       if (inputsAreFixed) {
         const clientKey = clientKeyOf(req) as string;
-        count(req, res, next, { clientKey, keys: keysOf(clientKey), limit: fixedLimit, cost: fixedCost })?.catch(next);
+        count(req, res, next, {
+          clientKey,
+          keys: counterKeys.of(clientKey),
+          limit: fixedLimit,
+          cost: fixedCost,
+        })?.catch(next);
         return;
       }
       resolveHit(req, res)
@@ -389,7 +323,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
 
   let warnedPublish = false;
   middleware.reset = async function reset(client: string | number): Promise<void> {
-    const keys = keysOf(normaliseClient(client, 'reset()'));
+    const keys = counterKeys.of(normaliseClient(client, 'reset()'));
     blocks?.delete(keys[0]);
     const refused = await reportingFailure(emit, 'rateLimit', 'reset', () =>
       call.run(resetScript, keys, [resetChannel, keys[0]]),
@@ -404,21 +338,17 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
 
   middleware.get = async function get(client: string | number, req?: Request): Promise<RateLimitInfo | null> {
     const clientKey = normaliseClient(client, 'get()');
-    const keys = keysOf(clientKey);
+    const keys = counterKeys.of(clientKey);
     let limit = fixedLimit;
     if (limitFunction) {
       limit = req ? await limitFor(req) : (lastLimits?.get(keys[0]) ?? lastLimit ?? 0);
     }
-    const reply = (await reportingFailure(emit, 'rateLimit', 'get', () =>
+    const reply = await reportingFailure(emit, 'rateLimit', 'get', () =>
       call.run(rulesScript ?? scripts.hit, keys, hitArgs(0, limit, true)),
-    )) as number[];
-    const now = Date.now();
-    if (rules) {
-      const exists = rules.some((_, i) => Number(reply[3 * i + 3]) === 1);
-      return exists ? toRulesInfo(reply, clientKey, now, 0) : null;
-    }
-    if (reply[3] !== 1) return null;
-    return toInfo(reply as HitReply, limit, clientKey, now);
+    );
+    const outcome = decodeHitReply(reply, ruleCount);
+    if (!outcome.rules.some((rule) => rule.exists)) return null;
+    return infoOf(outcome, { clientKey, limit, cost: 0 }, Date.now());
   };
 
   return middleware;

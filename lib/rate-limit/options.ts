@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
-import { commonMiddlewareOptions, fn, onEventOption, positiveDurationMs } from '../options.js';
+import { durationName } from '../duration.js';
+import { commonMiddlewareOptions, fn, positiveDurationMs } from '../options.js';
 
 /** One rule of a limiter with several (`limit: [{ limit, window }, …]`), as it stands for a client. */
 export interface RateLimitRuleInfo {
@@ -56,26 +57,13 @@ const ruleSchema = z.strictObject({
   name: ruleName.optional(),
 });
 
-/** `1000` → `'1s'`, `86400000` → `'1d'`: a rule's default name. */
-function windowName(ms: number): string {
-  for (const [unit, size] of [
-    ['d', 86_400_000],
-    ['h', 3_600_000],
-    ['m', 60_000],
-    ['s', 1_000],
-  ] as const) {
-    if (ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${ms}ms`;
-}
-
 /** Several rules, each named, no two sharing a name. */
 const rulesSchema = z
   .array(ruleSchema)
   .min(1)
   .max(16)
   .transform((rules) =>
-    rules.map((rule) => ({ limit: rule.limit, window: rule.window, name: rule.name ?? windowName(rule.window) })),
+    rules.map((rule) => ({ limit: rule.limit, window: rule.window, name: rule.name ?? durationName(rule.window) })),
   )
   .refine((rules) => new Set(rules.map((rule) => rule.name)).size === rules.length, {
     message: 'two rules have the same name (give rules with the same window a name each)',
@@ -102,6 +90,14 @@ export const rateLimitSchema = z.strictObject({
   ipv6Subnet: z.union([z.number().int().min(1).max(128), z.literal(false)]).default(56),
   /** First part of every Redis key. @default 'rate' */
   prefix: z.string().min(1).default('rate'),
+  /**
+   * The limiter's own namespace under `prefix`: limiters with the same `name` (and rules) share their counts, across
+   * processes and routes. @default the rules' fingerprint, such as `fixed.100-15m` (see the README)
+   */
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -')
+    .optional(),
   /** How much a request counts; a number or `(req) => number`. @default 1 */
   cost: z.union([z.number().int().min(0), fn<(req: Request) => MaybePromise<number>>()]).default(1),
   /** Requests for which this returns true are neither counted nor limited. */
@@ -133,8 +129,6 @@ export const rateLimitSchema = z.strictObject({
   onRedisError: z.enum(['allow', 'deny']).default('allow'),
   /** Answer an already-limited client from memory until its reset, without asking Redis. @default true */
   blockCache: z.boolean().default(true),
-  /** Receives `rateLimit.allowed`, `rateLimit.blocked` and `redis.error` events. */
-  onEvent: onEventOption,
 });
 
 /** Options of `rateLimit()` (all optional). */

@@ -3,10 +3,18 @@ import { RedisScript, redisNow, type ScriptOptions } from '../redis/script.js';
 /*
  * Every hit script takes KEYS[1] = the client's key and
  *   ARGV[1] = cost, ARGV[2] = window (ms), ARGV[3] = limit, ARGV[4] = '1' to only look (no write)
- * and returns { allowed (1/0), used, ms until reset, exists (1/0) }.
+ * and returns { allowed (1/0), used, ms until reset, exists (1/0), repaired (1/0) }.
  * Each touches one key, sets its expiry in the same atomic step, and reads time from Redis (TIME or PTTL),
  * never from the app server, so clock skew between servers does not matter.
+ *
+ * What lies under a key is never obeyed blindly (another program, an older version, a hand-made value): a key of
+ * the wrong type, a count that is no whole number ≥ 0, a counter without an expiry, a bucket's state that is not
+ * finite or lies in the future — each is replaced in the same script (counting goes on from a fresh state) and
+ * the reply says `repaired`. Only looking (`get()`) writes nothing: it reads such a value as no count.
  */
+
+/** Lua: whether `x` is a finite number (not nil, NaN or ±inf). */
+const finiteNumber = 'local function finite(x) return x ~= nil and x == x and x > -math.huge and x < math.huge end';
 const hitScriptOptions: ScriptOptions = { keys: 1 };
 
 /**
@@ -28,19 +36,33 @@ export const fixedWindowScript = new RedisScript(
   'fixed-window',
   `
 local cost, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local used
 if ARGV[4] == '1' then
-  used = tonumber(redis.call('GET', KEYS[1]))
-  if not used then return {1, 0, window, 0} end
-else
+  local used = tonumber(redis.pcall('GET', KEYS[1]))
+  if not used or used < 0 or used % 1 ~= 0 then return {1, 0, window, 0, 0} end
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then ttl = window end
+  return {used <= limit and 1 or 0, used, ttl, 1, 0}
+end
+local repaired = 0
+local used = redis.pcall('INCRBY', KEYS[1], cost)
+if type(used) == 'table' then
+  -- Another type, or a value INCRBY cannot read: start again.
+  redis.call('DEL', KEYS[1])
   used = redis.call('INCRBY', KEYS[1], cost)
+  repaired = 1
 end
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
+if used < cost or (ttl < 0 and used > cost) then
+  -- Below zero before this request, or an old count no window bounds (another store's): a new window.
+  used = cost
+  redis.call('SET', KEYS[1], cost, 'PX', window)
+  ttl = window
+  repaired = 1
+elseif ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], window)
   ttl = window
 end
-return {used <= limit and 1 or 0, used, ttl, 1}
+return {used <= limit and 1 or 0, used, ttl, 1, repaired}
 `,
   hitScriptOptions,
 );
@@ -57,9 +79,16 @@ local cost, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[
 ${redisNow}
 local current = math.floor(now / window)
 local elapsed = now - current * window
-local state = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
+${finiteNumber}
+local repaired = 0
+local state = redis.pcall('HMGET', KEYS[1], 'w', 'c', 'p')
+if state.err then state, repaired = {}, 1 end
 local w, c, p = tonumber(state[1]), tonumber(state[2]) or 0, tonumber(state[3]) or 0
-if not w and ARGV[4] == '1' then return {1, 0, window - elapsed, 0} end
+if not (finite(w) and finite(c) and finite(p) and c >= 0 and p >= 0) and (state[1] or state[2] or state[3]) then
+  w, c, p, repaired = nil, 0, 0, 1
+end
+if not w and ARGV[4] == '1' then return {1, 0, window - elapsed, 0, 0} end
+if repaired == 1 and ARGV[4] ~= '1' then redis.call('DEL', KEYS[1]) end
 if w ~= current then
   if w == current - 1 then p = c else p = 0 end
   c = 0
@@ -70,13 +99,13 @@ if ARGV[4] ~= '1' and estimate + cost <= limit then
   estimate = estimate + cost
   redis.call('HSET', KEYS[1], 'w', current, 'c', c, 'p', p)
   redis.call('PEXPIRE', KEYS[1], 2 * window - elapsed)
-  return {1, math.ceil(estimate), window - elapsed, 1}
+  return {1, math.ceil(estimate), window - elapsed, 1, repaired}
 end
-if estimate + cost <= limit then return {1, math.ceil(estimate), window - elapsed, 1} end
+if estimate + cost <= limit then return {1, math.ceil(estimate), window - elapsed, 1, repaired} end
 -- Blocked: how long until the estimate has decayed enough to admit cost?
 local wait
 ${slidingWindowWait}
-return {0, math.ceil(estimate), wait, 1}
+return {0, math.ceil(estimate), wait, 1, repaired}
 `,
   hitScriptOptions,
 );
@@ -90,11 +119,18 @@ export const tokenBucketScript = new RedisScript(
   `
 local cost, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 ${redisNow}
-local state = redis.call('HMGET', KEYS[1], 't', 'ts')
+${finiteNumber}
+local repaired = 0
+local state = redis.pcall('HMGET', KEYS[1], 't', 'ts')
+if state.err then state, repaired = {}, 1 end
 local tokens, ts = tonumber(state[1]), tonumber(state[2])
+if (state[1] or state[2]) and not (finite(tokens) and finite(ts) and tokens >= 0 and ts <= now) then
+  tokens, ts, repaired = nil, nil, 1
+end
 local exists = 1
 if not tokens then
-  if ARGV[4] == '1' then return {1, 0, 0, 0} end
+  if ARGV[4] == '1' then return {1, 0, 0, 0, 0} end
+  if repaired == 1 then redis.call('DEL', KEYS[1]) end
   tokens, ts, exists = limit, now, 0
 end
 if limit > 0 then tokens = math.min(limit, tokens + (now - ts) * limit / window) end
@@ -113,11 +149,11 @@ local used = math.ceil(limit - tokens)
 if allowed == 1 then
   local full = 0
   if limit > 0 then full = math.ceil((limit - tokens) * window / limit) end
-  return {1, used, full, 1}
+  return {1, used, full, 1, repaired}
 end
 local wait = window
 if limit > 0 and cost <= limit then wait = math.max(1, math.ceil((cost - tokens) * window / limit)) end
-return {0, used, wait, exists}
+return {0, used, wait, exists, repaired}
 `,
   hitScriptOptions,
 );
@@ -137,8 +173,8 @@ local cost = tonumber(ARGV[1])
 for i = 1, #KEYS do
   local left = redis.call('PTTL', KEYS[i])
   if left >= 0 and left <= tonumber(ARGV[3 * i + 1]) then
-    local used = tonumber(redis.call('GET', KEYS[i]))
-    if used and used > 0 then redis.call('DECRBY', KEYS[i], math.min(used, cost)) end
+    local used = tonumber(redis.pcall('GET', KEYS[i]))
+    if used and used > 0 and used % 1 == 0 then redis.call('DECRBY', KEYS[i], math.min(used, cost)) end
   end
 end
 return 0
@@ -154,7 +190,8 @@ for i = 1, #KEYS do
   local window = tonumber(ARGV[3 * i - 1])
   local current = math.floor(now / window)
   local left = window - (now - current * window)
-  local state = redis.call('HMGET', KEYS[i], 'w', 'c')
+  local state = redis.pcall('HMGET', KEYS[i], 'w', 'c')
+  if state.err then state = {} end
   if left <= tonumber(ARGV[3 * i + 1]) and tonumber(state[1]) == current and tonumber(state[2]) then
     redis.call('HSET', KEYS[i], 'c', math.max(0, tonumber(state[2]) - cost))
   end
@@ -168,7 +205,7 @@ export const tokenBucketRefundScript = new RedisScript(
   `
 local cost = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  local tokens = tonumber(redis.call('HGET', KEYS[i], 't'))
+  local tokens = tonumber(redis.pcall('HGET', KEYS[i], 't'))
   if tokens then redis.call('HSET', KEYS[i], 't', math.min(tonumber(ARGV[3 * i]), tokens + cost)) end
 end
 return 0
@@ -192,20 +229,27 @@ function rulesSource(check: string, apply: string): string {
   return `
 local cost, look = tonumber(ARGV[1]), ARGV[2] == '1'
 ${redisNow}
-local reply, allowed, states = {1}, true, {}
+${finiteNumber}
+local reply, allowed, states, repaired = {1}, true, {}, 0
+-- A malformed value under a rule's key (see the hit scripts) is deleted, unless only looking, and read as none.
+local function malformed(key)
+  repaired = 1
+  if not look then redis.call('DEL', key) end
+end
 for i = 1, #KEYS do
   local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
 ${check}
 end
-if not allowed then
-  reply[1] = 0
+if not allowed then reply[1] = 0 end
+if look or not allowed then
+  reply[3 * #KEYS + 2] = look and 0 or repaired
   return reply
 end
-if look then return reply end
 for i = 1, #KEYS do
   local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
 ${apply}
 end
+reply[3 * #KEYS + 2] = repaired
 return reply
 `;
 }
@@ -213,13 +257,18 @@ return reply
 /** Fixed windows: a counter per rule, each window starting at the client's first request under it. */
 export const fixedWindowRulesSource = rulesSource(
   `
-  local used = tonumber(redis.call('GET', KEYS[i]))
+  local raw = redis.pcall('GET', KEYS[i])
+  local used = tonumber(raw)
   local left = window
-  if used then
+  if raw and not (used and used >= 0 and used % 1 == 0) then
+    malformed(KEYS[i])
+    used = nil
+  elseif used then
     left = redis.call('PTTL', KEYS[i])
     if left < 0 then
-      redis.call('PEXPIRE', KEYS[i], window)
-      left = window
+      -- A count no window bounds (another store's): a new window.
+      malformed(KEYS[i])
+      used, left = nil, window
     end
   end
   reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = used or 0, left, used and 1 or 0
@@ -239,8 +288,16 @@ export const slidingWindowRulesSource = rulesSource(
   `
   local current = math.floor(now / window)
   local elapsed = now - current * window
-  local state = redis.call('HMGET', KEYS[i], 'w', 'c', 'p')
+  local state = redis.pcall('HMGET', KEYS[i], 'w', 'c', 'p')
+  if state.err then
+    malformed(KEYS[i])
+    state = {}
+  end
   local w, c, p = tonumber(state[1]), tonumber(state[2]) or 0, tonumber(state[3]) or 0
+  if (state[1] or state[2] or state[3]) and not (finite(w) and finite(c) and finite(p) and c >= 0 and p >= 0) then
+    malformed(KEYS[i])
+    w, c, p = nil, 0, 0
+  end
   local exists = w and 1 or 0
   if w ~= current then
     if w == current - 1 then p = c else p = 0 end
@@ -264,8 +321,16 @@ export const slidingWindowRulesSource = rulesSource(
 /** Token buckets: one bucket per rule, as `tokenBucketScript` keeps it. */
 export const tokenBucketRulesSource = rulesSource(
   `
-  local state = redis.call('HMGET', KEYS[i], 't', 'ts')
+  local state = redis.pcall('HMGET', KEYS[i], 't', 'ts')
+  if state.err then
+    malformed(KEYS[i])
+    state = {}
+  end
   local tokens, ts = tonumber(state[1]), tonumber(state[2])
+  if (state[1] or state[2]) and not (finite(tokens) and finite(ts) and tokens >= 0 and ts <= now) then
+    malformed(KEYS[i])
+    tokens, ts = nil, nil
+  end
   local exists = 1
   if not tokens then tokens, ts, exists = limit, now, 0 end
   if limit > 0 then tokens = math.min(limit, tokens + (now - ts) * limit / window) end

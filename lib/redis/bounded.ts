@@ -132,7 +132,7 @@ export interface CallerOptions {
  * its own); otherwise (`batch: false`, connecting, Cluster) it is sent alone, once the connection is ready, within
  * the same budget (`RedisScript.send`).
  */
-export function boundedCaller(options: CallerOptions) {
+export function boundedCaller(options: CallerOptions): RedisCaller {
   const { client, timeoutMs, outage, logger } = options;
   const batch = options.batch !== false;
   const report = (error: unknown) => {
@@ -184,5 +184,12 @@ export function boundedCaller(options: CallerOptions) {
   return call;
 }
 
-/** What {@link boundedCaller} returns. */
-export type RedisCaller = ReturnType<typeof boundedCaller>;
+/** How a middleware talks to Redis, within its timeout (see {@link boundedCaller}). */
+export interface RedisCaller {
+  /** Runs `command` on the client within the timeout. */
+  <T>(command: (redis: RedisClient) => Promise<T>): Promise<T>;
+  /** Runs `script` within the timeout, answering through `done` (batched with its turn where it can be). */
+  script(script: RedisScript, keys: readonly string[], args: readonly (string | number)[], done: ScriptCallback): void;
+  /** {@link RedisCaller.script} as a Promise. */
+  run(script: RedisScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
+}

@@ -2,7 +2,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { rateLimit } from '../../lib/index.js';
 import { silentLogger, useTestRedis } from '../support/redis.js';
-import { appWith } from './support.js';
+import { appWith, counterKey } from './support.js';
 
 const redis = useTestRedis('rate-limit-concurrency');
 
@@ -24,6 +24,6 @@ describe.each(['fixed-window', 'sliding-window', 'token-bucket'] as const)('%s u
     );
     expect(responses.filter((status) => status === 200)).toHaveLength(limit);
     expect(responses.filter((status) => status === 429)).toHaveLength(200 - limit);
-    expect(await redis.client().pttl(`${prefix}:shared-client`)).toBeGreaterThan(0);
+    expect(await redis.client().pttl(counterKey(options, 'shared-client'))).toBeGreaterThan(0);
   });
 });

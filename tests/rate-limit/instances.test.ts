@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { rateLimit } from '../../lib/index.js';
 import { privateRedisWithAdmin } from '../support/private-redis.js';
 import { recordingLogger, redisUrl, silentLogger, subscribers, uniquePrefix, useTestRedis } from '../support/redis.js';
-import { appWith } from './support.js';
+import { appWith, counterKey } from './support.js';
 
 const redis = useTestRedis('rate-limit-instances');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -125,19 +125,17 @@ describe('rateLimit() across instances', () => {
   });
 
   it('a refund (skipFailedRequests) never reaches the next window', async () => {
-    const prefix = uniquePrefix('rl-refund');
+    const options = {
+      redis: redis.client(),
+      prefix: uniquePrefix('rl-refund'),
+      limit: 10,
+      window: 150,
+      key: () => 'c',
+      skipFailedRequests: true,
+      logger: silentLogger,
+    };
     const app = express();
-    app.use(
-      rateLimit({
-        redis: redis.client(),
-        prefix,
-        limit: 10,
-        window: 150,
-        key: () => 'c',
-        skipFailedRequests: true,
-        logger: silentLogger,
-      }),
-    );
+    app.use(rateLimit(options));
     app.get('/slow-failure', async (_req, res) => {
       await sleep(250); // ends after its window did
       res.status(500).send('failed');
@@ -150,6 +148,6 @@ describe('rateLimit() across instances', () => {
     await request(app).get('/').expect(200);
     expect(await slow).toBe(500);
     await sleep(20);
-    expect(await redis.client().get(`${prefix}:c`)).toBe('1');
+    expect(await redis.client().get(counterKey(options, 'c'))).toBe('1');
   });
 });

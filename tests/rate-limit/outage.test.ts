@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createRedis, rateLimit } from '../../lib/index.js';
 import { eventCount, privateRedisWithAdmin } from '../support/private-redis.js';
 import { recordingLogger, silentLogger } from '../support/redis.js';
-import { appWith } from './support.js';
+import { appWith, counterKey } from './support.js';
 
 // These tests stop, pause and flush their own redis-server, never the suite's shared one.
 let server: Awaited<ReturnType<typeof privateRedisWithAdmin>>['server'];
@@ -43,9 +43,8 @@ describe('rateLimit() when Redis is slow', () => {
     const redis = limiterClient();
     await redis.ping();
     const id = await redis.client('ID');
-    const app = appWith(
-      rateLimit({ redis, prefix: 'replay', limit: 5, timeout: '100ms', key: () => 'c', logger: silentLogger }),
-    );
+    const options = { redis, prefix: 'replay', limit: 5, timeout: '100ms', key: () => 'c', logger: silentLogger };
+    const app = appWith(rateLimit(options));
     await admin.call('CLIENT', 'PAUSE', '5000', 'WRITE');
     try {
       await request(app).get('/').expect(200); // held by the pause, times out, fails open
@@ -55,7 +54,7 @@ describe('rateLimit() when Redis is slow', () => {
     } finally {
       await admin.call('CLIENT', 'UNPAUSE');
     }
-    expect(await admin.exists('replay:c')).toBe(0);
+    expect(await admin.exists(counterKey(options, 'c'))).toBe(0);
     const counted = await request(app).get('/').expect(200);
     expect(counted.headers.ratelimit).toMatch(/r=4;/);
     redis.disconnect();
@@ -105,7 +104,8 @@ describe('rateLimit() when Redis is down', () => {
 describe('rateLimit() scripts', () => {
   it('keeps exact counts when concurrent requests are batched into one pipeline right after SCRIPT FLUSH', async () => {
     const redis = limiterClient();
-    const app = appWith(rateLimit({ redis, prefix: 'flush-batch', limit: 10, key: () => 'c', logger: silentLogger }));
+    const options = { redis, prefix: 'flush-batch', limit: 10, key: () => 'c', logger: silentLogger };
+    const app = appWith(rateLimit(options));
     for (let i = 0; i < 3; i++) await request(app).get('/').expect(200);
     await admin.script('FLUSH');
     const statuses = await Promise.all(
@@ -116,7 +116,7 @@ describe('rateLimit() scripts', () => {
       ),
     );
     expect(statuses.filter((status) => status === 200)).toHaveLength(7);
-    expect(await admin.get('flush-batch:c')).toBe('15');
+    expect(await admin.get(counterKey(options, 'c'))).toBe('15');
     redis.disconnect();
   });
 

@@ -1,9 +1,9 @@
-import express from 'express';
+import express, { type Request } from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { rateLimit } from '../../lib/index.js';
 import { recordingLogger, silentLogger, useTestRedis } from '../support/redis.js';
-import { appWith } from './support.js';
+import { appWith, counterKey } from './support.js';
 
 const redis = useTestRedis('rate-limit');
 let counter = 0;
@@ -60,15 +60,16 @@ describe('rateLimit() basics', () => {
 
   it('stores one key per client under the prefix, always with a TTL no longer than the window', async () => {
     const prefix = `${redis.prefix}:ttl`;
-    const app = appWith(
-      rateLimit({ redis: redis.client(), prefix, window: '30s', key: (req) => String(req.query.who) }),
-    );
+    const options = { redis: redis.client(), prefix, window: '30s', key: (req: Request) => String(req.query.who) };
+    const app = appWith(rateLimit(options));
     await request(app).get('/?who=alice');
     await request(app).get('/?who=alice');
     await request(app).get('/?who=bob');
     const keys = (await redis.client().keys(`${prefix}:*`)).sort();
-    expect(keys).toEqual([`${prefix}:alice`, `${prefix}:bob`]);
-    expect(await redis.client().get(`${prefix}:alice`)).toBe('2');
+    expect(keys).toEqual([counterKey(options, 'alice'), counterKey(options, 'bob')]);
+    // In the limiter's namespace: its rules' fingerprint (100 per 30 s, fixed window, clients keyed by the app).
+    expect(keys).toEqual([`${prefix}:fixed.100-30s.custom:alice`, `${prefix}:fixed.100-30s.custom:bob`]);
+    expect(await redis.client().get(counterKey(options, 'alice'))).toBe('2');
     for (const key of keys) {
       const ttl = await redis.client().pttl(key);
       expect(ttl).toBeGreaterThan(0);
@@ -77,20 +78,26 @@ describe('rateLimit() basics', () => {
   });
 
   it('keeps the window from the first request (INCR+EXPIRE semantics): later hits do not extend it', async () => {
-    const prefix = `${redis.prefix}:window`;
-    const app = appWith(rateLimit({ redis: redis.client(), prefix, window: '20s', key: () => 'w' }));
+    const options = { redis: redis.client(), prefix: `${redis.prefix}:window`, window: '20s', key: () => 'w' };
+    const app = appWith(rateLimit(options));
     await request(app).get('/');
-    await redis.client().pexpire(`${prefix}:w`, 5_000);
+    await redis.client().pexpire(counterKey(options, 'w'), 5_000);
     await request(app).get('/');
-    expect(await redis.client().pttl(`${prefix}:w`)).toBeLessThanOrEqual(5_000);
+    expect(await redis.client().pttl(counterKey(options, 'w'))).toBeLessThanOrEqual(5_000);
   });
 
-  it('repairs a counter key that somehow has no TTL', async () => {
-    const prefix = `${redis.prefix}:repair`;
-    await redis.client().set(`${prefix}:x`, '3');
-    const app = appWith(rateLimit({ redis: redis.client(), prefix, window: '10s', key: () => 'x' }));
-    await request(app).get('/').expect(200);
-    expect(await redis.client().pttl(`${prefix}:x`)).toBeGreaterThan(0);
+  it('restarts a counter key that somehow has no TTL in a new window', async () => {
+    const options = { redis: redis.client(), prefix: `${redis.prefix}:repair`, window: '10s', key: () => 'x' };
+    const key = counterKey(options, 'x');
+    await redis.client().set(key, '3');
+    const app = appWith(rateLimit(options));
+    // A count no window bounds is stale: this request starts a new window at its cost.
+    const { body } = await request(app).get('/').expect(200);
+    expect(body.rateLimit).toMatchObject({ used: 1, remaining: 99 });
+    expect(await redis.client().get(key)).toBe('1');
+    const ttl = await redis.client().pttl(key);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(10_000);
   });
 
   it('counts a request again once its window has expired', async () => {
@@ -177,34 +184,37 @@ describe('rateLimit() options', () => {
   });
 
   it('refunds failed requests with skipFailedRequests, without leaving a key without a TTL', async () => {
-    const prefix = `${redis.prefix}:skipfailed`;
-    const app = appWith(
-      rateLimit({ redis: redis.client(), prefix, limit: 2, window: '1m', key: () => 'c', skipFailedRequests: true }),
-    );
+    const options = {
+      redis: redis.client(),
+      prefix: `${redis.prefix}:skipfailed`,
+      limit: 2,
+      window: '1m',
+      key: () => 'c',
+      skipFailedRequests: true,
+    };
+    const app = appWith(rateLimit(options));
     for (let i = 0; i < 5; i++) await request(app).get('/fail').expect(500);
     await request(app).get('/not-found').expect(404);
-    await expect.poll(() => redis.client().get(`${prefix}:c`)).toBe('0');
-    expect(await redis.client().pttl(`${prefix}:c`)).toBeGreaterThan(0);
+    await expect.poll(() => redis.client().get(counterKey(options, 'c'))).toBe('0');
+    expect(await redis.client().pttl(counterKey(options, 'c'))).toBeGreaterThan(0);
     await request(app).get('/').expect(200);
     await request(app).get('/').expect(200);
     await request(app).get('/').expect(429);
   });
 
   it('refunds successful requests with skipSuccessfulRequests, and never drives a counter negative', async () => {
-    const prefix = `${redis.prefix}:skipsuccess`;
-    const app = appWith(
-      rateLimit({
-        redis: redis.client(),
-        prefix,
-        limit: 1,
-        window: '1m',
-        key: () => 'c',
-        skipSuccessfulRequests: true,
-      }),
-    );
+    const options = {
+      redis: redis.client(),
+      prefix: `${redis.prefix}:skipsuccess`,
+      limit: 1,
+      window: '1m',
+      key: () => 'c',
+      skipSuccessfulRequests: true,
+    };
+    const app = appWith(rateLimit(options));
     for (let i = 0; i < 4; i++) await request(app).get('/').expect(200);
-    await expect.poll(() => redis.client().get(`${prefix}:c`)).toBe('0');
-    await redis.client().del(`${prefix}:c`);
+    await expect.poll(() => redis.client().get(counterKey(options, 'c'))).toBe('0');
+    await redis.client().del(counterKey(options, 'c'));
     // A refund arriving after the key expired must not create a key (which would have no TTL).
     await request(app).get('/fail').expect(500);
     await request(app).get('/').expect(429);
@@ -284,14 +294,14 @@ describe('rateLimit() options', () => {
 
   it('survives absurd client keys: huge and odd strings are stored under a bounded key', async () => {
     const prefix = `${redis.prefix}:huge`;
-    const app = appWith(
-      rateLimit({ redis: redis.client(), prefix, limit: 1, key: (req) => String(req.headers['x-k']) }),
-    );
+    const options = { redis: redis.client(), prefix, limit: 1, key: (req: Request) => String(req.headers['x-k']) };
+    const app = appWith(rateLimit(options));
     const huge = 'x:%{'.repeat(4_000);
     await request(app).get('/').set('x-k', huge).expect(200);
     await request(app).get('/').set('x-k', huge).expect(429);
-    const [stored] = await redis.client().keys(`${prefix}:*`);
-    expect(stored.length).toBeLessThan(prefix.length + 100);
+    const stored = await redis.client().keys(`${prefix}:*`);
+    expect(stored).toEqual([counterKey(options, huge)]);
+    expect(stored[0].length).toBeLessThan(prefix.length + 100);
   });
 });
 

@@ -1,0 +1,41 @@
+// What every factory derives from its shared options, written once: its logger, its event emitter, its client and
+// the bounded way it talks to Redis (each outage logged once).
+
+import { lazyRedis } from './connection.js';
+import { type Emit, type EventHook, eventEmitter } from './events.js';
+import { type Logger, OutageReporter, resolveLogger } from './logger.js';
+import { boundedCaller, type RedisCaller } from './redis/bounded.js';
+import type { RedisClient } from './redis/client.js';
+
+/** The shared options as a factory's schema resolves them (see `commonMiddlewareOptions`). */
+export interface SharedOptions {
+  redis?: RedisClient;
+  timeout: number;
+  logger?: Logger;
+  batch: boolean;
+  onEvent?: EventHook;
+}
+
+/** What a factory works with. */
+export interface FactoryParts {
+  logger: Logger;
+  /** Reports to `onEvent`; `undefined` without one (so no event is built). */
+  emit: Emit | undefined;
+  /** The client: the one given, or the shared default, created on first use. */
+  redis: () => RedisClient;
+  /** Runs commands and scripts within `timeout`, logging `outageMessage` once per outage. */
+  call: RedisCaller;
+}
+
+/** Derives a factory's {@link FactoryParts} from its resolved options. */
+export function factoryParts(options: SharedOptions, outageMessage: string): FactoryParts {
+  const logger = resolveLogger(options.logger);
+  const redis = lazyRedis(options.redis);
+  const outage = new OutageReporter(logger, outageMessage);
+  return {
+    logger,
+    emit: eventEmitter(options.onEvent, logger),
+    redis,
+    call: boundedCaller({ client: redis, timeoutMs: options.timeout, outage, logger, batch: options.batch }),
+  };
+}
