@@ -1,9 +1,11 @@
 // Bad data under the session keys (another program, an old version, a hand edit) is a missing session, never an
 // error that sticks to a cookie: planted with a real Redis.
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRedis } from '../../lib/connection.js';
 import { redisSession } from '../../lib/index.js';
 import { signSessionId } from '../../lib/session/signature.js';
+import { privateCluster } from '../support/private-cluster.js';
 import { silentLogger, uniquePrefix, useTestRedis } from '../support/redis.js';
 import { cookiePair, secret, sessionApp, setCookie } from './support.js';
 
@@ -122,5 +124,31 @@ describe('a per-user index key holding something else', () => {
     expect((await session.listByUser('u2')).map((s) => s.id)).toEqual([idOf(second)]);
     expect(await session.destroyByUser('u2')).toBe(1);
     expect(await redis.client().exists(`${prefix}:${idOf(second)}`)).toBe(0);
+  });
+});
+
+describe('bad data under the session keys on a Redis Cluster', () => {
+  let cluster: ReturnType<typeof createRedis>;
+  beforeAll(async () => {
+    const { nodes } = await privateCluster();
+    cluster = createRedis({ cluster: { nodes }, logger: silentLogger });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.quit();
+  });
+
+  it('repairs there too: a session key and a per-user index of another type never break a request', async () => {
+    const prefix = uniquePrefix('bad-cluster');
+    const session = redisSession({ secret, redis: cluster, prefix, logger: silentLogger });
+    const express = sessionApp(session);
+    const id = 'planted-session-id-on-a-cluster-00000000001';
+    await cluster.set(`${prefix}:${id}`, 'not a session', 'PX', 60_000);
+    await cluster.set(`${prefix}:user:u1`, 'not an index', 'PX', 60_000);
+    await expectMissingSession(express, id);
+    expect(await cluster.exists(`${prefix}:${id}`)).toBe(0);
+    const login = await request(express).get('/login/u1');
+    expect(login.status).toBe(302);
+    expect((await session.listByUser('u1')).map((s) => s.id)).toEqual([idOf(cookiePair(login))]);
+    expect(await session.destroyByUser('u1')).toBe(1);
   });
 });
