@@ -202,7 +202,12 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
   const target = url ?? (rest.host || rest.port ? undefined : defaultRedisUrl());
   const client = target === undefined ? new Redis(common) : new Redis(target, common);
   rejectUnansweredOnClose(client);
-  reportOutages(client, log, target ? withoutCredentials(target) : `${rest.host ?? '127.0.0.1'}:${rest.port ?? 6379}`, emit);
+  reportOutages(
+    client,
+    log,
+    target ? withoutCredentials(target) : `${rest.host ?? '127.0.0.1'}:${rest.port ?? 6379}`,
+    emit,
+  );
   return client;
 }
 
