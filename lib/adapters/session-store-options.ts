@@ -1,7 +1,7 @@
-// The options of `new SessionStore()` (connect-redis' names), and what a refused `redis` option is called.
+// The options of `new SessionStore()`, under connect-redis' names.
 import { z } from 'zod';
 import { tryParseDuration } from '../duration.js';
-import { commonMiddlewareOptions, fn, parseOptions, redisSchema, timerDurationMs } from '../options.js';
+import { commonMiddlewareOptions, fn, parseOptions, timerDurationMs } from '../options.js';
 
 /**
  * A session as express-session hands it over: its data and its `cookie` (`expires`, `originalMaxAge`, …). Loosely
@@ -76,34 +76,7 @@ export function validOption<Name extends ChangeableOption>(name: Name, value: un
   return (parseOptions('SessionStore', schema, { [name]: value }) as SessionStoreConfig)[name];
 }
 
-/** The options, validated; a `redis` option that is no ioredis client is refused naming what it is (never `{}`). */
+/** The options, validated (a refused value is named by what it is: `a node-redis client`; see `parseOptions`). */
 export function resolveStoreOptions(options: SessionStoreOptions): SessionStoreConfig {
-  const client: unknown = (options as { redis?: unknown } | undefined)?.redis;
-  if (client !== undefined && !redisSchema.safeParse(client).success) {
-    const nodeRedis = isNodeRedis(client);
-    throw new TypeError(
-      `SessionStore: option "redis" is invalid: ${describeClient(client)} (expected an ioredis Redis or Cluster client${nodeRedis ? '; node-redis clients are not supported: give an ioredis client' : ''})`,
-    );
-  }
   return parseOptions('SessionStore', sessionStoreSchema, options);
-}
-
-/** Whether `value` looks like a node-redis client (connect-redis' `client`). */
-function isNodeRedis(value: unknown): boolean {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as { sendCommand?: unknown }).sendCommand === 'function' &&
-    'isOpen' in value
-  );
-}
-
-/** What a refused client is: `a node-redis client`, `an object of class Foo`, `a plain object`, `a string`, … */
-function describeClient(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value !== 'object') return typeof value === 'function' ? `a function ${value.name}` : `a ${typeof value}`;
-  if (isNodeRedis(value)) return 'a node-redis client';
-  const name = (Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null)?.constructor?.name;
-  if (!name || name === 'Object') return 'a plain object';
-  return `an object of class ${name}`;
 }

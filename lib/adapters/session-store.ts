@@ -4,11 +4,11 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import { lazyRedis } from '../connection.js';
-import { type Logger, OutageReporter, resolveLogger } from '../logger.js';
+import type { Logger } from '../logger.js';
 import { maxDurationMs } from '../options.js';
-import { boundedCaller, type RedisCaller } from '../redis/bounded.js';
+import type { RedisCaller } from '../redis/bounded.js';
 import type { RedisClient } from '../redis/client.js';
+import { factoryParts } from '../setup.js';
 import { perKey, scanPrefix } from './scan.js';
 import {
   resolveStoreOptions,
@@ -104,17 +104,10 @@ export class SessionStore extends EventEmitter {
       Object.setPrototypeOf(SessionStore.prototype, this.#Store.prototype);
     }
     this.#config = resolveStoreOptions(options);
-    const logger = resolveLogger(this.#config.logger);
-    this.#logger = logger;
-    this.#client = lazyRedis(this.#config.redis);
-    const outage = new OutageReporter(logger, 'SessionStore could not use Redis (down, slow or refusing)');
-    this.#call = boundedCaller({
-      client: this.#client,
-      timeoutMs: this.#config.timeout,
-      outage,
-      logger,
-      batch: this.#config.batch,
-    });
+    const parts = factoryParts(this.#config, 'SessionStore could not use Redis (down, slow or refusing)');
+    this.#logger = parts.logger;
+    this.#client = parts.redis;
+    this.#call = parts.call;
   }
 
   /** The ioredis client (the `redis` option, or the shared default). Read-only: the store's calls are bound to it. */
