@@ -1,12 +1,11 @@
 // `new RateLimitStore({ redis })`: an express-rate-limit Store on redisware's fixed-window script, so an
 // express-rate-limit app gets one atomic round trip per request and no key without an expiry, options unchanged.
 import { z } from 'zod';
-import { lazyRedis } from '../connection.js';
-import { OutageReporter, resolveLogger } from '../logger.js';
 import { commonMiddlewareOptions, maxDurationMs, parseOptions } from '../options.js';
 import { fixedWindowScript } from '../rate-limit/scripts.js';
-import { boundedCaller, type RedisCaller } from '../redis/bounded.js';
+import type { RedisCaller } from '../redis/bounded.js';
 import { RedisScript } from '../redis/script.js';
+import { factoryParts } from '../setup.js';
 import { perKey, scanPrefix } from './scan.js';
 
 /** Options of `new RateLimitStore()`. */
@@ -84,15 +83,7 @@ export class RateLimitStore {
     const config = parseOptions('RateLimitStore', rateLimitStoreSchema, options);
     this.prefix = config.prefix;
     this.resetExpiryOnChange = config.resetExpiryOnChange;
-    const logger = resolveLogger(config.logger);
-    const outage = new OutageReporter(logger, 'RateLimitStore could not use Redis (down, slow or refusing)');
-    this.call = boundedCaller({
-      client: lazyRedis(config.redis),
-      timeoutMs: config.timeout,
-      outage,
-      logger,
-      batch: config.batch,
-    });
+    this.call = factoryParts(config, 'RateLimitStore could not use Redis (down, slow or refusing)').call;
   }
 
   /**

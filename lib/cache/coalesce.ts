@@ -15,13 +15,27 @@ export interface Flight<T> {
 /** How long a follower may poll the lock between notifications, should one be missed. */
 const lockPollMs = 100;
 
+/** The coalescing of one cache's productions (see {@link createCoalescer}). */
+export interface Coalescer<T> {
+  /** The flight producing `key` in this process, if any. */
+  flight(key: string): Flight<T> | undefined;
+  /** Starts the flight of `key` in this process. */
+  begin(key: string): Flight<T>;
+  /** Takes the lock on `lockKey`: the held lock, `undefined` when another process holds it, `null` if Redis failed. */
+  lock(lockKey: string, ttlMs: number): Promise<HeldLock | undefined | null>;
+  /** Waits, at most `waitMs`, for the process holding `lockKey` to finish `key`; `true` when it finished. */
+  waitForHolder(key: string, lockKey: string, waitMs: number): Promise<boolean>;
+  /** Releases `lock` and announces that `key` is finished, to every process waiting for it. */
+  finish(lock: HeldLock, key: string): Promise<void>;
+}
+
 /**
  * The coalescing of one cache: `flight(key)` / `begin(key)` within this process; `lock()`, `waitForHolder()` and
  * `finish()` across processes, where `finish()` releases the lock and announces it on `<prefix>:filled` (a
  * dedicated subscriber connection listens), so a follower waits as long as the holder's producer takes, plus a
  * round trip — never a polling interval, unless the announcement is missed.
  */
-export function createCoalescer<T>(store: CacheStore, channel: string) {
+export function createCoalescer<T>(store: CacheStore, channel: string): Coalescer<T> {
   const flights = new Map<string, Flight<T>>();
   const waiting = new Map<string, Set<() => void>>();
   let listening = false;
@@ -110,6 +124,3 @@ export function createCoalescer<T>(store: CacheStore, channel: string) {
     },
   };
 }
-
-/** What {@link createCoalescer} returns. */
-export type Coalescer<T> = ReturnType<typeof createCoalescer<T>>;

@@ -3,7 +3,7 @@
 import type { Request, Response } from 'express';
 import { holdEnd } from '../http/response.js';
 import type { RouteContext } from './context.js';
-import type { Tag } from './keys.js';
+import type { Tag, Target } from './keys.js';
 import { entryOf, type RequestEntry } from './lookup.js';
 import { invalidationUrl, invalidationUrlOf, requestTarget, urlTarget } from './target.js';
 
@@ -17,7 +17,7 @@ function namedUrls(req: Request, res: Response): string[] {
   for (const name of ['location', 'content-location']) {
     const value = res.getHeader(name);
     if (value === undefined) continue;
-    let target: ReturnType<typeof urlTarget>;
+    let target: Target | undefined;
     try {
       target = urlTarget(new URL(String(value), base), req);
     } catch {

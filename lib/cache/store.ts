@@ -3,11 +3,11 @@
 import { createHash } from 'node:crypto';
 import type { Request } from 'express';
 import type { z } from 'zod';
-import { lazyRedis } from '../connection.js';
-import { type Emit, eventEmitter } from '../events.js';
-import { type Logger, OutageReporter, resolveLogger } from '../logger.js';
-import { boundedCaller, type RedisCaller } from '../redis/bounded.js';
+import type { Emit } from '../events.js';
+import type { Logger } from '../logger.js';
+import type { RedisCaller } from '../redis/bounded.js';
 import { isCrossSlot, markRefusesCrossSlot, needsOneSlot, type RedisClient } from '../redis/client.js';
+import { factoryParts } from '../setup.js';
 import { decodeResponse, decodeVaryMarker, type StoredResponse } from './entry.js';
 import { varyValue } from './http.js';
 import { type CacheKeys, cacheKeys, type Tag } from './keys.js';
@@ -102,11 +102,11 @@ export interface CacheStore {
 
 /** Creates the Redis side of a cache (see {@link CacheStore}). */
 export function createCacheStore(config: z.output<typeof cacheSchema>): CacheStore {
-  const logger: Logger = resolveLogger(config.logger);
-  const outage = new OutageReporter(logger, 'cache could not use Redis (down, slow or refusing), bypassing it');
+  const { logger, emit, redis, call } = factoryParts(
+    config,
+    'cache could not use Redis (down, slow or refusing), bypassing it',
+  );
   const keys = cacheKeys(config.prefix);
-  const redis = lazyRedis(config.redis);
-  const call = boundedCaller({ client: redis, timeoutMs: config.timeout, outage, logger, batch: config.batch });
   const localCopies = new LocalCopies(config.localBytes);
 
   /** The request header names each URL's responses vary on, as last seen here (so a HIT is one round trip). */
@@ -284,7 +284,7 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
     redis,
     call,
     logger,
-    emit: eventEmitter(config.onEvent, logger),
+    emit,
     timeout: config.timeout,
     ttl: config.ttl,
     localCopies,
