@@ -44,10 +44,17 @@ interface Suite {
   cases: Case[];
 }
 
+/** With BENCH_BASELINE_DIST, the earlier build's `redisware <middleware>, <label>` variant leads each suite. */
+const baselineOf = (middleware: string) =>
+  process.env.BENCH_BASELINE_DIST
+    ? [`redisware ${middleware}, ${process.env.BENCH_BASELINE_LABEL ?? 'before onEvent'}`]
+    : [];
+
 const suites: Record<string, Suite> = {
   'rate-limit': {
     title: 'Rate limiting',
     variants: [
+      ...baselineOf('rateLimit()'),
       'redisware rateLimit()',
       "redisware rateLimit(), the app's own ioredis 6 client",
       'redisware rateLimit(), two rules (the limit per 15 minutes and per day)',
@@ -69,6 +76,7 @@ const suites: Record<string, Suite> = {
   session: {
     title: 'Sessions',
     variants: [
+      ...baselineOf('redisSession()'),
       'redisware redisSession()',
       "redisware redisSession(), the app's own ioredis 6 client",
       'redisware redisSession(), batch: false',
@@ -83,9 +91,7 @@ const suites: Record<string, Suite> = {
   cache: {
     title: 'Response caching',
     variants: [
-      ...(process.env.BENCH_BASELINE_DIST
-        ? [`redisware cacheResponse(), ${process.env.BENCH_BASELINE_LABEL ?? 'before onEvent'}`]
-        : []),
+      ...baselineOf('cacheResponse()'),
       'redisware cacheResponse()',
       "redisware cacheResponse({ freshness: 'http' }), the response's Cache-Control: max-age=3600",
       "redisware cacheResponse(), the app's own ioredis 6 client",

@@ -1,12 +1,13 @@
 // Behind a proxy in front of a Redis Cluster (Envoy, twemproxy, a managed "cluster behind one endpoint"), keys of
 // several slots in one command are refused with CROSSSLOT. A one-node Cluster addressed as a plain Redis is exactly
 // that, seen from the client.
-import express from 'express';
+import express, { type Request } from 'express';
 import type { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCache, createRedis, rateLimit, redisSession } from '../../lib/index.js';
 import { fixedWindowScript } from '../../lib/rate-limit/scripts.js';
+import { counterKey } from '../rate-limit/support.js';
 import { secret, sessionApp } from '../session/support.js';
 import { burst } from '../support/burst.js';
 import { privateCluster } from '../support/private-cluster.js';
@@ -69,9 +70,14 @@ describe('behind a proxy that refuses keys of several slots', () => {
     const client = await proxiedClient();
     const logger = recordingLogger();
     const app = express();
-    app.use(
-      rateLimit({ redis: client, prefix: 'rl', limit: 1, key: (req) => String(req.headers['x-client']), logger }),
-    );
+    const options = {
+      redis: client,
+      prefix: 'rl',
+      limit: 1,
+      key: (req: Request) => String(req.headers['x-client']),
+      logger,
+    };
+    app.use(rateLimit(options));
     app.get('/', (_req, res) => void res.send('ok'));
     const crowd = Array.from({ length: 60 }, (_, i) => ({ path: '/', headers: { 'X-Client': `c${i}` } }));
     const first = await burst(app, crowd);
@@ -79,7 +85,7 @@ describe('behind a proxy that refuses keys of several slots', () => {
     expect(logger.warnings.filter((warning) => /CROSSSLOT/.test(warning))).toHaveLength(1);
     const second = await burst(app, crowd);
     expect(second.map((r) => r.status)).toEqual(crowd.map(() => 429));
-    for (let i = 0; i < 60; i++) expect(await client.get(`rl:c${i}`)).toBe('2');
+    for (let i = 0; i < 60; i++) expect(await client.get(counterKey(options, `c${i}`))).toBe('2');
   });
 
   it('sessions of many clients load and save under load without a 503', async () => {

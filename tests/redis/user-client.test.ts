@@ -8,7 +8,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCache, rateLimit, redisSession, withLock } from '../../lib/index.js';
 import { fixedWindowScript } from '../../lib/rate-limit/scripts.js';
-import { appWith } from '../rate-limit/support.js';
+import { appWith, counterKey } from '../rate-limit/support.js';
 import { cookiePair, secret, sessionApp } from '../session/support.js';
 import { eventCount, privateRedisWithAdmin } from '../support/private-redis.js';
 import { redisUrl, scriptCaller, silentLogger, uniquePrefix, useTestRedis, watchCommands } from '../support/redis.js';
@@ -63,7 +63,8 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
     // A server of its own: SCRIPT FLUSH on the shared one would change what other files' tests see.
     const { admin, server } = await privateRedisWithAdmin();
     const own = userClient(server.url);
-    const limiter = rateLimit({ redis: own, limit: 10, key: () => 'c', logger: silentLogger });
+    const options = { redis: own, limit: 10, key: () => 'c', logger: silentLogger };
+    const limiter = rateLimit(options);
     const app = appWith(limiter);
     const statuses = async () =>
       Promise.all(
@@ -76,13 +77,13 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
     let seen = await statuses();
     expect(seen.filter((status) => status === 200)).toHaveLength(10);
     expect(seen.filter((status) => status === 429)).toHaveLength(30);
-    expect(await admin.pttl('rate:c')).toBeGreaterThan(0);
+    expect(await admin.pttl(counterKey(options, 'c'))).toBeGreaterThan(0);
 
     await limiter.reset('c');
     await admin.script('FLUSH');
     seen = await statuses();
     expect(seen.filter((status) => status === 200)).toHaveLength(10);
-    expect(await admin.get('rate:c')).toBe('40');
+    expect(await admin.get(counterKey(options, 'c'))).toBe('40');
   });
 
   it('redisSession logs in, keeps concurrent changes to different fields, and reads them back', async () => {
@@ -141,9 +142,8 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
       const own = userClient(setup.server.url);
       await own.ping();
       const id = await own.client('ID');
-      const app = appWith(
-        rateLimit({ redis: own, prefix: 'replay', timeout: '100ms', key: () => 'c', logger: silentLogger }),
-      );
+      const options = { redis: own, prefix: 'replay', timeout: '100ms', key: () => 'c', logger: silentLogger };
+      const app = appWith(rateLimit(options));
       await setup.admin.call('CLIENT', 'PAUSE', '5000', 'WRITE');
       try {
         await request(app).get('/').expect(200); // held by the pause, times out, fails open
@@ -154,7 +154,7 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
         await setup.admin.call('CLIENT', 'UNPAUSE');
       }
       expect(await own.ping()).toBe('PONG'); // the app's own commands still work
-      expect(await setup.admin.exists('replay:c')).toBe(0);
+      expect(await setup.admin.exists(counterKey(options, 'c'))).toBe(0);
       expect((await request(app).get('/').expect(200)).headers.ratelimit).toMatch(/r=99;/);
     });
 
@@ -162,15 +162,8 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
       const proxy = await cuttingProxy(setup.server.port);
       const own = userClient(`redis://127.0.0.1:${proxy.port}`);
       await own.ping();
-      const app = appWith(
-        rateLimit({
-          redis: own,
-          prefix: 'eval-replay',
-          timeout: '300ms',
-          key: () => 'c',
-          logger: silentLogger,
-        }),
-      );
+      const options = { redis: own, prefix: 'eval-replay', timeout: '300ms', key: () => 'c', logger: silentLogger };
+      const app = appWith(rateLimit(options));
       await setup.admin.script('FLUSH');
       proxy.cutAfter('$4\r\neval\r\n');
       await request(app).get('/').expect(200); // fails open: the reply never came
@@ -180,7 +173,7 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
       await own.ping();
-      expect(await setup.admin.get('eval-replay:c')).toBe('1'); // counted once, by the EVAL that reached Redis
+      expect(await setup.admin.get(counterKey(options, 'c'))).toBe('1'); // counted once, by the EVAL that reached Redis
     });
 
     it('every middleware answers within its timeout, as configured, and works again afterwards', async () => {
