@@ -1,19 +1,9 @@
 import { serialize } from 'cookie';
 import type { Request } from 'express';
 import { z } from 'zod';
-import { lazyRedis } from '../connection.js';
-import { eventEmitter } from '../events.js';
 import { keyspace } from '../keys.js';
-import { OutageReporter, resolveLogger } from '../logger.js';
-import {
-  commonMiddlewareOptions,
-  durationMs,
-  fn,
-  onEventOption,
-  parseOptions,
-  positiveDurationMs,
-} from '../options.js';
-import { boundedCaller } from '../redis/bounded.js';
+import { commonMiddlewareOptions, durationMs, fn, parseOptions, positiveDurationMs } from '../options.js';
+import { type FactoryParts, factoryParts } from '../setup.js';
 
 const secretSchema = z.string().min(32, 'each secret must be at least 32 characters');
 
@@ -85,37 +75,33 @@ export const sessionSchema = z.strictObject({
     .optional(),
   /** Redis unreachable or slower than `timeout`: `'fail'` answers 503, `'continue'` gives an empty, unsaved session. @default 'fail' */
   onRedisError: z.enum(['fail', 'continue']).default('fail'),
-  /** Receives `session.created` / `regenerated` / `destroyed` / `expired` and `redis.error` events. */
-  onEvent: onEventOption,
 });
 
 /** Options of `redisSession()`. */
 export type RedisSessionOptions = z.input<typeof sessionSchema>;
 
+/** The resolved configuration of one `redisSession()`: its options, and what the storage and the middleware need. */
+export interface SessionConfig extends Omit<z.output<typeof sessionSchema>, 'logger'>, Omit<FactoryParts, 'redis'> {
+  /** Every secret, the signing one first. */
+  secrets: string[];
+  /** The Redis key of session `id`. */
+  sessionKey(id: string): string;
+  /** The Redis key of the index of `userId`'s sessions. */
+  userKey(userId: string): string;
+}
+
 /** Validates the options and derives what the storage and the middleware need. */
-export function resolveConfig(options: RedisSessionOptions) {
+export function resolveConfig(options: RedisSessionOptions): SessionConfig {
   const config = parseOptions('redisSession', sessionSchema, options);
-  const logger = resolveLogger(config.logger);
+  const { logger, emit, call } = factoryParts(config, 'redisSession could not use Redis (down, slow or refusing)');
   const sessionKeyOf = keyspace(config.prefix);
-  const outage = new OutageReporter(logger, 'redisSession could not use Redis (down, slow or refusing)');
   return {
     ...config,
     secrets: typeof config.secret === 'string' ? [config.secret] : config.secret,
     logger,
-    /** Reports to `onEvent`; `undefined` without one. */
-    emit: eventEmitter(config.onEvent, logger),
-    /** Runs a command within `timeout`, logging each outage once. */
-    call: boundedCaller({
-      client: lazyRedis(config.redis),
-      timeoutMs: config.timeout,
-      outage,
-      logger,
-      batch: config.batch,
-    }),
+    emit,
+    call,
     sessionKey: (id: string) => sessionKeyOf(id),
     userKey: (userId: string) => sessionKeyOf('user', userId),
   };
 }
-
-/** The resolved configuration of one middleware. */
-export type SessionConfig = ReturnType<typeof resolveConfig>;
