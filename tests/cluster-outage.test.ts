@@ -4,7 +4,15 @@ import express from 'express';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCache, createRedis, type RedisClient, rateLimit, redisSession } from '../lib/index.js';
+import {
+  createCache,
+  createRedis,
+  type RateLimitOptions,
+  type RedisClient,
+  rateLimit,
+  redisSession,
+} from '../lib/index.js';
+import { counterKey } from './rate-limit/support.js';
 import { privateCluster } from './support/private-cluster.js';
 import { silentLogger } from './support/redis.js';
 
@@ -108,13 +116,25 @@ describe('on Redis Cluster, when the nodes stop answering', () => {
   }, 20_000);
 
   it('with one node gone for good, every request still gets its answer within the timeout, as configured', async () => {
-    const options = { redis: client, timeout: '150ms', logger: silentLogger, limit: 100 };
-    // Node 0 serves slots 0–5460: {b} hashes to 3300 there, {a} to 15495 on node 2.
+    const options = { redis: client, timeout: '150ms', logger: silentLogger, limit: 1_000_000, key: () => '' };
+    const denyOptions = { ...options, onRedisError: 'deny' as const, prefix: 'deny' };
+    // Node 0 serves slots 0–5460, node 2 slots 10923–16383: a client whose keys live on node 0, and one elsewhere.
+    const probe = new Redis(nodes[1]);
+    const slotOf = async (key: string) => Number(await probe.call('CLUSTER', 'KEYSLOT', key));
+    /** A client whose key under `limiter` lives on a node `onNode` accepts the slot of. */
+    async function clientWhoseKey(onNode: (slot: number) => boolean, limiter: RateLimitOptions) {
+      for (let i = 0; ; i++) if (onNode(await slotOf(counterKey(limiter, `client-${i}`)))) return `client-${i}`;
+    }
+    const goneClient = await clientWhoseKey((slot) => slot <= 5460, options);
+    const goneDenyClient = await clientWhoseKey((slot) => slot <= 5460, denyOptions);
+    const elsewhereClient = await clientWhoseKey((slot) => slot >= 10923, options);
+    probe.disconnect();
     const app = express();
-    app.get('/gone', rateLimit({ ...options, key: () => '{b}' }), (_req, res) => void res.send('ok'));
-    const deny = rateLimit({ ...options, key: () => '{b}', onRedisError: 'deny', prefix: 'deny' });
+    app.get('/gone', rateLimit({ ...options, key: () => goneClient }), (_req, res) => void res.send('ok'));
+    const deny = rateLimit({ ...denyOptions, key: () => goneDenyClient });
     app.get('/gone-deny', deny, (_req, res) => void res.send('ok'));
-    app.get('/elsewhere', rateLimit({ ...options, key: () => '{a}' }), (_req, res) => void res.send('ok'));
+    const elsewhere = rateLimit({ ...options, key: () => elsewhereClient });
+    app.get('/elsewhere', elsewhere, (_req, res) => void res.send('ok'));
     await request(app).get('/elsewhere').expect(200);
 
     const admin = new Redis(nodes[0], { retryStrategy: () => null });

@@ -78,12 +78,14 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
     rules?.map((rule) => rule.name),
   );
   /** Whether another limiter of this process counts in the same namespace (then no request is counted twice). */
+  const createdAt = callerLocation();
   const shared = registerNamespace(
     { prefix: config.prefix, namespace },
     {
       fingerprint: rulesFingerprint(config),
-      description: describeLimiter(config, callerLocation()),
+      description: describeLimiter(config, createdAt),
       chosen: config.name !== undefined || options?.prefix !== undefined,
+      createdAt,
     },
     logger,
   );

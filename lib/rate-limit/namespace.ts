@@ -56,6 +56,8 @@ interface RegisteredLimiter {
   description: string;
   /** Whether the app chose the namespace (a `name`, or a `prefix` of its own). */
   chosen: boolean;
+  /** Where the app called `rateLimit()`, when known. */
+  createdAt: string | undefined;
   /** Set once a second limiter counts in the same namespace: both then guard against counting a request twice. */
   shared: { value: boolean };
 }
@@ -99,7 +101,11 @@ export function registerNamespace(
     return shared;
   }
   earlier.shared.value = true;
-  const agreed = earlier.chosen && limiter.chosen && earlier.fingerprint === limiter.fingerprint;
+  // The same rules asked for by the app in both, or made by the same line of code (an app built twice in one
+  // process, as tests do): the same limiter, meant to count together.
+  const sameRules = earlier.fingerprint === limiter.fingerprint;
+  const sameCode = limiter.createdAt !== undefined && earlier.createdAt === limiter.createdAt;
+  const agreed = sameRules && ((earlier.chosen && limiter.chosen) || sameCode);
   if (!agreed) {
     const why =
       earlier.fingerprint === limiter.fingerprint

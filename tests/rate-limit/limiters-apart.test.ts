@@ -125,6 +125,23 @@ describe('two limiters in one namespace', () => {
   });
 });
 
+describe('an app built twice in one process (as its tests do)', () => {
+  it('counts its limiter together, without a warning: the same line of code made both', async () => {
+    await admin.flushdb();
+    const logger = recordingLogger();
+    const build = () =>
+      express()
+        .use(rateLimit({ redis, limit: 2, logger }))
+        .get('/', (_req, res) => void res.send('ok'));
+    const first = build();
+    const second = build();
+    expect(logger.warnings).toEqual([]);
+    await request(first).get('/').expect(200);
+    await request(second).get('/').expect(200);
+    await request(first).get('/').expect(429);
+  });
+});
+
 describe('client addresses', () => {
   it('an address with a port in X-Forwarded-For is the address: one budget, not one per connection', async () => {
     await admin.flushdb();
