@@ -4,18 +4,45 @@ import type { EventHook } from './events.js';
 import type { Logger } from './logger.js';
 import type { AnyRedisClient, RedisClient } from './redis/client.js';
 
+/** Query parameters a Redis client reads credentials from (ioredis takes `password` and `username` there). */
+const credentialParameters = /^(password|pass|pwd|username|user|auth|token|secret)$/i;
+
 /**
- * A URL (`redis://user:pass@host:6379/0`) with its user and password replaced by `***` (`redis://***@host:6379/0`),
- * so a log line or an error message never carries them. The URL is read as Redis clients read it: the scheme,
- * then credentials up to an `@`, then the address. A password may hold any character, escaped or not (`@`, `:`,
- * `/`, `%40`), so everything between the scheme and the last `@` counts as credentials: nothing of a password is
- * ever shown, at worst a little of the address is hidden too. Text that is no URL is returned as it is.
+ * Text with the credentials of every URL in it replaced by `***`: `redis://user:pass@host:6379/0` becomes
+ * `redis://***@host:6379/0`, and `?password=…` `?password=***`, so a log line or an error message never carries
+ * them. A URL is read as Redis clients read it, wherever it stands in the text (quoted, after a space or a line
+ * break): the scheme, then credentials up to an `@`, then the address, then a query whose parameters are read one
+ * by one. A password may hold any character, escaped or not (`@`, `:`, `/`, `%40`), so everything between the
+ * scheme and the last `@` counts as credentials: nothing of a password is ever shown, at worst a little of the
+ * address is hidden too.
  */
 export function withoutCredentials(text: string): string {
-  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(text)?.[0];
-  if (scheme === undefined) return text;
-  const at = text.lastIndexOf('@');
-  return at < scheme.length ? text : `${scheme}***@${text.slice(at + 1)}`;
+  const scheme = /[a-z][a-z0-9+.-]*:\/\//i.exec(text);
+  if (!scheme) return text;
+  const head = text.slice(0, scheme.index + scheme[0].length);
+  let rest = text.slice(head.length);
+  const at = rest.lastIndexOf('@');
+  if (at !== -1) rest = `***@${rest.slice(at + 1)}`;
+  const query = rest.indexOf('?');
+  if (query === -1) return head + rest;
+  const fragment = rest.indexOf('#', query);
+  const end = fragment === -1 ? rest.length : fragment;
+  const parameters = rest
+    .slice(query + 1, end)
+    .split('&')
+    .map((parameter) => {
+      const [name] = parameter.split('=', 1);
+      return credentialParameters.test(decodeURIComponentSafely(name)) ? `${name}=***` : parameter;
+    });
+  return `${head}${rest.slice(0, query + 1)}${parameters.join('&')}${rest.slice(end)}`;
+}
+
+function decodeURIComponentSafely(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 /** Shows a bad option value in an error message without dumping clients, huge objects or URL passwords. */
@@ -34,13 +61,19 @@ function describeValue(value: unknown): string {
     if (kind && kind !== 'Object') return `a ${kind} object`;
   }
   try {
-    const json = JSON.stringify(value);
+    // Connection options given where a client was expected hold passwords: their values are never shown.
+    const json = JSON.stringify(value, (key, field) =>
+      sensitiveField.test(key) ? '***' : typeof field === 'string' ? withoutCredentials(field) : field,
+    );
     if (json === undefined) return String(value);
     return json.length > 120 ? `${json.slice(0, 120)}…` : json;
   } catch {
     return Object.prototype.toString.call(value);
   }
 }
+
+/** Fields of an object shown in an error message whose values are never shown. */
+const sensitiveField = /secret|password|pass$|pwd|token|auth|credential|key$/i;
 
 /** Options whose values must never reach an error message (it may end up in logs). */
 const sensitiveOption = /secret|password|token/i;

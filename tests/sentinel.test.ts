@@ -43,6 +43,7 @@ function apps(client: RedisClient) {
   const common = () => ({ redis: client, timeout, logger: silentLogger });
   const limiterOptions = {
     ...common(),
+    name: 'sentinel', // made once per describe block: the name keeps its keys where counterKey looks
     limit: 100_000,
     key: (req: express.Request) => String(req.query.k ?? 'load'),
   };

@@ -50,8 +50,12 @@ const slidingExpiryScript = new RedisScript(
 local cost, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local repaired = 0
 local used = redis.pcall('INCRBY', KEYS[1], cost)
-if type(used) == 'table' or used < cost or (used > cost and redis.call('PTTL', KEYS[1]) < 0) then
-  -- Unreadable, below zero, or an old count no window bounds (another store's): a fresh count.
+if type(used) ~= 'table' and used >= cost then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > window or (ttl < 0 and used > cost) then used = -1 end
+end
+if type(used) == 'table' or used < cost then
+  -- Unreadable, below zero, or an old count no window of this store bounds (another store's): a fresh count.
   redis.call('DEL', KEYS[1])
   used = redis.call('INCRBY', KEYS[1], cost)
   repaired = 1

@@ -70,6 +70,28 @@ function logName(sid: string): string {
   return `sha256:${createHash('sha256').update(sid).digest('hex').slice(0, 12)}`;
 }
 
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * What keeps a parsed value from being a session express-session can load (it builds the session's cookie from
+ * `cookie`, and throws on anything else), or `''`: an object whose `cookie` is an object, with an `expires` that is a
+ * date string or null and an `originalMaxAge` that is a number or null, when present.
+ */
+function shapeProblem(session: unknown): string {
+  if (!isPlainObject(session)) return 'not an object';
+  const { cookie } = session;
+  if (!isPlainObject(cookie)) return 'no cookie object';
+  const { expires, originalMaxAge } = cookie;
+  if (expires !== undefined && expires !== null && (typeof expires !== 'string' || Number.isNaN(Date.parse(expires)))) {
+    return 'a cookie expiry that is no date';
+  }
+  if (originalMaxAge !== undefined && originalMaxAge !== null && typeof originalMaxAge !== 'number') {
+    return 'a cookie max age that is no number';
+  }
+  return '';
+}
+
 /**
  * An express-session `Store` on ioredis (5 or 6, single node, Sentinel or Cluster), in connect-redis' key and value
  * format: `app.use(session({ store: new SessionStore({ redis }), secret, resave: false, saveUninitialized: false }))`.
@@ -196,8 +218,8 @@ export class SessionStore extends EventEmitter {
     let problem: string;
     try {
       const session = (await this.serializer.parse(raw)) as unknown;
-      if (typeof session === 'object' && session !== null && !Array.isArray(session)) return session as StoredSession;
-      problem = 'not an object';
+      problem = shapeProblem(session);
+      if (problem === '') return session as StoredSession;
     } catch (error) {
       problem = `${(error as Error)?.name ?? 'Error'} from the serializer`;
     }

@@ -10,15 +10,7 @@ import { BlockCache } from './block-cache.js';
 import { clientForIp } from './client-ip.js';
 import { defaultClientKey } from './client-key.js';
 import { retryAfterSeconds, setRateLimitHeaders } from './headers.js';
-import {
-  callerLocation,
-  describeLimiter,
-  firstCount,
-  limiterKeys,
-  limiterNamespace,
-  registerNamespace,
-  rulesFingerprint,
-} from './namespace.js';
+import { callerLocation, claimNamespace, describeLimiter, firstCount, limiterKeys } from './namespace.js';
 import { type RateLimitInfo, type RateLimitOptions, type RateLimitRule, rateLimitSchema } from './options.js';
 import { decodeHitReply, type HitOutcome, rulesInfo, singleRuleInfo } from './outcome.js';
 import { limitedResponder } from './respond.js';
@@ -71,23 +63,16 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   const rulesScript = rules
     ? new RedisScript(`${config.algorithm} (${rules.length} rules)`, scripts.rules, { keys: rules.length })
     : undefined;
-  const namespace = limiterNamespace(config);
+  const { namespace, shared } = claimNamespace(
+    config,
+    options?.prefix !== undefined,
+    describeLimiter(config, callerLocation()),
+    logger,
+  );
   const counterKeys = limiterKeys(
     config.prefix,
     namespace,
     rules?.map((rule) => rule.name),
-  );
-  /** Whether another limiter of this process counts in the same namespace (then no request is counted twice). */
-  const createdAt = callerLocation();
-  const shared = registerNamespace(
-    { prefix: config.prefix, namespace },
-    {
-      fingerprint: rulesFingerprint(config),
-      description: describeLimiter(config, createdAt),
-      chosen: config.name !== undefined || options?.prefix !== undefined,
-      createdAt,
-    },
-    logger,
   );
   const clientKeyOf = config.key ?? defaultClientKey(config.ipv6Subnet, logger);
   const blocks = config.blockCache ? new BlockCache() : undefined;

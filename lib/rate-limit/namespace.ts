@@ -6,23 +6,25 @@ import type { RateLimitConfig } from './options.js';
 
 const algorithmNames = { 'fixed-window': 'fixed', 'sliding-window': 'sliding', 'token-bucket': 'bucket' } as const;
 
-type NamespaceInputs = Pick<RateLimitConfig, 'algorithm' | 'limit' | 'window' | 'name' | 'key'>;
+type NamespaceInputs = Pick<RateLimitConfig, 'algorithm' | 'limit' | 'window' | 'name' | 'key' | 'cost'>;
 
 /**
  * What a limiter counts, as a string: the algorithm, then each rule as `<limit>-<window>` (`fn` for a function
- * limit), then `custom` when the app keys clients itself: `fixed.100-15m`, `sliding.10-1s.1000-1d`. Two limiters
- * with the same fingerprint count the same thing the same way.
+ * limit), then `cost<n>` (`costfn`) for a cost other than 1, then `custom` when the app keys clients itself:
+ * `fixed.100-15m`, `sliding.10-1s.1000-1d`, `fixed.10-3m.cost5`. Two limiters with the same fingerprint count the
+ * same thing the same way.
  */
 export function rulesFingerprint(config: NamespaceInputs): string {
   const rules = Array.isArray(config.limit)
     ? config.limit.map((rule) => `${rule.limit}-${durationName(rule.window)}`)
     : [`${typeof config.limit === 'number' ? config.limit : 'fn'}-${durationName(config.window)}`];
-  return [algorithmNames[config.algorithm], ...rules, ...(config.key ? ['custom'] : [])].join('.');
+  const cost = config.cost === 1 ? [] : [`cost${typeof config.cost === 'number' ? config.cost : 'fn'}`];
+  return [algorithmNames[config.algorithm], ...rules, ...cost, ...(config.key ? ['custom'] : [])].join('.');
 }
 
 /**
- * The limiter's namespace: its `name`, or its rules' fingerprint. A name has no `.` and every fingerprint has one,
- * so a named limiter never counts into an unnamed one's keys.
+ * The namespace of a limiter built from these options alone: its `name`, or its rules' fingerprint. A name has no
+ * `.` and every fingerprint has one, so a named limiter never counts into an unnamed one's keys.
  */
 export function limiterNamespace(config: NamespaceInputs): string {
   return config.name ?? rulesFingerprint(config);
@@ -54,16 +56,14 @@ export function limiterKeys(prefix: string, namespace: string, ruleNames: readon
 interface RegisteredLimiter {
   fingerprint: string;
   description: string;
-  /** Whether the app chose the namespace (a `name`, or a `prefix` of its own). */
-  chosen: boolean;
-  /** Where the app called `rateLimit()`, when known. */
-  createdAt: string | undefined;
   /** Set once a second limiter counts in the same namespace: both then guard against counting a request twice. */
   shared: { value: boolean };
 }
 
-/** Namespaces in use in this process, by `<prefix>\n<namespace>` (bounded: limiters made per request are a bug). */
+/** Namespaces chosen by the app in this process, by `<prefix>\n<namespace>` (bounded). */
 const registry = new Map<string, RegisteredLimiter>();
+/** How many limiters of each `<prefix>\n<fingerprint>` this process made without choosing a namespace. */
+const unnamedCounts = new Map<string, number>();
 const registryLimit = 1_000;
 
 /** `rateLimit({ limit: 5, window: '1m' })` as a reader of the app would recognise it, and where it was made. */
@@ -82,40 +82,51 @@ export function callerLocation(): string | undefined {
   return outside?.trim().replace(/^at /, '');
 }
 
+/** Where a new limiter counts, and the flag it shares with every limiter of this process counting there too. */
+export interface ClaimedNamespace {
+  namespace: string;
+  /** True once another limiter of this process counts in the same namespace (then none counts a request twice). */
+  shared: { value: boolean };
+}
+
 /**
- * Records a new limiter's namespace and returns the flag it shares with every other limiter of that namespace in
- * this process. Two limiters meeting in one namespace is what the app asked for when both chose it (the same
- * `name`, or the same `prefix`) for the same rules; otherwise the app is warned, naming both.
+ * Gives a new limiter its namespace. Limiters share one only when the app says so: the same `name`, or the same
+ * `prefix` of its own and the same rules. Any other limiter counts apart, also from limiters of the same rules:
+ * the n-th one this process makes under the default prefix counts in `<fingerprint>~<n>` (the first in the
+ * fingerprint itself), so a limiter built in a loop, by a helper of the app, or for another route never takes
+ * another's budget, and each process of the app, making its limiters in the same order, names them alike. Two
+ * limiters given one `name` but different rules count together all the same, and the app is warned, naming both.
  */
-export function registerNamespace(
-  key: { prefix: string; namespace: string },
-  limiter: Omit<RegisteredLimiter, 'shared'>,
+export function claimNamespace(
+  config: NamespaceInputs & { prefix: string },
+  chosenPrefix: boolean,
+  description: string,
   logger: Logger,
-): { value: boolean } {
-  const id = `${key.prefix}\n${key.namespace}`;
+): ClaimedNamespace {
+  const fingerprint = rulesFingerprint(config);
+  if (config.name === undefined && !chosenPrefix) {
+    const id = `${config.prefix}\n${fingerprint}`;
+    const made = (unnamedCounts.get(id) ?? 0) + 1;
+    if (unnamedCounts.size >= registryLimit && !unnamedCounts.has(id)) unnamedCounts.clear();
+    unnamedCounts.set(id, made);
+    return { namespace: made === 1 ? fingerprint : `${fingerprint}~${made}`, shared: { value: false } };
+  }
+  const namespace = config.name ?? fingerprint;
+  const id = `${config.prefix}\n${namespace}`;
   const earlier = registry.get(id);
   if (!earlier) {
     if (registry.size >= registryLimit) registry.clear();
     const shared = { value: false };
-    registry.set(id, { ...limiter, shared });
-    return shared;
+    registry.set(id, { fingerprint, description, shared });
+    return { namespace, shared };
   }
   earlier.shared.value = true;
-  // The same rules asked for by the app in both, or made by the same line of code (an app built twice in one
-  // process, as tests do): the same limiter, meant to count together.
-  const sameRules = earlier.fingerprint === limiter.fingerprint;
-  const sameCode = limiter.createdAt !== undefined && earlier.createdAt === limiter.createdAt;
-  const agreed = sameRules && ((earlier.chosen && limiter.chosen) || sameCode);
-  if (!agreed) {
-    const why =
-      earlier.fingerprint === limiter.fingerprint
-        ? 'they count the same rules, so each client has one budget for both'
-        : 'their rules differ, yet each counts what the other counted';
+  if (earlier.fingerprint !== fingerprint) {
     logger.warn(
-      `redisware rateLimit: two limiters count under the same Redis keys ('${key.prefix}:${key.namespace}:…'): ${earlier.description} and ${limiter.description}; ${why}. A request they both see is counted once. Give each a 'name' of its own to count apart, or the same 'name' and rules to share on purpose.`,
+      `redisware rateLimit: two limiters named '${namespace}' count different rules under the same Redis keys ('${config.prefix}:${namespace}:…'): ${earlier.description} and ${description}. Each counts what the other counted, and a request they both see is counted once. Give each a 'name' of its own to count apart, or the same rules to share on purpose.`,
     );
   }
-  return earlier.shared;
+  return { namespace, shared: earlier.shared };
 }
 
 /** The counters each request was counted under, by limiters whose namespace another limiter shares. */

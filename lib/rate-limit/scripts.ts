@@ -40,7 +40,7 @@ if ARGV[4] == '1' then
   local used = tonumber(redis.pcall('GET', KEYS[1]))
   if not used or used < 0 or used % 1 ~= 0 then return {1, 0, window, 0, 0} end
   local ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 0 then ttl = window end
+  if ttl < 0 or ttl > window then return {1, 0, window, 0, 0} end
   return {used <= limit and 1 or 0, used, ttl, 1, 0}
 end
 local repaired = 0
@@ -52,8 +52,9 @@ if type(used) == 'table' then
   repaired = 1
 end
 local ttl = redis.call('PTTL', KEYS[1])
-if used < cost or (ttl < 0 and used > cost) then
-  -- Below zero before this request, or an old count no window bounds (another store's): a new window.
+if used < cost or ttl > window or (ttl < 0 and used > cost) then
+  -- Below zero before this request, or an old count no window of this limiter bounds (another store's, or this
+  -- limiter's own before its window was shortened): a new window.
   used = cost
   redis.call('SET', KEYS[1], cost, 'PX', window)
   ttl = window
@@ -265,8 +266,8 @@ export const fixedWindowRulesSource = rulesSource(
     used = nil
   elseif used then
     left = redis.call('PTTL', KEYS[i])
-    if left < 0 then
-      -- A count no window bounds (another store's): a new window.
+    if left < 0 or left > window then
+      -- A count no window of this rule bounds (another store's, or one from before the window was shortened).
       malformed(KEYS[i])
       used, left = nil, window
     end

@@ -57,6 +57,9 @@ local function load(key, now, idle, absolute, rolling)
     end
   end
   local resolution = math.min(60000, math.floor(idle / 10))
+  -- A creation or last-seen time ahead of Redis's clock (by more than a failover's skew) is no time of ours: a
+  -- session from the future would never meet its absolute timeout.
+  if created and created > now + 60000 or seen and seen > now + 60000 then malformed = true end
   if malformed or not created or not seen or now - created >= absolute or now - seen >= idle + resolution then
     redis.call('DEL', key)
     return 0
@@ -108,7 +111,7 @@ else
   local stored = redis.pcall('HGET', KEYS[1], '_c')
   if type(stored) == 'table' then return 0 end
   created = finite(stored)
-  if not created then return 0 end
+  if not created or created > now + 60000 then return 0 end
 end
 local left = absolute - (now - created)
 if left <= 0 then

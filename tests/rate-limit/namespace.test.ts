@@ -95,7 +95,8 @@ describe('the default namespace', () => {
   });
 
   it('is the same for the same rules (another process, another route), and the name when given', () => {
-    expect(namespaceOf({ limit: 5, window: '1m', cost: 2 })).toBe(namespaceOf({ limit: 5, window: 60_000 }));
+    expect(namespaceOf({ limit: 5, window: '1m', headers: 'legacy' })).toBe(namespaceOf({ limit: 5, window: 60_000 }));
+    expect(namespaceOf({ limit: 5, window: '1m', cost: 2 })).toBe('fixed.5-1m.cost2');
     expect(namespaceOf({ name: 'login', limit: 5, window: '1m' })).toBe('login');
   });
 

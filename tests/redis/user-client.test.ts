@@ -63,7 +63,7 @@ describe.each(majors)("a client from the app's own ioredis %s", (major, connect)
     // A server of its own: SCRIPT FLUSH on the shared one would change what other files' tests see.
     const { admin, server } = await privateRedisWithAdmin();
     const own = userClient(server.url);
-    const options = { redis: own, limit: 10, key: () => 'c', logger: silentLogger };
+    const options = { redis: own, name: 'flush', limit: 10, key: () => 'c', logger: silentLogger };
     const limiter = rateLimit(options);
     const app = appWith(limiter);
     const statuses = async () =>
