@@ -89,7 +89,16 @@ export class ScriptBatcher {
   ): void {
     // The batch's reply arrives in the context of whichever call started the flush: each caller is answered in its
     // own async context (AsyncLocalStorage: request ids, tracing spans), as if its call had gone alone.
-    const answer = AsyncResource.bind(done);
+    // (A resource destroyed by hand once it answered: `AsyncResource.bind` leaves that to the garbage collector,
+    // registering each resource with it, which cost about 13 µs per call here — more than the rest of the work.)
+    const scope = new AsyncResource('redisware.script', { requireManualDestroy: true });
+    const answer: ScriptCallback = (error, reply) => {
+      try {
+        scope.runInAsyncScope(done, undefined, error, reply);
+      } finally {
+        scope.emitDestroy();
+      }
+    };
     this.queue.push({ script, keys, args, done: answer, timeoutMs, deadline: undefined, settled: false });
     if (!this.scheduled) {
       this.scheduled = true;
