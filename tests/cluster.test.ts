@@ -27,7 +27,15 @@ afterAll(async () => {
 describe('on Redis Cluster', () => {
   it('rateLimit() lets exactly `limit` concurrent requests through two apps, for every algorithm', async () => {
     for (const algorithm of ['fixed-window', 'sliding-window', 'token-bucket'] as const) {
-      const options = { limit: 10, window: '1m', algorithm, key: () => `cluster-${algorithm}`, logger: silentLogger };
+      // Two instances of one limiter, as two processes would make it: one name, one count.
+      const options = {
+        name: `cluster-${algorithm}`,
+        limit: 10,
+        window: '1m',
+        algorithm,
+        key: () => `cluster-${algorithm}`,
+        logger: silentLogger,
+      };
       const apps = [await clusterClient(), await clusterClient()].map((redis) => {
         const app = express();
         app.get('/', rateLimit({ ...options, redis }), (_req, res) => {
@@ -51,6 +59,7 @@ describe('on Redis Cluster', () => {
 
   it('rateLimit() with several rules counts them in one script (one slot per client) and reset() reaches every instance', async () => {
     const options = {
+      name: 'cluster-rules', // two instances of one limiter, as two processes would make it
       limit: [
         { limit: 5, window: '1m' },
         { limit: 50, window: '1d' },
