@@ -123,8 +123,11 @@ export interface CacheInvalidatedEvent {
 
 /** The lock of `withLock()` taken, or given up on. */
 export interface LockEvent {
-  /** `acquired`: `fn` runs now. `timeout`: `waitTimeout` passed without the lock (`LockTimeoutError`). */
-  type: 'lock.acquired' | 'lock.timeout';
+  /**
+   * `acquired`: `fn` runs now. `timeout`: `waitTimeout` passed without the lock (`LockTimeoutError`). `lost`: the
+   * lease could not be extended, or lapsed, while `fn` ran (its `signal` aborted: another holder may run now).
+   */
+  type: 'lock.acquired' | 'lock.timeout' | 'lock.lost';
   resource: string;
   /** The lock's Redis key (`lock:<resource>`). */
   key: string;
@@ -161,6 +164,31 @@ export interface RedisErrorEvent {
 }
 
 /**
+ * Redis answers again after an outage this middleware saw (and logged): it uses Redis again from now on, after the
+ * writes held back during the outage (see {@link RedisDeferredEvent}) were applied.
+ */
+export interface RedisRecoveredEvent {
+  type: 'redis.recovered';
+  source: RedisErrorEvent['source'];
+  /** How long the middleware went without Redis: from its first failure to now, in ms. */
+  downMs: number;
+}
+
+/**
+ * A write that must not be lost (a logout, an invalidation, the release of a lock Redis may hold) could not reach
+ * Redis: `'redis.deferred'` — it is held in this process and applied before anything is served from Redis again;
+ * `'redis.dropped'` — the queue of such writes is full (see the README), so this one is lost.
+ */
+export interface RedisDeferredEvent {
+  type: 'redis.deferred' | 'redis.dropped';
+  source: RedisErrorEvent['source'];
+  /** What was held back: `'destroy'` (a session), `'invalidate'` (cache entries), `'unlock'` (a lock). */
+  operation: string;
+  /** How many writes are held now, this one included (`redis.deferred`). */
+  pending: number;
+}
+
+/**
  * A value of the wrong type or shape under one of the middleware's keys (written by another program, an older
  * version, or by hand) was replaced or ignored instead of obeyed: a counter restarted, a session treated as missing.
  */
@@ -183,6 +211,8 @@ export type RediswareEvent =
   | CacheInvalidatedEvent
   | LockEvent
   | RedisErrorEvent
+  | RedisRecoveredEvent
+  | RedisDeferredEvent
   | RedisRepairedEvent;
 
 /** Every event type, for code that enumerates them (metrics, dashboards). */
@@ -202,7 +232,11 @@ export const eventTypes = [
   'cache.invalidated',
   'lock.acquired',
   'lock.timeout',
+  'lock.lost',
   'redis.error',
+  'redis.recovered',
+  'redis.deferred',
+  'redis.dropped',
   'redis.repaired',
 ] as const satisfies readonly RediswareEvent['type'][];
 

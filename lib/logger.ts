@@ -33,25 +33,32 @@ export function resolveLogger(given: Logger | undefined): Logger {
 }
 
 /**
- * Reports a failing dependency once per outage instead of once per failed call:
- * `failed()` logs only on the first failure after a success, `recovered()` re-arms it.
+ * Reports a failing dependency once per outage instead of once per failed call: `failed()` logs only on the first
+ * failure after a success; `recovered()`, told of every success, logs (and reports, through `onRecovered`) the
+ * first one after an outage, with how long it lasted.
  */
 export class OutageReporter {
-  private down = false;
+  private downSince = 0;
 
   constructor(
     private readonly logger: Logger,
+    private readonly who: string,
     private readonly what: string,
+    private readonly onRecovered?: (downMs: number) => void,
   ) {}
 
   failed(error: unknown): void {
-    if (this.down) return;
-    this.down = true;
+    if (this.downSince !== 0) return;
+    this.downSince = Date.now();
     const reason = error instanceof Error ? error.message : String(error);
     this.logger.warn(`redisware: ${this.what}: ${reason}`);
   }
 
   recovered(): void {
-    this.down = false;
+    if (this.downSince === 0) return;
+    const downMs = Date.now() - this.downSince;
+    this.downSince = 0;
+    this.logger.warn(`redisware: ${this.who}: Redis answers again (after ${downMs} ms without it)`);
+    this.onRecovered?.(downMs);
   }
 }

@@ -2,7 +2,7 @@
 // the bounded way it talks to Redis (each outage logged once).
 
 import { lazyRedis } from './connection.js';
-import { type Emit, type EventHook, eventEmitter } from './events.js';
+import { type Emit, type EventHook, eventEmitter, type RedisErrorEvent } from './events.js';
 import { type Logger, OutageReporter, resolveLogger } from './logger.js';
 import { boundedCaller, type RedisCaller } from './redis/bounded.js';
 import type { RedisClient } from './redis/client.js';
@@ -27,14 +27,24 @@ export interface FactoryParts {
   call: RedisCaller;
 }
 
-/** Derives a factory's {@link FactoryParts} from its resolved options. */
-export function factoryParts(options: SharedOptions, outageMessage: string): FactoryParts {
+/**
+ * Derives a factory's {@link FactoryParts} from its resolved options: `source` names it in events and in the line
+ * logged when Redis answers again, `outageMessage` is logged once per outage.
+ */
+export function factoryParts(
+  options: SharedOptions,
+  source: RedisErrorEvent['source'],
+  outageMessage: string,
+): FactoryParts {
   const logger = resolveLogger(options.logger);
   const redis = lazyRedis(options.redis);
-  const outage = new OutageReporter(logger, outageMessage);
+  const emit = eventEmitter(options.onEvent, logger);
+  const outage = new OutageReporter(logger, source, outageMessage, (downMs) =>
+    emit?.({ type: 'redis.recovered', source, downMs }),
+  );
   return {
     logger,
-    emit: eventEmitter(options.onEvent, logger),
+    emit,
     redis,
     call: boundedCaller({ client: redis, timeoutMs: options.timeout, outage, logger, batch: options.batch }),
   };

@@ -87,7 +87,7 @@ export class RateLimitStore {
     const config = parseOptions('RateLimitStore', rateLimitStoreSchema, options);
     this.prefix = config.prefix;
     this.resetExpiryOnChange = config.resetExpiryOnChange;
-    this.call = factoryParts(config, 'RateLimitStore could not use Redis (down, slow or refusing)').call;
+    this.call = factoryParts(config, 'rateLimit', 'RateLimitStore could not use Redis (down, slow or refusing)').call;
   }
 
   /**

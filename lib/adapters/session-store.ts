@@ -126,7 +126,7 @@ export class SessionStore extends EventEmitter {
       Object.setPrototypeOf(SessionStore.prototype, this.#Store.prototype);
     }
     this.#config = resolveStoreOptions(options);
-    const parts = factoryParts(this.#config, 'SessionStore could not use Redis (down, slow or refusing)');
+    const parts = factoryParts(this.#config, 'session', 'SessionStore could not use Redis (down, slow or refusing)');
     this.#logger = parts.logger;
     this.#client = parts.redis;
     this.#call = parts.call;

@@ -104,6 +104,7 @@ export interface CacheStore {
 export function createCacheStore(config: z.output<typeof cacheSchema>): CacheStore {
   const { logger, emit, redis, call } = factoryParts(
     config,
+    'cache',
     'cache could not use Redis (down, slow or refusing), bypassing it',
   );
   const keys = cacheKeys(config.prefix);

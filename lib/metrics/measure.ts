@@ -102,10 +102,15 @@ export function measurementsOf(event: RediswareEvent, routeLabel: (route: string
     }
     case 'lock.acquired':
     case 'lock.timeout':
+    case 'lock.lost':
       return [{ counter: 'lock', labels: { event: event.type.slice('lock.'.length) }, value: 1 }];
     case 'redis.error':
       return [{ counter: 'redisErrors', labels: { source: event.source, action: event.action }, value: 1 }];
     case 'redis.repaired':
       return [{ counter: 'redisRepairs', labels: { source: event.source }, value: 1 }];
+    case 'redis.recovered':
+    case 'redis.deferred':
+    case 'redis.dropped':
+      return []; // logged; an outage already shows in redisware_redis_errors_total
   }
 }

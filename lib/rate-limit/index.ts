@@ -55,6 +55,7 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
   const config = parseOptions('rateLimit', rateLimitSchema, options);
   const { logger, emit, redis, call } = factoryParts(
     config,
+    'rateLimit',
     'rateLimit could not use Redis (down, slow or refusing), applying onRedisError',
   );
   const scripts = algorithms[config.algorithm];

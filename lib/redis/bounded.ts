@@ -4,26 +4,8 @@ import { RedisTimeoutError, RedisUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { batcherFor } from './batcher.js';
 import { isCluster, type RedisClient } from './client.js';
+import { healthOf } from './health.js';
 import type { RedisScript, ScriptCallback } from './script.js';
-
-const nextReadyByClient = new WeakMap<RedisClient, Promise<void>>();
-
-/** Resolves on the client's next `ready` event; one shared promise (and listener) per client. */
-function nextReady(client: RedisClient): Promise<void> {
-  let ready = nextReadyByClient.get(client);
-  if (!ready) {
-    ready = new Promise<void>((resolve) => {
-      client.once('ready', () => {
-        nextReadyByClient.delete(client);
-        resolve();
-      });
-    });
-    nextReadyByClient.set(client, ready);
-    // A lazyConnect client only connects on its first command, which we withhold until it is ready.
-    if (client.status === 'wait') client.connect().catch(() => {});
-  }
-  return ready;
-}
 
 /**
  * Settles with `work`, or rejects with `onTimeout()` if `work` has not settled within `timeoutMs`;
@@ -68,9 +50,10 @@ function withDeadline<T>(
  * Runs `command` against `client` within `timeoutMs`, or rejects with
  * {@link RedisUnavailableError} / {@link RedisTimeoutError}.
  *
- * The command is only sent once the client is `ready`: while ioredis is (re)connecting we wait for it
- * within the same budget instead of queueing, so nothing piles up in its offline queue during an
- * outage and no command whose caller already gave up is sent later.
+ * The command is only sent when the client's health says so (see `RedisHealth.gate`): while the connection is down,
+ * or the circuit open, the call fails at once — nothing waits on a Redis known to be down, nothing piles up in
+ * ioredis' offline queue, and nothing of the call is kept once it has failed. Only a client that has not connected
+ * yet is waited for, within the same budget.
  */
 export function boundedCall<T>(
   client: RedisClient,
@@ -78,16 +61,21 @@ export function boundedCall<T>(
   command: () => Promise<T>,
   onSettled?: (error: unknown) => void,
 ): Promise<T> {
+  const health = healthOf(client);
+  const settled = (error: unknown) => {
+    health.settled(error);
+    onSettled?.(error);
+  };
   const timedOut = () => new RedisTimeoutError(timeoutMs);
-  if (client.status === 'ready') return withDeadline(command(), timeoutMs, timedOut, onSettled);
-  if (client.status === 'end') {
-    const error = new RedisUnavailableError('Redis connection is closed');
+  const gate = health.gate(timeoutMs);
+  if (gate === 'go') return withDeadline(command(), timeoutMs, timedOut, settled);
+  if (gate === 'fail') {
+    const error = health.unavailable();
     onSettled?.(error);
     return Promise.reject(error);
   }
   const started = Date.now();
-  const unavailable = () => new RedisUnavailableError(`Redis is ${client.status}`);
-  return withDeadline(nextReady(client), timeoutMs, unavailable).then(
+  return health.whenConnected(timeoutMs).then(
     () => {
       const left = timeoutMs - (Date.now() - started);
       if (left <= 0) {
@@ -95,7 +83,7 @@ export function boundedCall<T>(
         onSettled?.(error);
         throw error;
       }
-      return withDeadline(command(), left, timedOut, onSettled);
+      return withDeadline(command(), left, timedOut, settled);
     },
     (error) => {
       onSettled?.(error);
@@ -152,12 +140,21 @@ export function boundedCaller(options: CallerOptions): RedisCaller {
     done: ScriptCallback,
   ): void {
     const redis = client();
-    if (batch && redis.status === 'ready' && !isCluster(redis)) {
+    if (batch && !isCluster(redis)) {
+      const health = healthOf(redis);
+      if (health.gate(timeoutMs) !== 'go') {
+        call((r) => script.run(r, keys, args)).then(
+          (reply) => done(undefined, reply),
+          (error: Error) => done(error),
+        );
+        return;
+      }
       batcherFor(redis as Redis, logger).enqueue(
         script,
         keys,
         args,
         (error, reply) => {
+          health.settled(error);
           report(error);
           done(error, reply);
         },

@@ -93,7 +93,11 @@ export interface SessionConfig extends Omit<z.output<typeof sessionSchema>, 'log
 /** Validates the options and derives what the storage and the middleware need. */
 export function resolveConfig(options: RedisSessionOptions): SessionConfig {
   const config = parseOptions('redisSession', sessionSchema, options);
-  const { logger, emit, call } = factoryParts(config, 'redisSession could not use Redis (down, slow or refusing)');
+  const { logger, emit, call } = factoryParts(
+    config,
+    'session',
+    'redisSession could not use Redis (down, slow or refusing)',
+  );
   const sessionKeyOf = keyspace(config.prefix);
   return {
     ...config,
