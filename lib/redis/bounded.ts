@@ -4,7 +4,7 @@ import { RedisTimeoutError, RedisUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { batcherFor } from './batcher.js';
 import { isCluster, type RedisClient } from './client.js';
-import { healthOf } from './health.js';
+import { healthOf, isOutage } from './health.js';
 import type { RedisScript, ScriptCallback } from './script.js';
 
 /**
@@ -69,6 +69,19 @@ export function boundedCall<T>(
   const timedOut = () => new RedisTimeoutError(timeoutMs);
   const gate = health.gate(timeoutMs);
   if (gate === 'go') return withDeadline(command(), timeoutMs, timedOut, settled);
+  if (gate === 'probe') {
+    const work = command();
+    work.then(
+      () => health.trialReplied(),
+      (error) => {
+        if (!isOutage(error)) health.trialReplied();
+      },
+    );
+    return withDeadline(work, timeoutMs, timedOut, (error) => {
+      health.trialEnded(error);
+      onSettled?.(error);
+    });
+  }
   if (gate === 'fail') {
     const error = health.unavailable();
     onSettled?.(error);
@@ -140,15 +153,9 @@ export function boundedCaller(options: CallerOptions): RedisCaller {
     done: ScriptCallback,
   ): void {
     const redis = client();
-    if (batch && !isCluster(redis)) {
-      const health = healthOf(redis);
-      if (health.gate(timeoutMs) !== 'go') {
-        call((r) => script.run(r, keys, args)).then(
-          (reply) => done(undefined, reply),
-          (error: Error) => done(error),
-        );
-        return;
-      }
+    // `down` decides without side effects (a gate could start the circuit's one trial call: it goes alone).
+    const health = batch && !isCluster(redis) ? healthOf(redis) : undefined;
+    if (health && !health.down) {
       batcherFor(redis as Redis, logger).enqueue(
         script,
         keys,

@@ -14,8 +14,11 @@ export interface DeferredWrite {
   settled?(error?: Error): void;
 }
 
-/** What {@link RedisHealth.gate} decides for a call: send it, wait for the first connection, or fail at once. */
-export type Gate = 'go' | 'wait' | 'fail';
+/**
+ * What {@link RedisHealth.gate} decides for a call: send it, send it as the one trial of an open circuit (see
+ * {@link RedisHealth.trialEnded}), wait for the first connection, or fail at once.
+ */
+export type Gate = 'go' | 'probe' | 'wait' | 'fail';
 
 /** The most writes held per client; past it a write is dropped (and its caller told so). */
 export const maxDeferredWrites = 10_000;
@@ -51,9 +54,12 @@ interface Waiter {
 /**
  * The health of one client. States: *up* (calls go), *down* (calls fail at once: the connection is lost, or the
  * circuit is open), and on the way back *draining* (held writes are applied; calls still fail). Transitions: the
- * client's `close` → down; consecutive outage failures of a connected client → down (circuit open); the client's
- * `ready`, or a probe's reply, → draining → up once every held write is applied. A client that never connected yet
- * makes calls wait for its first connection (within their timeout); once it failed, they fail at once.
+ * client's `close` → down; consecutive timeouts of a connected client → down (circuit open); the client's `ready`,
+ * or a probe's reply, → draining → up once every held write is applied. A probe is one real call let through when
+ * the circuit's wait is over (half-open: every other call still fails at once), so it is answered only when Redis
+ * would answer that kind of command (a PING is answered under `CLIENT PAUSE WRITE`, a script is not); its reply
+ * closes the circuit even when it comes after the call's deadline. A client that never connected yet makes calls
+ * wait for its first connection (within their timeout); once it failed, they fail at once.
  */
 export class RedisHealth {
   readonly #client: RedisClient;
@@ -90,8 +96,13 @@ export class RedisHealth {
     const status = this.#client.status;
     if (status === 'ready') {
       if (!this.#down && this.#held.size === 0) return 'go';
-      this.#probeIfDue(timeoutMs);
-      return 'fail';
+      if (this.#held.size > 0) {
+        this.#probeIfDue(timeoutMs);
+        return 'fail';
+      }
+      if (this.#probing || Date.now() < this.#probeAt) return 'fail';
+      this.#probing = true;
+      return 'probe';
     }
     if (status === 'wait') {
       // A lazyConnect client only connects on its first command, which is withheld until it is ready.
@@ -126,6 +137,25 @@ export class RedisHealth {
     });
   }
 
+  /**
+   * Told how the trial call (a `'probe'` of {@link gate}) ended within its deadline; `replied` is told of its reply
+   * whenever it comes, so a late reply still ends the outage.
+   */
+  trialEnded(error: unknown): void {
+    this.#probing = false;
+    if (error === undefined || !isOutage(error)) this.#replied();
+    else if (this.#down) this.#probeFailed();
+  }
+
+  /** Redis replied to a trial call (possibly after its deadline, possibly with an error reply): it answers again. */
+  trialReplied(): void {
+    this.#replied();
+  }
+
+  #replied(): void {
+    if (this.#down && this.#held.size === 0 && this.#client.status === 'ready') this.#up();
+  }
+
   /** Told how each call ended (`undefined`: it succeeded). */
   settled(error: unknown): void {
     if (error === undefined) {
@@ -147,9 +177,22 @@ export class RedisHealth {
    * Returns the number of writes held, or 0 when the queue is full and `write` was dropped.
    */
   defer(write: DeferredWrite): number {
-    if (!this.#held.has(write.key) && this.#held.size >= maxDeferredWrites) return 0;
+    const previous = this.#held.get(write.key);
+    if (!previous && this.#held.size >= maxDeferredWrites) return 0;
+    let kept = write;
+    if (previous?.settled) {
+      // The earlier write's caller is told when the one that replaced it is applied.
+      const settled = write.settled;
+      kept = {
+        ...write,
+        settled(error) {
+          previous.settled?.(error);
+          settled?.(error);
+        },
+      };
+    }
     this.#held.delete(write.key); // a replaced write moves to the end: the order of the last request wins
-    this.#held.set(write.key, write);
+    this.#held.set(write.key, kept);
     if (this.#client.status === 'ready') this.#probeIfDue(probeTimeoutMs);
     else this.#scheduleProbe();
     return this.#held.size;
@@ -185,45 +228,33 @@ export class RedisHealth {
     this.#probeIfDue(probeTimeoutMs);
   }
 
-  /** Starts a probe if none runs and the circuit's wait is over: held writes if any, else a PING. */
+  /** Applies the held writes if no probe runs and the circuit's wait is over. */
   #probeIfDue(timeoutMs: number): void {
     if (this.#probing || Date.now() < this.#probeAt || this.#client.status !== 'ready') return;
+    if (this.#held.size === 0) return;
     this.#probing = true;
-    const held = [...this.#held.values()];
-    const probe = held.length > 0 ? this.#apply(held, timeoutMs) : this.#ping(timeoutMs);
-    probe.then(
+    this.#apply([...this.#held.values()], timeoutMs).then(
       () => {
         this.#probing = false;
-        // Writes held while the probe ran go first.
+        // Writes held while these were applied go first.
         if (this.#held.size > 0) this.#probeIfDue(timeoutMs);
         else this.#up();
       },
       () => {
         this.#probing = false;
-        if (!this.#down) {
-          this.#down = true;
-          this.#downSince = Date.now();
-        }
-        this.#probeDelay = Math.min(this.#probeDelay * 2, maxProbeDelayMs);
-        this.#probeAt = Date.now() + this.#probeDelay;
-        this.#scheduleProbe();
+        this.#probeFailed();
       },
     );
   }
 
-  /**
-   * A PING within `timeoutMs`. Its reply, even a late one, proves Redis answers: a late reply ends the outage at
-   * once instead of at the next probe (the circuit closes as soon as a paused Redis resumes).
-   */
-  #ping(timeoutMs: number): Promise<void> {
-    const reply = this.#client.ping();
-    reply.then(
-      () => {
-        if (!this.#probing && this.#held.size === 0 && this.#client.status === 'ready') this.#up();
-      },
-      () => {},
-    );
-    return withTimeout(reply, timeoutMs).then(() => undefined);
+  #probeFailed(): void {
+    if (!this.#down) {
+      this.#down = true;
+      this.#downSince = Date.now();
+    }
+    this.#probeDelay = Math.min(this.#probeDelay * 2, maxProbeDelayMs);
+    this.#probeAt = Date.now() + this.#probeDelay;
+    this.#scheduleProbe();
   }
 
   /** Applies `writes` (in one pipeline, as ioredis auto-pipelines them); rejects if any met an outage. */
