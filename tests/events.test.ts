@@ -105,7 +105,9 @@ describe('rateLimit() onEvent', () => {
       { source: 'rateLimit', action: 'denied', operation: 'hit' },
     ]);
     expect(errors[0].error).toBeInstanceOf(Error);
-    expect(errors[0].durationMs).toBeGreaterThanOrEqual(90);
+    // A Redis known to be down (its connection refused) is not waited on: failed at once, not after `timeout`.
+    expect(errors[0].durationMs).toBeGreaterThanOrEqual(0);
+    expect(errors[0].durationMs).toBeLessThan(90);
   });
 
   it('goes on answering when the hook throws or rejects, and logs it once', async () => {
