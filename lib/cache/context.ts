@@ -20,8 +20,9 @@ export interface RouteContext {
   readonly lock: { wait: number; ttl: number } | undefined;
   readonly emit: Emit | undefined;
   /**
-   * Invalidates tags the way `cache.invalidateTags()` does (reporting to `onEvent`, `also.key` hashed), and deletes
-   * `also.entries`: entry keys the caller could name itself (so that it reaches them even if a tag set was evicted).
+   * Invalidates tags the way `cache.invalidateTags()` does (reporting to `onEvent`, `also.key` hashed; what Redis
+   * cannot take now is held until it answers again), and deletes `also.entries`: entry keys the caller could name
+   * itself (so that it reaches them even if a tag set was evicted, or on Redis Cluster its node is down).
    */
   invalidate(tags: readonly Tag[], also: { key?: string; entries?: readonly string[] }): Promise<number>;
   /** The middleware itself, once made: tells whether a matched route is this cache's (see `routeOf`). */

@@ -5,6 +5,7 @@ import { parseOptions } from '../options.js';
 import { createCoalescer } from './coalesce.js';
 import { hashForEvents } from './context.js';
 import type { StoredResponse } from './entry.js';
+import { createInvalidation } from './invalidation.js';
 import type { Tag } from './keys.js';
 import {
   type CacheResponseOptions,
@@ -14,7 +15,6 @@ import {
   responseSchema,
   valueSchema,
 } from './options.js';
-import { tagForEvents } from './report.js';
 import { createResponseMiddleware } from './response.js';
 import { createCacheStore } from './store.js';
 import { invalidationUrlOf } from './target.js';
@@ -33,10 +33,17 @@ export interface Cache {
   set(key: string, value: unknown, options?: CacheValueOptions): Promise<void>;
   /**
    * Deletes the value at `key`, or the responses under that cache key; a URL path (`'/users/1?b=2'`) deletes every
-   * response stored for it, whatever its origin and variant.
+   * response stored for it, whatever its origin and variant. Never lost to an outage: see `invalidateTags`.
    */
   delete(key: string): Promise<void>;
-  /** Deletes every entry stored with any of `tags`. Resolves to how many entries were deleted. */
+  /**
+   * Deletes every entry stored with any of `tags`. Resolves to how many entries were deleted now. A tag Redis cannot
+   * be reached for (down, or slower than `timeout`) is held in this process and invalidated before it reads or
+   * stores anything in Redis again (a `redis.deferred` event; a `cache.invalidated` event once applied): the call
+   * still resolves, counting 0 for it, so a route that awaits it answers as its own work did. Past the client's
+   * bound of held writes (10,000) it is dropped instead, with a `redis.dropped` event and a logged error. Rejects
+   * only when Redis refuses the command (not an outage).
+   */
   invalidateTags(...tags: string[]): Promise<number>;
 }
 
@@ -91,25 +98,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
   /** Runs one of the cache's own Redis steps, reporting its failure to `onEvent` before it rejects. */
   const reported = <T>(operation: string, step: () => Promise<T>) => reportingFailure(emit, 'cache', operation, step);
 
-  /**
-   * Invalidates `tags` and deletes `also.entries` (and reports them, `also.key` hashed), resolving to how many
-   * entries the tags held.
-   */
-  async function invalidate(
-    tags: readonly Tag[],
-    also: { key?: string; entries?: readonly string[] } = {},
-  ): Promise<number> {
-    const started = emit ? clock() : 0;
-    const count = await reported('invalidate', () => store.invalidate(tags, also.entries));
-    emit?.({
-      type: 'cache.invalidated',
-      tags: tags.map(tagForEvents),
-      key: also.key === undefined ? undefined : reportedKey(also.key),
-      count,
-      durationMs: since(started),
-    });
-    return count;
-  }
+  const invalidate = createInvalidation(store);
 
   /**
    * Loads `key` once across concurrent calls: in this process they share one load; across processes the first
@@ -231,9 +220,7 @@ export function createCache(options?: CreateCacheOptions): Cache {
       const tags: Tag[] = [{ kind: 'key', key }];
       if (url !== undefined) tags.push({ kind: 'url', url });
       // The value itself too, should its tag set be gone (evicted under memory pressure, say).
-      await reported('delete', () => store.call((r) => r.del(keys.value(key))));
-      store.localCopies.delete(keys.value(key));
-      await invalidate(tags, { key });
+      await invalidate(tags, { key, entries: [keys.value(key)] }, 'delete');
     },
 
     async invalidateTags(...tags: string[]): Promise<number> {

@@ -33,7 +33,9 @@ function namedUrls(req: Request, res: Response): string[] {
 /**
  * Holds the end of an unsafe request's response until what it changed is invalidated, so that a client that reads
  * right after its own write never gets the old copy. A route `key` that throws is reported, and the URL is
- * invalidated all the same (every entry is tagged with its URL too).
+ * invalidated all the same (every entry is tagged with its URL too). The response is never turned into an error: an
+ * invalidation Redis cannot take now (down, slow, or on Redis Cluster a tag set's node down) is held in the process
+ * and applied before it reads from Redis again, and the request's own entry is deleted by its key meanwhile.
  */
 export function invalidateOnSuccess(ctx: RouteContext, req: Request, res: Response): void {
   holdEnd(res, (proceed) => {
@@ -54,7 +56,7 @@ export function invalidateOnSuccess(ctx: RouteContext, req: Request, res: Respon
     const also = { key, entries: entry ? [entry.base] : [] };
     ctx.invalidate(tags, also).then(
       () => proceed(),
-      () => proceed(), // reported by `invalidate`
+      () => proceed(), // refused by Redis: reported by `invalidate`
     );
   });
 }

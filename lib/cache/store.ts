@@ -1,5 +1,5 @@
-// The Redis side of a cache: reading entries (with local copies), storing them with their tags and variants unless
-// an invalidation came first, and invalidating tags.
+// The Redis side of a cache: reading entries (with local copies), and storing them with their tags and variants
+// unless an invalidation came first (invalidating is invalidation.ts').
 import { createHash } from 'node:crypto';
 import type { Request } from 'express';
 import type { z } from 'zod';
@@ -13,20 +13,18 @@ import { varyValue } from './http.js';
 import { type CacheKeys, cacheKeys, type Tag } from './keys.js';
 import { LocalCopies } from './local-copies.js';
 import type { cacheSchema } from './options.js';
-import { addToTagScript, invalidateScript, readScript, readValueScript, storeScript } from './scripts.js';
+import { addToTagScript, readScript, readValueScript, storeScript } from './scripts.js';
 
 /** At most this many variants (`Vary`) of one URL are kept; storing another drops the oldest. */
 export const maxVariants = 16;
-
-/** Members removed from a tag set per round of an invalidation. */
-const invalidationChunk = 200;
 
 /**
  * The longest a response or value may take to produce and still be stored (µs): a tag's tombstone must outlive
  * every production that began before it, so productions are bounded, and tombstones kept a little longer.
  */
 const longestProduction = 60_000_000;
-const tombstoneMs = longestProduction / 1000 + 5_000;
+/** How long a tag's tombstone (the time of its last invalidation) is kept, in ms. */
+export const tombstoneMs = longestProduction / 1000 + 5_000;
 /**
  * On Redis Cluster a tombstone and the time a production began are read from the clocks of two nodes: a production
  * that began within this margin after an invalidation is discarded too (one more miss, never a stale entry).
@@ -91,11 +89,6 @@ export interface CacheStore {
    * invalidated after `since`. Resolves `false` when it was discarded.
    */
   store(request: StoreRequest): Promise<boolean>;
-  /**
-   * Deletes every entry with one of `tags` (resolving to how many there were), and then `entries`, keys of entries
-   * named directly (which the tags hold too, unless a tag set was evicted under memory pressure).
-   */
-  invalidate(tags: readonly Tag[], entries?: readonly string[]): Promise<number>;
   /** Notes how a URL's responses vary (so that its next HIT is one round trip). */
   rememberVary(base: string, names: string[]): void;
 }
@@ -119,15 +112,6 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
 
   /** The client's ioredis `keyPrefix`, which its commands add to every key (scripts see keys with it). */
   const clientPrefix = () => (redis() as { options?: { keyPrefix?: string } }).options?.keyPrefix ?? '';
-
-  /**
-   * A tag set member as the client's commands take it: members are always keys as Redis holds them (with the
-   * client's `keyPrefix`: a script's KEYS have it, and the Cluster path adds it), which commands add again.
-   */
-  function asCommandKey(member: string): string {
-    const prefix = clientPrefix();
-    return prefix !== '' && member.startsWith(prefix) ? member.slice(prefix.length) : member;
-  }
 
   /** One read of `target` (see `readScript`): the entry, a vary marker's names, or nothing; and the clock. */
   async function readOnce(
@@ -230,56 +214,6 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
     return !invalidated;
   }
 
-  /**
-   * Deletes the entries among `commandKeys` (on Redis Cluster one command each), resolving to how many existed. A
-   * key that is no entry key of this cache (a planted tag set member, another program's) is never deleted.
-   */
-  async function deleteEntries(commandKeys: string[]): Promise<number> {
-    const entries = commandKeys.filter((key) => keys.isEntry(key));
-    if (entries.length === 0) return 0;
-    for (const key of entries) localCopies.delete(key);
-    if (!needsOneSlot(redis())) {
-      try {
-        return await call((r) => r.del(...entries));
-      } catch (error) {
-        if (!isCrossSlot(error)) throw error;
-        markRefusesCrossSlot(redis());
-      }
-    }
-    const counts = await Promise.all(entries.map((key) => call((r) => r.del(key))));
-    return counts.reduce((sum, n) => sum + n, 0);
-  }
-
-  /**
-   * Invalidates one tag: its tombstone first (from then on, nothing produced before it is stored with the tag),
-   * then its entries, in rounds of {@link invalidationChunk}: each round deletes some members and then removes
-   * exactly those from the set, so a member added meanwhile is never dropped unseen. Stops once the set is empty,
-   * or after as many rounds as its size at the start called for.
-   */
-  async function invalidateTag(tag: Tag): Promise<number> {
-    const setKey = keys.tagSet(tag);
-    const [size, firstMembers] = (await call.run(
-      invalidateScript,
-      [setKey, keys.tombstone(tag)],
-      [tombstoneMs, invalidationChunk],
-    )) as [number, string[]];
-    let members = firstMembers;
-    let deleted = 0;
-    for (let round = 0; members.length > 0 && round <= Math.ceil(size / invalidationChunk); round++) {
-      deleted += await deleteEntries(members.map(asCommandKey));
-      const removed = members; // members are not keys: the client adds no prefix to them
-      await call((r) => r.zrem(setKey, ...removed));
-      members = await call((r) => r.zrange(setKey, 0, invalidationChunk - 1));
-    }
-    return deleted;
-  }
-
-  async function invalidate(tags: readonly Tag[], entries: readonly string[] = []): Promise<number> {
-    const counts = await Promise.all(tags.map(invalidateTag));
-    if (entries.length) await deleteEntries([...entries]);
-    return counts.reduce((sum, n) => sum + n, 0);
-  }
-
   return {
     keys,
     redis,
@@ -292,7 +226,6 @@ export function createCacheStore(config: z.output<typeof cacheSchema>): CacheSto
     readResponse,
     readValue,
     store,
-    invalidate,
     rememberVary,
   };
 }
