@@ -170,6 +170,33 @@ describe('a connected Redis that stops answering', () => {
     redis.disconnect();
   });
 
+  it('costs a paused Redis one wait per middleware, not one per request: the stack answers at once afterwards, and uses Redis again once it resumes', async () => {
+    const redis = createRedis({ url: server.url, logger: silentLogger }) as Redis;
+    await redis.ping();
+    const { app } = stackedApp(redis, '100ms');
+    const agent = request.agent(app);
+    await agent.post('/login').expect(200);
+    await admin.call('CLIENT', 'PAUSE', '1000', 'ALL');
+    let durations: number[];
+    try {
+      durations = await timedRequests(agent, 12);
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE');
+    }
+    // The first request waits on each middleware (three timeouts open the circuit); the rest fail at once, but for
+    // the one trial call let through every few hundred ms (one request may wait one timeout for it).
+    expect(durations[0]).toBeGreaterThanOrEqual(250);
+    expect(durations.slice(1).filter((ms) => ms >= 90).length).toBeLessThanOrEqual(2);
+    const back = Date.now();
+    for (;;) {
+      const response = await agent.get('/page').expect(200);
+      if (response.headers.ratelimit !== undefined) break;
+      expect(Date.now() - back).toBeLessThan(1000);
+      await sleep(20);
+    }
+    redis.disconnect();
+  });
+
   it('opens the circuit on replies withheld by a stalled connection (TCP), and closes it once replies flow', async () => {
     const proxy = await cuttingProxy(server.port);
     const redis = createRedis({ url: `redis://127.0.0.1:${proxy.port}`, logger: silentLogger }) as Redis;
