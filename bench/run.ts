@@ -2,13 +2,14 @@
 // Every variant runs in its own server process; each measured run of a variant sits between two runs of bare
 // Express in the same round, and ratios are taken to that bracketing baseline (the machine drifts).
 import { type ChildProcess, fork } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { startEmbeddedRedis } from '../support/embedded-redis.js';
-import type { Scenario } from './variants.js';
+import { type Scenario, sessionSecret } from './variants.js';
 
 const duration = Number(process.env.BENCH_DURATION ?? 3);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -43,6 +44,10 @@ interface Suite {
   variants: string[];
   cases: Case[];
 }
+
+/** A signed session cookie (as redisSession() issues them) naming a session no Redis holds: each request loads it. */
+const sessionId = randomBytes(32).toString('base64url');
+const sessionCookie = `sid=${sessionId}.${createHmac('sha256', sessionSecret).update(sessionId).digest('base64url')}`;
 
 /** With BENCH_BASELINE_DIST, the earlier build's `redisware <middleware>, <label>` variant leads each suite. */
 const baselineOf = (middleware: string) =>
@@ -113,6 +118,21 @@ const suites: Record<string, Suite> = {
         scenario: {},
         path: '/json-1k',
         uniquePaths: true,
+      },
+    ],
+  },
+  outage: {
+    title: 'When Redis is down',
+    variants: [
+      'redisware rateLimit() + redisSession() + cacheResponse(), Redis down (connection refused)',
+      'redisware rateLimit() + redisSession() + cacheResponse(), Redis up',
+    ],
+    cases: [
+      {
+        name: 'one route (res.json of ~1 KB) behind all three middlewares, a session cookie on every request (bare Express: the same route, no middleware, no Redis)',
+        scenario: {},
+        path: '/page',
+        headers: { cookie: sessionCookie },
       },
     ],
   },

@@ -2,6 +2,7 @@
 // Run by bench/run.ts through child_process.fork; the CPU it reports is this process's alone.
 import type { Server } from 'node:http';
 import { build, variants } from './variants.js';
+import './outage-variants.js';
 
 const [variantName, redisUrl, scenarioJson] = process.argv.slice(2);
 const scenario = JSON.parse(scenarioJson) as Record<string, unknown>;

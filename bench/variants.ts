@@ -28,7 +28,7 @@ const expressSession = require('express-session') as (options: Record<string, un
 const { RedisStore: ConnectRedisStore } = require('connect-redis') as {
   RedisStore: new (options: Record<string, unknown>) => unknown;
 };
-const sessionSecret = 'benchmark-secret-benchmark-secret-0123456789';
+export const sessionSecret = 'benchmark-secret-benchmark-secret-0123456789';
 
 export interface Scenario {
   /** Requests allowed per window (rate-limit scenarios). */
@@ -53,7 +53,7 @@ const windowMs = 15 * 60_000;
 /** The scenario of the server being built (a server process builds one app). */
 let current: Scenario = {};
 
-function baseApp(): Express {
+export function baseApp(): Express {
   const app = express();
   if (current.compression) app.use(compression());
   app.set('trust proxy', 1);
@@ -74,7 +74,7 @@ const bytes1k = Buffer.from(JSON.stringify(document1k));
 const bytes100k = Buffer.from(JSON.stringify(document100k));
 const passThrough: RequestHandler = (_req, _res, next) => next();
 
-function finish(app: Express, clients: Array<{ quit(): Promise<unknown> }> = [], cached?: RequestHandler) {
+export function finish(app: Express, clients: Array<{ quit(): Promise<unknown> }> = [], cached?: RequestHandler) {
   app.get('/', (_req, res) => {
     res.send(body);
   });
@@ -87,6 +87,10 @@ function finish(app: Express, clients: Array<{ quit(): Promise<unknown> }> = [],
   app.get('/json-100k', cached ?? passThrough, (_req, res) => {
     if (cached) res.json(document100k);
     else res.type('application/json').send(bytes100k);
+  });
+  // The outage suite: the same handler with or without the middlewares (res.json of the same document).
+  app.get('/page', cached ?? passThrough, (_req, res) => {
+    res.json(document1k);
   });
   app.get('/db', cached ?? passThrough, async (_req, res) => {
     await new Promise((resolve) => setTimeout(resolve, 5));
