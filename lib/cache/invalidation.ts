@@ -121,8 +121,9 @@ export function createInvalidation(store: CacheStore): Invalidate {
   const entryStep = (key: string): Step => ({ id: key, apply: (via) => deleteEntries([key], via) });
 
   /**
-   * Holds `step` until Redis answers again; resolves to how many writes the client holds now (0: dropped). Applied,
-   * a tag's step is reported as `cache.invalidated`; refused then (not an outage), as a failed invalidation.
+   * Holds `step` until Redis answers again; returns how many writes the client holds now (0: it was dropped, the
+   * queue being full). Applied, it is reported as `cache.invalidated`; refused then (not an outage), as a failed
+   * invalidation.
    */
   function hold(client: RedisClient, step: Step): number {
     let count = 0;
