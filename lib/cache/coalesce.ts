@@ -1,6 +1,7 @@
 // Concurrent misses for one key run their producer once: in one process they share its flight; across processes
 // the first takes a lock, and the others wait for it to finish, told at once through pub/sub.
-import { type HeldLock, tryLock } from '../lock/index.js';
+import { RedisUnavailableError } from '../errors.js';
+import { type HeldLock, tryLock } from '../lock/lease.js';
 import { subscribe } from '../redis/subscriber.js';
 import type { CacheStore } from './store.js';
 
@@ -23,7 +24,10 @@ export interface Coalescer<T> {
   begin(key: string): Flight<T>;
   /** Takes the lock on `lockKey`: the held lock, `undefined` when another process holds it, `null` if Redis failed. */
   lock(lockKey: string, ttlMs: number): Promise<HeldLock | undefined | null>;
-  /** Waits, at most `waitMs`, for the process holding `lockKey` to finish `key`; `true` when it finished. */
+  /**
+   * Waits, at most `waitMs`, for the process holding `lockKey` to finish `key`: `true` when it finished, `false` when
+   * the wait ended without it (timed out, or Redis is known to be down).
+   */
   waitForHolder(key: string, lockKey: string, waitMs: number): Promise<boolean>;
   /** Releases `lock` and announces that `key` is finished, to every process waiting for it. */
   finish(lock: HeldLock, key: string): Promise<void>;
@@ -78,12 +82,17 @@ export function createCoalescer<T>(store: CacheStore, channel: string): Coalesce
     /** Takes the lock on `lockKey`: the held lock, `undefined` when another process holds it, `null` if Redis failed. */
     lock(lockKey: string, ttlMs: number): Promise<HeldLock | undefined | null> {
       listen(); // from the first miss on, so this process hears other processes finish
+      // An acquisition that failed after it was sent is released by tryLock once Redis has applied it: it leaves no
+      // lock behind for the next requests of this key to wait on.
       return tryLock(store.redis(), lockKey, ttlMs, store.timeout).catch(() => null);
     },
 
     /**
      * Waits, at most `waitMs`, for the process holding `lockKey` to finish `key`: its announcement, or the lock
-     * found gone (an announcement sent before this process listened, or missed). Resolves `true` when it finished.
+     * found gone (an announcement sent before this process listened, or missed; a lock whose acquisition failed on
+     * its holder's side, released once Redis applied it). Resolves `true` when it finished; `false` when the wait is
+     * over without it: timed out, or Redis known to be down (its entry could not be read, nor the lock checked, so
+     * waiting on would only be waiting out `waitMs`).
      */
     waitForHolder(key: string, lockKey: string, waitMs: number): Promise<boolean> {
       listen();
@@ -110,7 +119,10 @@ export function createCoalescer<T>(store: CacheStore, channel: string): Coalesce
               (held) => {
                 if (held === 0 && wakes.has(wake)) done(true);
               },
-              () => {},
+              (error: unknown) => {
+                // A slow reply may come yet; a Redis known to be down answers nothing until it is back.
+                if (error instanceof RedisUnavailableError && wakes.has(wake)) done(false);
+              },
             );
         };
         const poll = setInterval(check, lockPollMs);

@@ -1,13 +1,12 @@
-import { randomBytes } from 'node:crypto';
+// withLock(): runs a function while holding a lock on a resource, and tells it (an AbortSignal) if the lock is lost.
 import { z } from 'zod';
 import { defaultRedis } from '../connection.js';
 import { LockTimeoutError } from '../errors.js';
-import { now as clock, eventEmitter, reportRedisError, since } from '../events.js';
-import { keyspace, nameArgument } from '../keys.js';
+import { now as clock, type Emit, eventEmitter, reportRedisError, since } from '../events.js';
+import { nameArgument } from '../keys.js';
 import { resolveLogger } from '../logger.js';
 import {
   loggerSchema,
-  maxTimerMs,
   onEventOption,
   parseOptions,
   positiveDurationMs,
@@ -15,20 +14,34 @@ import {
   timerDurationMs,
 } from '../options.js';
 import { pause } from '../pause.js';
-import { boundedCall } from '../redis/bounded.js';
 import type { RedisClient } from '../redis/client.js';
-import { RedisScript } from '../redis/script.js';
+import { LockReentryError } from './errors.js';
+import { fenceKey, lockKey } from './keys.js';
+import { type HeldLock, type LockReporter, tryLock } from './lease.js';
+import { holdsNow, runHolding } from './reentry.js';
+
+export { LockLostError, LockReentryError } from './errors.js';
+export { lockKey } from './keys.js';
+export { type HeldLock, type TryLockOptions, tryLock } from './lease.js';
 
 const lockSchema = z.strictObject({
   /** An ioredis client; defaults to the shared `defaultRedis()`. */
   redis: redisSchema.optional(),
-  /** Lease of the lock; extended while `fn` runs, so it only matters if this process dies. @default '10s' */
+  /**
+   * Lease of the lock: how long Redis keeps it without hearing from its holder. It is extended every third of it
+   * while `fn` runs; if it cannot be extended before it ends (Redis slow or unreachable) or the lock is found taken
+   * over, the lease is lost — `fn`'s `signal` aborts and another holder may start. It is also how long a holder that
+   * died (a crashed process) keeps others waiting. @default '10s'
+   */
   ttl: positiveDurationMs.default(10_000),
   /** How long to wait for the lock before rejecting with `LockTimeoutError` (without running `fn`). @default '5s' */
   waitTimeout: timerDurationMs.default(5_000),
-  /** The longest one Redis command may take. @default '1s' */
+  /**
+   * The longest one Redis command (taking, extending or releasing the lock) may take; an acquisition past it rejects
+   * with `RedisTimeoutError` (`fn` does not run). Keep it well under a third of `ttl`. @default '1s'
+   */
   timeout: timerDurationMs.default(1_000),
-  /** Receives `lock.acquired`, `lock.timeout` and `redis.error` events. */
+  /** Receives `lock.acquired`, `lock.timeout`, `lock.lost`, `redis.error` and `redis.deferred` events. */
   onEvent: onEventOption,
   /** Where a throwing `onEvent` is reported. @default console */
   logger: loggerSchema.optional(),
@@ -37,120 +50,73 @@ const lockSchema = z.strictObject({
 /** Options of {@link withLock}. */
 export type LockOptions = z.input<typeof lockSchema>;
 
-/**
- * Deletes the lock only if it still holds our token: never releases a lock someone else now holds. With ARGV[2]
- * (a channel) and ARGV[3] (a message), also publishes that message, in the same step: whoever waits for the lock's
- * holder to finish hears of it at once.
- */
-const releaseScript = new RedisScript(
-  'lock-release',
-  `local released = 0
-if redis.call('GET', KEYS[1]) == ARGV[1] then released = redis.call('DEL', KEYS[1]) end
-if ARGV[2] then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return released`,
-);
-
-/** Extends the lease only if the lock still holds our token. */
-const extendScript = new RedisScript(
-  'lock-extend',
-  `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0`,
-);
-
-/**
- * Takes over a key at a lock's place that has no lease: KEYS[1] = the lock, ARGV = a token, the lease ms. A lock is
- * always written with a lease, so such a key is no lock (another program's, or left by a bug), and waiting for it
- * would be waiting forever. Returns 1 when taken, 0 when the key has a lease (someone holds the lock).
- */
-const takeOverScript = new RedisScript(
-  'lock-take-over',
-  `if redis.call('PTTL', KEYS[1]) ~= -1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1`,
-);
-
-/** A held lock: released token-checked, optionally announcing it (`message` on `channel`) in the same step. */
-export interface HeldLock {
-  readonly key: string;
-  release(announce?: { channel: string; message: string }): Promise<void>;
-  /** Stops extending the lease without releasing it: the lock ends by itself when its lease does. */
-  abandon(): void;
+/** What `fn` is given while it holds the lock. */
+export interface LockLease {
+  /**
+   * Aborts when the lease is lost while `fn` runs — it could not be extended before it ended, or another holder took
+   * the lock over — with a `LockLostError` saying which as its `reason`. Another holder may run from then on.
+   */
+  readonly signal: AbortSignal;
+  /**
+   * A number that grows with each acquisition of the resource: hand it to what `fn` writes, so that the store can
+   * refuse a write carrying a smaller token than one it has seen (a holder that lost its lease and wrote on).
+   */
+  readonly fencingToken: number;
 }
 
-/** The Redis key of the lock on `resource`: `lock:<resource>`. */
-export const lockKey = keyspace('lock');
-
-/**
- * Tries once to take the lock at `key` for `ttlMs`; resolves to the held lock, or `undefined` if someone holds it.
- * While held, the lease is extended every third of `ttlMs`, until `release()`.
- */
-export async function tryLock(
-  redis: RedisClient,
-  key: string,
-  ttlMs: number,
-  timeoutMs: number,
-): Promise<HeldLock | undefined> {
-  const token = randomBytes(16).toString('base64url');
-  // A plain SET first (it joins the client's auto-pipeline); a key already there is looked at only then.
-  const taken = await boundedCall(redis, timeoutMs, () => redis.set(key, token, 'PX', ttlMs, 'NX'));
-  if (taken !== 'OK') {
-    const takenOver = await boundedCall(redis, timeoutMs, () => takeOverScript.run(redis, [key], [token, ttlMs]));
-    if (takenOver !== 1) return undefined;
-  }
-  const renew = setInterval(
-    () => {
-      boundedCall(redis, timeoutMs, () => extendScript.run(redis, [key], [token, ttlMs])).catch(() => {});
-    },
-    Math.min(maxTimerMs, Math.max(1, Math.floor(ttlMs / 3))),
-  );
-  renew.unref();
-  let released = false;
+/** What a lock reports to `onEvent` of what happens behind its holder's back. */
+function lockReporter(emit: Emit | undefined, resource: string, key: string, acquired: () => number): LockReporter {
   return {
-    key,
-    abandon() {
-      released = true;
-      clearInterval(renew);
-    },
-    async release(announce) {
-      if (released) return;
-      released = true;
-      clearInterval(renew);
-      const args = announce ? [token, announce.channel, announce.message] : [token];
-      await boundedCall(redis, timeoutMs, () => releaseScript.run(redis, [key], args));
-    },
+    lost: () => emit?.({ type: 'lock.lost', resource, key, durationMs: since(acquired()) }),
+    deferred: (pending) => emit?.({ type: 'redis.deferred', source: 'lock', operation: 'unlock', pending }),
+    dropped: () => emit?.({ type: 'redis.dropped', source: 'lock', operation: 'unlock', pending: 0 }),
   };
 }
 
 /**
- * Runs `fn` while holding `lock:<resource>` and resolves to its result. The lease (`ttl`) is extended while
- * `fn` runs; the release is token-checked and happens when `fn` throws too. Past `waitTimeout` without getting
- * the lock, rejects with {@link LockTimeoutError} and does not run `fn`.
+ * Runs `fn` while holding `lock:<resource>` and resolves to its result. `fn` is given the lease's `signal` and its
+ * `fencingToken` (see {@link LockLease}). The lease (`ttl`) is extended while `fn` runs; when it is lost, the signal
+ * aborts and a `lock.lost` event is emitted, and `withLock` still resolves with what `fn` returns (or rejects with
+ * what it throws): `fn` decides. The release is token-checked and happens when `fn` throws too; one that cannot
+ * reach Redis is held until Redis answers again. Past `waitTimeout` without getting the lock, rejects with
+ * {@link LockTimeoutError} and does not run `fn`. Asked, inside `fn`, for the same lock again (on the same client),
+ * rejects at once with {@link LockReentryError}: locks are not re-entrant.
  */
-export async function withLock<T>(resource: string, fn: () => T | Promise<T>, options?: LockOptions): Promise<T> {
+export async function withLock<T>(
+  resource: string,
+  fn: (lease: LockLease) => T | Promise<T>,
+  options?: LockOptions,
+): Promise<T> {
   nameArgument(resource, 'withLock: resource');
   if (typeof fn !== 'function') throw new TypeError('withLock: fn is invalid (expected a function)');
   const config = parseOptions('withLock', lockSchema, options);
-  const redis = config.redis ?? defaultRedis();
-  const emit = eventEmitter(config.onEvent, resolveLogger(config.logger));
+  const redis: RedisClient = config.redis ?? defaultRedis();
   const key = lockKey(resource);
+  if (holdsNow(redis, key)) throw new LockReentryError(resource);
+  const emit = eventEmitter(config.onEvent, resolveLogger(config.logger));
+  let acquiredAt = 0;
+  const report = lockReporter(emit, resource, key, () => acquiredAt);
+  const fencing = { counter: fenceKey(key) };
   const started = emit ? clock() : 0;
   const deadline = Date.now() + config.waitTimeout;
   let delay = 10;
   for (;;) {
     let lock: HeldLock | undefined;
     try {
-      lock = await tryLock(redis, key, config.ttl, config.timeout);
+      lock = await tryLock(redis, key, config.ttl, config.timeout, { fencing, resource, report });
     } catch (error) {
       reportRedisError(emit, 'lock', 'failed', 'lock', error, started);
       throw error;
     }
     if (lock) {
+      acquiredAt = emit ? clock() : 0;
       emit?.({ type: 'lock.acquired', resource, key, durationMs: since(started) });
+      const lease: LockLease = { signal: lock.signal, fencingToken: lock.fencingToken };
       try {
-        return await fn();
+        return await runHolding(redis, key, () => fn(lease));
       } finally {
         await lock.release().catch((error: Error) => {
-          // The lock ends by itself when its lease does.
+          // Held until Redis answers again (`redis.deferred`), or left to end with its lease.
           reportRedisError(emit, 'lock', 'failed', 'unlock', error);
         });
       }
