@@ -128,6 +128,7 @@ export function createInvalidation(store: CacheStore): Invalidate {
   function hold(client: RedisClient, step: Step): number {
     let count = 0;
     let started = 0;
+    let reported = false;
     return deferUntilRecovered(client, {
       key: `cache-invalidate:${step.id}`,
       run: (redis) => {
@@ -137,6 +138,9 @@ export function createInvalidation(store: CacheStore): Invalidate {
         });
       },
       settled: (error) => {
+        // Told once, and only when this hold ran: one replaced by a later hold of the same step is reported by it.
+        if (started === 0 || reported) return;
+        reported = true;
         if (error) {
           logger.error(`redisware cache: a held invalidation was refused by Redis: ${error.message}`);
           reportRedisError(emit, 'cache', 'failed', 'invalidate', error);
