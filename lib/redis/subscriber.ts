@@ -2,6 +2,7 @@
 // runs a middleware's commands.
 import type { Redis } from 'ioredis';
 import { isCluster, type RedisClient } from './client.js';
+import { closedByApp, ended, endingWhenTold, endNow } from './closing.js';
 
 type Listener = (message: string) => void;
 
@@ -23,7 +24,7 @@ const isRefusal = (error: Error) => error.name === 'ReplyError';
  * closed when the client ends; a Cluster's own subscriber connection, which ioredis keeps apart from the ones that
  * run commands. A message published while that connection is down is missed: subscribers must treat messages as a
  * speed-up, never as the only way something becomes true. `refused` hears of a subscription the server refused (an
- * ACL user without channel rights), once. Nothing is opened for a client that has ended.
+ * ACL user without channel rights), once. Nothing is opened for a client that has ended or that the app closed.
  */
 export function subscribe(
   client: RedisClient,
@@ -31,7 +32,7 @@ export function subscribe(
   listener: Listener,
   refused?: (error: Error) => void,
 ): void {
-  if (client.status === 'end') return;
+  if (closedByApp(client)) return;
   let subscriber = subscribers.get(client);
   if (!subscriber) {
     subscriber = isCluster(client) ? clusterSubscriber(client) : duplicateSubscriber(client);
@@ -75,9 +76,22 @@ function reportRefusal(subscriber: Subscriber, channel: string, error: Error): v
  * SUBSCRIBE without handling its failure: should the connection close before the reply (the app closing its client,
  * a retry strategy giving up), that is an unhandled rejection, which ends a Node process. So it is turned off, and
  * every subscription is asked again, with its failure handled, each time the connection is ready.
+ *
+ * It lives as long as its client: it ends with the client's `end`, and, since ioredis says nothing of a client
+ * closed between reconnection attempts (it stays `reconnecting`, with no `end`), it also stops reconnecting once the
+ * app has closed its client. It reconnects on the client's schedule (its `retryStrategy`).
  */
 function duplicateSubscriber(client: RedisClient): Subscriber {
-  const connection = (client as Redis).duplicate({ autoResubscribe: false }) as RedisClient;
+  const { retryStrategy } = (client as Redis).options;
+  const connection = endingWhenTold(
+    (client as Redis).duplicate({
+      autoResubscribe: false,
+      retryStrategy(attempt) {
+        if (closedByApp(client) || typeof retryStrategy !== 'function') return null;
+        return retryStrategy.call(this, attempt);
+      },
+    }),
+  );
   // Its errors are those of the client's own connection, which the middleware already reports once per outage;
   // a listener is still needed, or ioredis would print each one.
   connection.on('error', () => {});
@@ -99,7 +113,7 @@ function duplicateSubscriber(client: RedisClient): Subscriber {
   if (connection.status === 'wait') connection.connect().catch(() => {});
   // The app closing its client (quit, or closeDefaultRedis()) closes this one too; connecting it again (connect()
   // after quit()) opens this one again, which then asks for every subscription on 'ready'.
-  client.on('end', () => connection.disconnect());
+  client.on('end', () => endNow(connection));
   client.on('ready', () => {
     if (connection.status === 'end') connection.connect().catch(() => {});
   });
@@ -119,4 +133,15 @@ function clusterSubscriber(cluster: RedisClient): Subscriber {
     },
   };
   return subscriber;
+}
+
+/**
+ * Closes the pub/sub connection redisware opened beside `client` (if any; a Cluster's is its own) and resolves once
+ * it has ended. It closes with its client anyway; this is for waiting until it has.
+ */
+export function closeSubscriber(client: RedisClient): Promise<void> {
+  const subscriber = subscribers.get(client);
+  if (!subscriber || subscriber.connection === client) return Promise.resolve();
+  endNow(subscriber.connection as Redis);
+  return ended(subscriber.connection);
 }
