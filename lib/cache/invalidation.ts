@@ -1,8 +1,9 @@
 // Invalidating what a cache stores — a tag's entries (its tombstone first), and entries named by key — so that it is
 // never lost to an outage: each step that cannot reach Redis (down, slow) is held in this process and applied before
 // the process sends Redis anything else (see `deferUntilRecovered`), so nothing stale is read or stored meanwhile.
+import { RedisTimeoutError, RedisUnavailableError } from '../errors.js';
 import { now as clock, reportingFailure, reportRedisError, since } from '../events.js';
-import { isCrossSlot, markRefusesCrossSlot, needsOneSlot, type RedisClient } from '../redis/client.js';
+import { isCluster, isCrossSlot, markRefusesCrossSlot, needsOneSlot, type RedisClient } from '../redis/client.js';
 import { deferUntilRecovered, healthOf, isOutage } from '../redis/health.js';
 import type { RedisScript } from '../redis/script.js';
 import { hashForEvents } from './context.js';
@@ -13,6 +14,12 @@ import { type CacheStore, tombstoneMs } from './store.js';
 
 /** Members removed from a tag set per round of an invalidation. */
 const invalidationChunk = 200;
+
+/**
+ * Steps sent past held writes on a Redis Cluster at most at once, per cache (see `applyNow`): each one whose node
+ * does not answer waits in ioredis until it does, so their number is bounded.
+ */
+const maxPastHeld = 100;
 
 /**
  * How an invalidation's commands reach Redis: within the cache's `timeout` as every call does, or — for a step held
@@ -52,6 +59,8 @@ export function createInvalidation(store: CacheStore): Invalidate {
   const { keys, localCopies, emit, logger } = store;
   /** Whether the last step held back was dropped (the error is logged once until one is held again). */
   let dropping = false;
+  /** Steps sent past held writes that have not settled yet (see {@link applyNow}). */
+  let pastHeld = 0;
 
   const bounded = (): Via => ({ client: store.redis(), run: store.call.run, send: store.call });
   const direct = (client: RedisClient): Via => ({
@@ -121,6 +130,29 @@ export function createInvalidation(store: CacheStore): Invalidate {
   const entryStep = (key: string): Step => ({ id: key, apply: (via) => deleteEntries([key], via) });
 
   /**
+   * Applies `step` within the cache's timeout. On a Redis Cluster whose connection is up, a step that failed at once
+   * only because this process holds writes for a node that does not answer is sent all the same: invalidations
+   * commute (they delete, and move tombstones later), so the nodes that answer apply it now — an entry whose tag
+   * set's node is down is deleted for every instance, not only for this one, which reads nothing meanwhile.
+   */
+  async function applyNow(step: Step, via: Via): Promise<number> {
+    try {
+      return await step.apply(via);
+    } catch (error) {
+      const { client } = via;
+      const heldBack = error instanceof RedisUnavailableError && isCluster(client) && client.status === 'ready';
+      if (!heldBack || pastHeld >= maxPastHeld) throw error;
+      pastHeld++;
+      const work = step.apply(direct(client));
+      const release = () => {
+        pastHeld--;
+      };
+      work.then(release, release);
+      return withinTimeout(work, store.timeout);
+    }
+  }
+
+  /**
    * Holds `step` until Redis answers again; returns how many writes the client holds now (0: it was dropped, the
    * queue being full). Applied, it is reported as `cache.invalidated`; refused then (not an outage), as a failed
    * invalidation.
@@ -185,7 +217,7 @@ export function createInvalidation(store: CacheStore): Invalidate {
    */
   async function applyOrHold(steps: Step[]): Promise<{ count: number; applied: Tag[]; held: number }> {
     const via = bounded();
-    const outcomes = await Promise.allSettled(steps.map((step) => step.apply(via)));
+    const outcomes = await Promise.allSettled(steps.map((step) => applyNow(step, via)));
     let count = 0;
     let refused: unknown;
     const applied: Tag[] = [];
@@ -222,4 +254,13 @@ export function createInvalidation(store: CacheStore): Invalidate {
     }
     return count;
   };
+}
+
+/** `work`, or a {@link RedisTimeoutError} after `timeoutMs` (`work` goes on: its caller bounds how many do). */
+function withinTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RedisTimeoutError(timeoutMs)), timeoutMs);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }

@@ -61,30 +61,36 @@ async function twoInstances() {
 }
 
 /**
- * Stores `/p/0`, `/p/1`, … through `app` until one's entry and its URL's tag set are on different nodes; returns its
- * path and the index of the tag set's node.
+ * Stores `/p/0`, `/p/1`, … through `app` until one (`path`) has its entry and its URL's tag set on different nodes,
+ * and another (`other`) its entry on a third node, neither that tag set's; returns them and the tag set's node.
  */
-async function pathWithTagSetElsewhere(
+async function pathsAcrossNodes(
   app: express.Express,
   prefix: string,
   stored: RediswareEvent[],
-): Promise<{ path: string; tagNode: number }> {
+): Promise<{ path: string; other: string; tagNode: number }> {
   const admins = nodes.map((url) => new Redis(url));
+  const entryNodes: number[] = [];
+  let found: { path: string; tagNode: number; entryNode: number } | undefined;
   try {
-    for (let n = 0; n < 50; n++) {
+    for (let n = 0; n < 60; n++) {
       const path = `/p/${n}`;
       const count = stored.length;
       await request(app).get(path).expect(200);
       await until(() => stored.length > count); // stored after the response
       const held = await Promise.all(admins.map((admin) => admin.keys(`${prefix}:*`)));
       const nodeOf = (match: (key: string) => boolean) => held.findIndex((keys) => keys.some(match));
-      const entryNode = nodeOf((key) => key.includes(':r:{') && key.includes(`/p/${n}:`));
-      const tagNode = nodeOf((key) => key.includes(':t:{url:') && key.endsWith(`/p/${n}}`));
+      const entryNode = nodeOf((key) => key.includes(':r:{') && key.includes(`${path}:`));
+      const tagNode = nodeOf((key) => key.includes(':t:{url:') && key.endsWith(`${path}}`));
       expect(entryNode).toBeGreaterThanOrEqual(0);
       expect(tagNode).toBeGreaterThanOrEqual(0);
-      if (entryNode !== tagNode) return { path, tagNode };
+      entryNodes[n] = entryNode;
+      if (!found && entryNode !== tagNode) found = { path, tagNode, entryNode };
+      if (!found) continue;
+      const third = entryNodes.findIndex((node) => node !== found?.tagNode && node !== found?.entryNode);
+      if (third >= 0) return { path: found.path, other: `/p/${third}`, tagNode: found.tagNode };
     }
-    throw new Error('no path found whose entry and tag set are on different nodes');
+    throw new Error('no paths found whose entries and tag set are on three nodes');
   } finally {
     for (const admin of admins) admin.disconnect();
   }
@@ -93,7 +99,7 @@ async function pathWithTagSetElsewhere(
 describe("on Redis Cluster, with the node holding a URL's tag set down", () => {
   it('paused: a PUT answers 200, and the next GET on either instance is not the old entry; the tag set part is applied once the node answers', async () => {
     const { prefix, a, b, stored } = await twoInstances();
-    const { path, tagNode } = await pathWithTagSetElsewhere(a.app, prefix, stored);
+    const { path, tagNode } = await pathsAcrossNodes(a.app, prefix, stored);
     const old = await request(b.app).get(path);
     expect([old.headers['x-cache'], old.text]).toEqual(['HIT', `${path.slice(3)} v1`]);
     const admin = new Redis(nodes[tagNode]);
@@ -107,9 +113,24 @@ describe("on Redis Cluster, with the node holding a URL's tag set down", () => {
     expect((await request(a.app).get(path)).text).toBe(`${path.slice(3)} v2`);
   }, 20_000);
 
+  it('paused: while that part is held, a later write through the same instance still deletes its own entry', async () => {
+    const { prefix, a, b, stored } = await twoInstances();
+    const { path, other, tagNode } = await pathsAcrossNodes(a.app, prefix, stored);
+    expect((await request(b.app).get(other)).headers['x-cache']).toBe('HIT');
+    const admin = new Redis(nodes[tagNode]);
+    await admin.call('CLIENT', 'PAUSE', '1500', 'ALL');
+    admin.disconnect();
+    await request(a.app).put(path).expect(200, 'saved');
+    expect(healthOf(a.redis).held).toBeGreaterThan(0); // instance A reads nothing from Redis until it is applied
+    await request(a.app).put(other).expect(200, 'saved');
+    const after = await request(b.app).get(other);
+    expect(after.text).toBe(`${other.slice(3)} v3`);
+    await until(() => healthOf(a.redis).held === 0);
+  }, 20_000);
+
   it('killed: a PUT answers 200, and the next GET on the other instance is not the old entry', async () => {
     const { prefix, a, b, stored } = await twoInstances();
-    const { path, tagNode } = await pathWithTagSetElsewhere(a.app, prefix, stored);
+    const { path, tagNode } = await pathsAcrossNodes(a.app, prefix, stored);
     expect((await request(b.app).get(path)).headers['x-cache']).toBe('HIT');
     const admin = new Redis(nodes[tagNode], { retryStrategy: () => null });
     admin.on('error', () => {});
