@@ -1,7 +1,7 @@
 // A process of its own for tests/connection-ends.test.ts: it opens a client the way an app does (createRedis(), the
 // shared default client, or the app's own ioredis client handed to redisware), lets redisware open what it opens
 // beside it (the pub/sub connection of the cache and rateLimit, the client's health), brings the client to the state
-// asked for, closes it as asked, and prints the process's active resources before and after. The test then checks
+// asked for (with Sentinel watchers beside it if asked), closes it as asked, and prints the process's active resources before and after. The test then checks
 // that the process exits by itself.
 //
 // Argument: a JSON Scenario. Run with `node --import tsx` (and, for ioredis 6, with `ioredis` resolved to it).
@@ -9,6 +9,7 @@ import { Redis as Redis5 } from 'ioredis5';
 import { Redis as Redis6 } from 'ioredis6';
 import { closeDefaultRedis, createRedis, defaultRedis } from '../lib/connection.js';
 import type { RedisClient } from '../lib/redis/client.js';
+import { followFailovers } from '../lib/redis/failover.js';
 import { healthOf } from '../lib/redis/health.js';
 import { subscribe } from '../lib/redis/subscriber.js';
 
@@ -21,6 +22,8 @@ export interface Scenario {
   /** When it is closed: before connecting (lazyConnect), while connecting, ready, between reconnection attempts, or connected to a server that never answers. */
   state: 'wait' | 'connecting' | 'ready' | 'reconnecting' | 'stalled';
   close: 'disconnect' | 'quit' | 'closeDefaultRedis';
+  /** Watch this address as a Sentinel beside the client, as a Sentinel-backed client of createRedis() does. */
+  sentinel?: { host: string; port: number };
 }
 
 /** What the child prints on its last line. */
@@ -51,6 +54,9 @@ function open(): RedisClient {
 const client = open();
 subscribe(client, 'redisware-test:ends', () => {});
 healthOf(client);
+if (scenario.sentinel) {
+  followFailovers(client as Redis5, { sentinels: [scenario.sentinel], name: 'ends', retryStrategy: () => 20 });
+}
 
 async function reached(): Promise<void> {
   const { state } = scenario;

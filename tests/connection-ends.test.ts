@@ -112,6 +112,25 @@ describe('closeDefaultRedis()', () => {
   }
 });
 
+describe('the Sentinel watchers beside a client of createRedis()', () => {
+  for (const sentinel of ['answering', 'down'] as const) {
+    it(`end with the client while the Sentinel is ${sentinel}, leaving nothing behind`, async () => {
+      const { port } = new URL(sentinel === 'down' ? downUrl : redisUrl);
+      const { report, exited, output } = await runChild({
+        client: 'createRedis',
+        major,
+        url: redisUrl,
+        state: 'ready',
+        close: 'disconnect',
+        sentinel: { host: '127.0.0.1', port: Number(port) },
+      });
+      expect(exited, output).toBe(true);
+      expect(report?.status).toBe('end');
+      expect(report?.after).toEqual(report?.before);
+    });
+  }
+});
+
 describe("the app's own ioredis client, handed to redisware", () => {
   for (const state of ['ready', 'reconnecting'] as const) {
     for (const close of ['disconnect', 'quit'] as const) {

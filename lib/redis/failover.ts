@@ -1,5 +1,6 @@
 // Following a Sentinel-managed master to its replacement as soon as a Sentinel announces the switch.
 import { Redis } from 'ioredis';
+import { closedByApp, endingWhenTold, endNow } from './closing.js';
 
 /** Where the Sentinels are and which master to follow. */
 export interface FailoverWatch {
@@ -24,7 +25,8 @@ const switchChannel = '+switch-master';
  * announced while the client, reconnecting after a crash, waits for a Sentinel's answer), which rejects that
  * attempt and ends the client for good. Here each Sentinel is watched by one connection of our own, opened with
  * the client's first `ready`, resubscribed after every reconnection with its failure handled, and closed when the
- * client ends.
+ * client ends, in whatever state it is (reconnecting to a Sentinel that is down included: see `endNow`). It also
+ * stops reconnecting once the app has closed the client.
  */
 export function followFailovers(client: Redis, watch: FailoverWatch): void {
   let watchers: Redis[] = [];
@@ -39,15 +41,17 @@ export function followFailovers(client: Redis, watch: FailoverWatch): void {
   client.on('ready', () => {
     if (watchers.length > 0) return;
     watchers = watch.sentinels.map(({ host, port }) => {
-      const watcher = new Redis({
-        host,
-        port,
-        password: watch.sentinelPassword,
-        retryStrategy: watch.retryStrategy,
-        autoResubscribe: false,
-        maxRetriesPerRequest: null,
-        enableReadyCheck: false,
-      });
+      const watcher = endingWhenTold(
+        new Redis({
+          host,
+          port,
+          password: watch.sentinelPassword,
+          retryStrategy: (attempt) => (closedByApp(client) ? null : watch.retryStrategy(attempt)),
+          autoResubscribe: false,
+          maxRetriesPerRequest: null,
+          enableReadyCheck: false,
+        }),
+      );
       watcher.on('error', () => {});
       watcher.on('ready', () => void watcher.subscribe(switchChannel).catch(() => {}));
       watcher.on('message', onSwitch);
@@ -55,7 +59,7 @@ export function followFailovers(client: Redis, watch: FailoverWatch): void {
     });
   });
   client.on('end', () => {
-    for (const watcher of watchers) watcher.disconnect();
+    for (const watcher of watchers) endNow(watcher);
     watchers = [];
   });
 }
