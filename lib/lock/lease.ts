@@ -114,16 +114,23 @@ class Lease implements HeldLock {
   #watchLapse(): void {
     if (this.#lapse) clearTimeout(this.#lapse);
     this.#lapse = setTimeout(
-      () => {
-        if (Date.now() < this.#leaseEnds) return this.#watchLapse(); // a timer may fire early
-        this.#lose(
-          `the lease on lock "${this.resource}" lapsed: it could not be extended within its ${this.ttlMs} ms ` +
-            '(Redis slow or unreachable), so another holder may have the lock now',
-        );
-      },
+      // After this turn's I/O: an extension's reply already received (the event loop was busy) is read first.
+      () => setImmediate(() => this.#checkLapse()),
       Math.min(maxTimerMs, Math.max(0, this.#leaseEnds - Date.now())),
     );
     this.#lapse.unref();
+  }
+
+  #checkLapse(): void {
+    if (this.#done || this.signal.aborted) return;
+    if (Date.now() < this.#leaseEnds) {
+      this.#watchLapse(); // extended meanwhile, or a timer that fired early
+      return;
+    }
+    this.#lose(
+      `the lease on lock "${this.resource}" lapsed: it could not be extended within its ${this.ttlMs} ms ` +
+        '(Redis slow or unreachable), so another holder may have the lock now',
+    );
   }
 
   #extend(): void {
