@@ -1,11 +1,11 @@
-import { type Callback, Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, type ClusterNode, type ClusterOptions, type Redis, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { RedisUnavailableError } from './errors.js';
 import { type Emit, eventEmitter, reportRedisError } from './events.js';
 import { type Logger, resolveLogger } from './logger.js';
 import { durationMs, loggerSchema, onEventOption, parseOptions, withoutCredentials } from './options.js';
 import type { RedisClient } from './redis/client.js';
-import { disconnectCleanly, ended, endNow } from './redis/closing.js';
+import { EndingCluster, EndingRedis, ended, quitGraceMs } from './redis/closing.js';
 import { followFailovers } from './redis/failover.js';
 import { closeSubscriber } from './redis/subscriber.js';
 
@@ -137,51 +137,6 @@ function reportOutages(client: RedisClient, logger: Logger, label: string, emit:
   if (emit && client instanceof Cluster) client.on('node error', report);
 }
 
-/** How long `quit()` on a client of {@link createRedis} waits for Redis to answer before closing the connection. */
-export const quitGraceMs = 2_000;
-
-/**
- * The standalone (and Sentinel-backed) client of {@link createRedis}: an ioredis `Redis` that ends when it is told
- * to, whatever it is doing, and leaves no timer or socket behind (see `endNow`).
- * - `disconnect()` ends it at once, between reconnection attempts too (ioredis would stay `reconnecting` forever).
- * - `quit()` is ioredis' graceful QUIT when connected, bounded: a Redis that does not answer within
- *   {@link quitGraceMs} has its connection closed. Between reconnection attempts, or before any command was
- *   queued, it ends the client at once; commands still waiting for a connection are then rejected.
- */
-class EndingRedis extends Redis {
-  override disconnect(reconnect = false): void {
-    disconnectCleanly(this, reconnect, (again) => super.disconnect(again));
-  }
-
-  override quit(callback?: Callback<'OK'>): Promise<'OK'> {
-    const closing = this.#quit();
-    if (callback) closing.then((reply) => callback(null, reply), callback);
-    return closing;
-  }
-
-  #quit(): Promise<'OK'> {
-    const queued = (this as unknown as { offlineQueue?: { length: number } }).offlineQueue?.length ?? 0;
-    const waiting = this.status === 'reconnecting' || this.status === 'wait';
-    if (this.status !== 'end' && (waiting || (this.status !== 'ready' && queued === 0))) {
-      endNow(this, () => super.disconnect());
-      return Promise.resolve('OK');
-    }
-    const reply = super.quit();
-    let cutShort = false;
-    const grace = setTimeout(() => {
-      cutShort = true;
-      endNow(this, () => super.disconnect());
-    }, quitGraceMs);
-    grace.unref();
-    void ended(this).then(() => clearTimeout(grace));
-    // A reply cut short by closing the connection (the grace ran out) is still the close that was asked for.
-    return reply.catch((error: Error) => {
-      if (cutShort) return 'OK' as const;
-      throw error;
-    });
-  }
-}
-
 /**
  * Creates an ioredis client: `Redis`, or `Cluster` when `cluster` is given, or a Sentinel-backed `Redis`.
  *
@@ -210,7 +165,7 @@ export function createRedis(urlOrOptions?: string | CreateRedisOptions): RedisCl
   if (cluster) {
     const nodes = cluster.nodes.map(toClusterNode);
     const { enableAutoPipelining, maxRetriesPerRequest, ...redisOptions } = common;
-    const client = new Cluster(nodes, {
+    const client = new EndingCluster(nodes, {
       enableAutoPipelining,
       lazyConnect: rest.lazyConnect,
       clusterRetryStrategy: retryStrategy,

@@ -15,7 +15,7 @@ import { subscribe } from '../lib/redis/subscriber.js';
 
 export interface Scenario {
   /** Whose client: made by createRedis(), the shared default one, or the app's own ioredis client. */
-  client: 'createRedis' | 'default' | 'own';
+  client: 'createRedis' | 'cluster' | 'default' | 'own';
   /** The ioredis major of the app's own client. */
   major: 5 | 6;
   url: string;
@@ -42,6 +42,9 @@ function open(): RedisClient {
   if (scenario.client === 'default') {
     process.env.REDIS_URL = url;
     return defaultRedis();
+  }
+  if (scenario.client === 'cluster') {
+    return createRedis({ cluster: { nodes: [scenario.url] }, logger: silent, retry: { baseDelay: 20, maxDelay: 100 } });
   }
   if (scenario.client === 'createRedis') {
     return createRedis({ url, logger: silent, retry: { baseDelay: 20, maxDelay: 100 } });

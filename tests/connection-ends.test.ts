@@ -95,6 +95,18 @@ describe('a client of createRedis(), with the pub/sub connection redisware opens
   }
 });
 
+describe('a Cluster client of createRedis()', () => {
+  for (const close of ['disconnect', 'quit'] as const) {
+    it(`ends when the app calls ${close}() on it between reconnection attempts, and lets the process exit`, async () => {
+      const scenario = { client: 'cluster', major, url: downUrl, state: 'reconnecting', close } as const;
+      const { report, exited, output } = await runChild(scenario);
+      expect(exited, output).toBe(true);
+      // ioredis stayed 'disconnecting' forever (its connections to read a node's slots leave timers of 2 s).
+      expect(report?.status).toBe('end');
+    });
+  }
+});
+
 describe('closeDefaultRedis()', () => {
   for (const state of ['ready', 'reconnecting', 'stalled'] as const) {
     it(`closes the shared client and everything opened beside it while ${state}, leaving nothing behind`, async () => {

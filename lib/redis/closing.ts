@@ -1,5 +1,5 @@
 // Closing an ioredis connection for good, whatever it is doing, so that nothing of it keeps the process alive.
-import type { Redis } from 'ioredis';
+import { type Callback, Cluster, Redis } from 'ioredis';
 import type { RedisClient } from './client.js';
 
 /**
@@ -94,4 +94,75 @@ export function endingWhenTold<T extends Redis>(connection: T): T {
   const disconnect = connection.disconnect.bind(connection);
   connection.disconnect = (reconnect = false) => disconnectCleanly(connection, reconnect, disconnect);
   return connection;
+}
+
+/** How long `quit()` on a client of `createRedis()` waits for Redis to answer before closing the connection. */
+export const quitGraceMs = 2_000;
+
+/**
+ * The standalone (and Sentinel-backed) client of `createRedis()`: an ioredis `Redis` that ends when it is told
+ * to, whatever it is doing, and leaves no timer or socket behind (see `endNow`).
+ * - `disconnect()` ends it at once, between reconnection attempts too (ioredis would stay `reconnecting` forever).
+ * - `quit()` is ioredis' graceful QUIT when connected, bounded: a Redis that does not answer within
+ *   {@link quitGraceMs} has its connection closed. Between reconnection attempts, or before any command was
+ *   queued, it ends the client at once; commands still waiting for a connection are then rejected.
+ */
+export class EndingRedis extends Redis {
+  override disconnect(reconnect = false): void {
+    disconnectCleanly(this, reconnect, (again) => super.disconnect(again));
+  }
+
+  override quit(callback?: Callback<'OK'>): Promise<'OK'> {
+    const closing = this.#quit();
+    if (callback) closing.then((reply) => callback(null, reply), callback);
+    return closing;
+  }
+
+  #quit(): Promise<'OK'> {
+    const queued = (this as unknown as { offlineQueue?: { length: number } }).offlineQueue?.length ?? 0;
+    const waiting = this.status === 'reconnecting' || this.status === 'wait';
+    if (this.status !== 'end' && (waiting || (this.status !== 'ready' && queued === 0))) {
+      endNow(this, () => super.disconnect());
+      return Promise.resolve('OK');
+    }
+    const reply = super.quit();
+    let cutShort = false;
+    const grace = setTimeout(() => {
+      cutShort = true;
+      endNow(this, () => super.disconnect());
+    }, quitGraceMs);
+    grace.unref();
+    void ended(this).then(() => clearTimeout(grace));
+    // A reply cut short by closing the connection (the grace ran out) is still the close that was asked for.
+    return reply.catch((error: Error) => {
+      if (cutShort) return 'OK' as const;
+      throw error;
+    });
+  }
+}
+
+/**
+ * The Cluster client of `createRedis()`: an ioredis `Cluster` that ends when told to between reconnection attempts
+ * too, where ioredis leaves it `disconnecting` forever (no node connection is left to close, so nothing says it has
+ * closed). Connected, `quit()` is ioredis' own (each node's QUIT). (The connections ioredis opens for a moment to
+ * read the slots of a node that is down still leave a 2 s timer each, which redisware cannot reach.)
+ */
+export class EndingCluster extends Cluster {
+  override disconnect(reconnect = false): void {
+    const between = this.status === 'reconnecting';
+    super.disconnect(reconnect);
+    if (between && !reconnect) endBetweenAttempts(this);
+  }
+
+  override quit(callback?: Callback<'OK'>): Promise<'OK'> {
+    const between = this.status === 'reconnecting';
+    const closing = super.quit(callback);
+    if (between) endBetweenAttempts(this);
+    return closing;
+  }
+}
+
+/** Ends a Cluster closed between reconnection attempts, as ioredis ends one closed before it first connected. */
+function endBetweenAttempts(cluster: Cluster): void {
+  (cluster as unknown as { handleCloseEvent?(): void }).handleCloseEvent?.();
 }
