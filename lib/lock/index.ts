@@ -64,6 +64,11 @@ export interface LockLease {
   readonly fencingToken: number;
 }
 
+/** The `keyPrefix` the client puts before every key (ioredis' option), which decides their Cluster slots too. */
+function keyPrefixOf(redis: RedisClient): string {
+  return (redis as { options?: { keyPrefix?: unknown } }).options?.keyPrefix?.toString() ?? '';
+}
+
 /** What a lock reports to `onEvent` of what happens behind its holder's back. */
 function lockReporter(emit: Emit | undefined, resource: string, key: string, acquired: () => number): LockReporter {
   return {
@@ -96,7 +101,7 @@ export async function withLock<T>(
   const emit = eventEmitter(config.onEvent, resolveLogger(config.logger));
   let acquiredAt = 0;
   const report = lockReporter(emit, resource, key, () => acquiredAt);
-  const fencing = { counter: fenceKey(key) };
+  const fencing = { counter: fenceKey(key, keyPrefixOf(redis)) };
   const started = emit ? clock() : 0;
   const deadline = Date.now() + config.waitTimeout;
   let delay = 10;

@@ -18,16 +18,20 @@ function hashTagOf(key: string): string | undefined {
 
 /**
  * The key of the fencing counter of the lock at `lock` (a {@link lockKey}), in the same Redis Cluster slot, so
- * that one script takes the lock and its token together:
- * - a lock key with a hash tag (`lock:{tenant}job`): itself followed by `:fence` — the same tag places it;
- * - one with no `}` (`lock:job`, nearly every resource): `lock:{<the lock key>}:fence` — the lock key is the tag;
+ * that one script takes the lock and its token together. A client's `keyPrefix` (`P`) is part of both keys as Redis
+ * sees them, so the slot is that of `P` + `lock`:
+ * - a key with a hash tag (`lock:{tenant}job`, or a prefix `{app}:`): the lock key followed by `:fence` — the same
+ *   tag places it;
+ * - one with no `}` (`lock:job`, nearly every resource) and no `{` in `P`: `lock:{<P><lock key>}:fence` — the whole
+ *   key is the tag;
  * - otherwise (a `}` and no tag, as in `lock:a}b`) no key can share its slot: `undefined`, and the token is taken
  *   from Redis's clock alone (see `acquireScript`).
  * Never a lock, nor another lock's counter: a lock key is `lock:` and one part with no `:` (the resource's are
  * escaped), while a counter has a `:` after that part (the first form), or one inside it (the second).
  */
-export function fenceKey(lock: string): string | undefined {
-  if (hashTagOf(lock) !== undefined) return `${lock}:fence`;
-  if (!lock.includes('}')) return `lock:{${lock}}:fence`;
+export function fenceKey(lock: string, keyPrefix = ''): string | undefined {
+  const full = keyPrefix + lock;
+  if (hashTagOf(full) !== undefined) return `${lock}:fence`;
+  if (!full.includes('}') && !keyPrefix.includes('{')) return `lock:{${full}}:fence`;
   return undefined;
 }

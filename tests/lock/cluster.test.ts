@@ -1,7 +1,7 @@
 // The fencing counter beside each lock: one key per resource, never another resource's lock or counter, and in the
 // lock's Redis Cluster slot, so the lock and its token are taken by one script on a Cluster too.
 import fc from 'fast-check';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis, type RedisClient, withLock } from '../../lib/index.js';
 import { fenceKey, lockKey } from '../../lib/lock/keys.js';
@@ -44,6 +44,18 @@ describe('the fencing counter key', () => {
     expect(fenceKey(lockKey('{tenant}:job'))).toBeDefined();
   });
 
+  it("lives in the slot of its lock under a client's keyPrefix too", async () => {
+    await fc.assert(
+      fc.asyncProperty(resource, resource, async (prefix, name) => {
+        const lock = lockKey(name);
+        const counter = fenceKey(lock, prefix);
+        if (counter !== undefined) expect(await slotOf(prefix + counter)).toBe(await slotOf(prefix + lock));
+      }),
+      { numRuns: 300 },
+    );
+    expect(fenceKey(lockKey('job'), 'app:')).toBeDefined();
+  });
+
   it('is one key per resource, and never a lock key', () => {
     fc.assert(
       fc.property(resource, resource, (a, b) => {
@@ -65,5 +77,13 @@ describe('withLock() on Redis Cluster', () => {
       const second = await withLock(name, ({ fencingToken }) => fencingToken, { redis });
       expect(second).toBeGreaterThan(first);
     }
+  });
+
+  it("works through a Cluster client with a keyPrefix of the app's", async () => {
+    const redis = new Cluster(nodes, { keyPrefix: 'app:' });
+    clients.push(redis as unknown as RedisClient);
+    const first = await withLock('job', ({ fencingToken }) => fencingToken, { redis });
+    const second = await withLock('job', ({ fencingToken }) => fencingToken, { redis });
+    expect(second).toBeGreaterThan(first);
   });
 });
