@@ -46,6 +46,14 @@ export function factoryParts(
     logger,
     emit,
     redis,
-    call: boundedCaller({ client: redis, timeoutMs: options.timeout, outage, logger, batch: options.batch }),
+    call: boundedCaller({
+      client: redis,
+      timeoutMs: options.timeout,
+      outage,
+      logger,
+      batch: options.batch,
+      // A limiter serves nothing of what Redis holds: it keeps counting while a cache's invalidations are applied.
+      heldWritesFirst: source !== 'rateLimit',
+    }),
   };
 }

@@ -60,6 +60,7 @@ export function boundedCall<T>(
   timeoutMs: number,
   command: () => Promise<T>,
   onSettled?: (error: unknown) => void,
+  heldWritesFirst = true,
 ): Promise<T> {
   const health = healthOf(client);
   const settled = (error: unknown) => {
@@ -67,7 +68,7 @@ export function boundedCall<T>(
     onSettled?.(error);
   };
   const timedOut = () => new RedisTimeoutError(timeoutMs);
-  const gate = health.gate(timeoutMs);
+  const gate = health.gate(timeoutMs, heldWritesFirst);
   if (gate === 'go') return withDeadline(command(), timeoutMs, timedOut, settled);
   if (gate === 'probe') {
     const work = command();
@@ -123,6 +124,11 @@ export interface CallerOptions {
   logger: Logger;
   /** Send a turn's script calls as one batch on a standalone client. @default true */
   batch?: boolean;
+  /**
+   * Whether calls wait for the writes held during an outage (see `RedisHealth.defer`): true for a middleware that
+   * serves what Redis holds (a cache, sessions), false for one that only counts (a rate limit). @default true
+   */
+  heldWritesFirst?: boolean;
 }
 
 /**
@@ -136,6 +142,7 @@ export interface CallerOptions {
 export function boundedCaller(options: CallerOptions): RedisCaller {
   const { client, timeoutMs, outage, logger } = options;
   const batch = options.batch !== false;
+  const heldWritesFirst = options.heldWritesFirst !== false;
   const report = (error: unknown) => {
     if (error === undefined) outage.recovered();
     else outage.failed(error);
@@ -143,7 +150,7 @@ export function boundedCaller(options: CallerOptions): RedisCaller {
 
   function call<T>(command: (redis: RedisClient) => Promise<T>): Promise<T> {
     const redis = client();
-    return boundedCall(redis, timeoutMs, () => command(redis), report);
+    return boundedCall(redis, timeoutMs, () => command(redis), report, heldWritesFirst);
   }
 
   call.script = function callScript(
@@ -155,7 +162,7 @@ export function boundedCaller(options: CallerOptions): RedisCaller {
     const redis = client();
     // `down` decides without side effects (a gate could start the circuit's one trial call: it goes alone).
     const health = batch && !isCluster(redis) ? healthOf(redis) : undefined;
-    if (health && !health.down) {
+    if (health && !health.failsNow(heldWritesFirst)) {
       batcherFor(redis as Redis, logger).enqueue(
         script,
         keys,

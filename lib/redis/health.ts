@@ -83,7 +83,15 @@ export class RedisHealth {
 
   /** Whether calls fail at once now (the connection is down, the circuit open, or held writes are being applied). */
   get down(): boolean {
-    return this.#down || this.#held.size > 0 || this.#client.status !== 'ready';
+    return this.failsNow(true);
+  }
+
+  /**
+   * Whether a call fails at once now, without side effects: when the connection is down or the circuit open, and,
+   * for a caller that serves what Redis holds (`heldWritesFirst`), while writes are held.
+   */
+  failsNow(heldWritesFirst: boolean): boolean {
+    return this.#down || (heldWritesFirst && this.#held.size > 0) || this.#client.status !== 'ready';
   }
 
   /** How many writes are held. */
@@ -91,12 +99,17 @@ export class RedisHealth {
     return this.#held.size;
   }
 
-  /** What to do with a call now; see {@link Gate}. May start a probe (never more than one at a time). */
-  gate(timeoutMs: number): Gate {
+  /**
+   * What to do with a call now; see {@link Gate}. May start a probe (never more than one at a time). A call that
+   * serves what Redis holds (a cache read, a session load: `heldWritesFirst`, the default) waits for the held writes
+   * (an invalidation, a logout) to be applied; one that only counts (a rate limit) does not.
+   */
+  gate(timeoutMs: number, heldWritesFirst = true): Gate {
     const status = this.#client.status;
     if (status === 'ready') {
-      if (!this.#down && this.#held.size === 0) return 'go';
-      if (this.#held.size > 0) {
+      const held = this.#held.size > 0;
+      if (!this.#down && (!held || !heldWritesFirst)) return 'go';
+      if (held) {
         this.#probeIfDue(timeoutMs);
         return 'fail';
       }
@@ -153,7 +166,14 @@ export class RedisHealth {
   }
 
   #replied(): void {
-    if (this.#down && this.#held.size === 0 && this.#client.status === 'ready') this.#up();
+    if (!this.#down || this.#client.status !== 'ready') return;
+    if (this.#held.size === 0) {
+      this.#up();
+      return;
+    }
+    // Redis answers: apply what is held now (the circuit's wait is over), then serve again.
+    this.#probeAt = 0;
+    this.#probeIfDue(probeTimeoutMs);
   }
 
   /** Told how each call ended (`undefined`: it succeeded). */
@@ -194,7 +214,8 @@ export class RedisHealth {
     this.#held.delete(write.key); // a replaced write moves to the end: the order of the last request wins
     this.#held.set(write.key, kept);
     if (this.#client.status === 'ready') this.#probeIfDue(probeTimeoutMs);
-    else this.#scheduleProbe();
+    // Applied when the circuit's wait is over, with or without traffic.
+    if (!this.#probing) this.#scheduleProbe();
     return this.#held.size;
   }
 
@@ -242,7 +263,10 @@ export class RedisHealth {
       },
       () => {
         this.#probing = false;
-        this.#probeFailed();
+        // On a Cluster the failure is the node's of a held write: the others answer, so only what waits for held
+        // writes (see `gate`) keeps failing until it is applied.
+        if (isCluster(this.#client)) this.#retryLater();
+        else this.#probeFailed();
       },
     );
   }
@@ -252,6 +276,10 @@ export class RedisHealth {
       this.#down = true;
       this.#downSince = Date.now();
     }
+    this.#retryLater();
+  }
+
+  #retryLater(): void {
     this.#probeDelay = Math.min(this.#probeDelay * 2, maxProbeDelayMs);
     this.#probeAt = Date.now() + this.#probeDelay;
     this.#scheduleProbe();
@@ -267,7 +295,9 @@ export class RedisHealth {
         outage ??= result.reason;
         return;
       }
-      if (this.#held.get(write.key) === write) this.#held.delete(write.key);
+      // A write replaced while it was applied is told through its replacement (which carries its `settled`).
+      if (this.#held.get(write.key) !== write) return;
+      this.#held.delete(write.key);
       write.settled?.(result.status === 'rejected' ? (result.reason as Error) : undefined);
     });
     if (outage !== undefined) throw outage;

@@ -59,7 +59,7 @@ function stackedApp(redis: Redis, timeout: string, events: RediswareEvent[] = []
     res.send(`page ${req.query.n ?? ''}`);
   });
   app.post('/login', (req, res) => {
-    req.session.user = 'ada';
+    req.session.userId = 'ada';
     res.send('in');
   });
   return { app, logger, cache };
@@ -261,6 +261,52 @@ describe('writes held back during an outage', () => {
     }
     // The write replaced by its twin was applied with it: both callers were told.
     expect(applied).toEqual([undefined]);
+    redis.disconnect();
+  });
+
+  it('held while the circuit is open are applied once Redis resumes, with no traffic at all', async () => {
+    const redis = createRedis({ url: server.url, logger: silentLogger }) as Redis;
+    await redis.del('health:held-open');
+    await admin.call('CLIENT', 'PAUSE', '600', 'ALL');
+    const call = () => boundedCall(redis, 50, () => redis.get('health:held-open'));
+    await Promise.allSettled([call(), call(), call()]);
+    expect(healthOf(redis).down).toBe(true);
+    const applied: (Error | undefined)[] = [];
+    deferUntilRecovered(redis, {
+      key: 'test:held-open',
+      run: (r) => (r as Redis).set('health:held-open', 'applied', 'PX', 60_000),
+      settled: (error) => applied.push(error),
+    });
+    // Nothing is sent from here on: the pause ends by itself.
+    const started = Date.now();
+    while (applied.length === 0) {
+      expect(Date.now() - started).toBeLessThan(2000);
+      await sleep(20);
+    }
+    expect(applied).toEqual([undefined]);
+    expect(await admin.get('health:held-open')).toBe('applied');
+    expect(healthOf(redis).down).toBe(false);
+    redis.disconnect();
+  });
+
+  it('are told once, a write replaced while it was being applied included', async () => {
+    const redis = createRedis({ url: server.url, logger: silentLogger }) as Redis;
+    await redis.ping();
+    const told: string[] = [];
+    const write = (name: string) => ({
+      key: 'test:told-once',
+      run: (r: unknown) => (r as Redis).set('health:told-once', name, 'PX', 60_000),
+      settled: () => told.push(name),
+    });
+    deferUntilRecovered(redis, write('first')); // applied at once: Redis is up
+    deferUntilRecovered(redis, write('second')); // replaces it while it is applied
+    const started = Date.now();
+    while (healthOf(redis).held > 0) {
+      expect(Date.now() - started).toBeLessThan(1000);
+      await sleep(5);
+    }
+    await sleep(20);
+    expect(told.sort()).toEqual(['first', 'second']);
     redis.disconnect();
   });
 });

@@ -26,7 +26,7 @@ app.get(
   '/session',
   redisSession({ redis, logger: quiet, secret: 'x'.repeat(32), onRedisError: 'continue' }),
   (req, res) => {
-    res.send(typeof req.session.views);
+    res.send(typeof req.session.userId);
   },
 );
 app.get('/cache', cache.response({ ttl: '1m' }), (req, res) => {
