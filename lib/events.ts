@@ -131,7 +131,7 @@ export interface LockEvent {
   resource: string;
   /** The lock's Redis key (`lock:<resource>`). */
   key: string;
-  /** How long it waited for the lock, in ms. */
+  /** `acquired`, `timeout`: how long it waited for the lock, in ms. `lost`: how long the lock had been held. */
   durationMs: number;
 }
 
