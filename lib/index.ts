@@ -55,4 +55,4 @@ export type {
   UserSessionInfo,
 } from './session/index.js';
 // Sessions: `app.use(redisSession({ secret }))`, then `req.session`.
-export { redisSession } from './session/index.js';
+export { redisSession, SessionUnavailableError } from './session/index.js';

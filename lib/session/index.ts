@@ -10,7 +10,7 @@ import { RedisSession, stateOf } from './model.js';
 import { type RedisSessionOptions, resolveConfig } from './options.js';
 import type { SessionCookie } from './session-cookie.js';
 import { sessionCookieVerifier } from './signature.js';
-import { hookOnce, mayChange, type SessionState } from './state.js';
+import { hookOnce, mayChange, type SessionState, unreadFrom } from './state.js';
 import { createSessionStorage } from './storage.js';
 import { sessionIdentity, tracked } from './tracking.js';
 import type { UserSessionInfo } from './user-index.js';
@@ -18,6 +18,7 @@ import type { UserSessionInfo } from './user-index.js';
 export type { RedisSessionOptions } from './options.js';
 export type { SessionCookie } from './session-cookie.js';
 export type { SessionCallback } from './state.js';
+export { SessionUnavailableError } from './unavailable.js';
 export type { UserSessionInfo } from './user-index.js';
 
 /**
@@ -42,7 +43,11 @@ export interface SessionMethods {
   /** Moves the session to a new id (deleting the old key); data is dropped unless `keepData`. Call it on login. */
   regenerate(callback: (error?: Error) => void): void;
   regenerate(options?: { keepData?: boolean }): Promise<void>;
-  /** Deletes the session and clears the cookie (on this response, even when Redis is down). Call it on logout. */
+  /**
+   * Deletes the session and clears the cookie (on this response, even when Redis is down: the delete is then held
+   * until Redis answers again, and this process refuses the id meanwhile). Needs none of the session's data, so it
+   * works on a session Redis could not be asked for. Call it on logout.
+   */
   destroy(callback: (error?: Error) => void): void;
   destroy(): Promise<void>;
 }
@@ -118,10 +123,12 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     if (s.destroyed) {
       return s.id !== undefined || cookies.read(req) !== undefined ? 'clear' : undefined;
     }
-    if (s.detached) return undefined;
+    // A session ended unread (regenerate()) leaves a cookie naming it: cleared unless a new one replaces it.
+    const clear = s.clearCookie && cookies.read(req) !== undefined ? 'clear' : undefined;
+    if (s.detached) return clear;
     const persistent = typeof lifetimeOf(s) === 'number';
     const refresh = persistent && !s.isNew && (config.rolling || s.cookieOwed);
-    return s.cookieOwed || refresh || (s.isNew && (willSave ?? storage.willSave(s))) ? 'issue' : undefined;
+    return s.cookieOwed || refresh || (s.isNew && (willSave ?? storage.willSave(s))) ? 'issue' : clear;
   }
 
   function sendCookie(req: Request, res: Response, session: RedisSession, willSave?: boolean): void {
@@ -216,7 +223,9 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   }
 
   const middleware = function redisSessionMiddleware(req: Request, res: Response, next: NextFunction): void {
-    const id = verifyCookie(cookies.read(req));
+    const verified = verifyCookie(cookies.read(req));
+    // A session this process ended while Redis was unreachable is no session until its delete is applied.
+    const id = verified !== undefined && storage.refuses(verified) ? undefined : verified;
     if (isBackground(req)) {
       // The response cache refreshing an entry in the background: no client waits, so the session is never extended,
       // saved or given a cookie. A public entry's refresh gets an empty one (a response that reads it is personal,
@@ -261,11 +270,12 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
           if (!loaded) emit?.({ type: 'session.expired', durationMs: since(started) });
           const freshId = loaded || !config.genid ? undefined : storage.newId(req);
           attach(req, res, next, new RedisSession(storage, req, loaded ? id : freshId, loaded, false));
-        } else if (config.onRedisError === 'continue') {
-          attach(req, res, next, new RedisSession(storage, req, undefined, undefined, true));
         } else {
-          respondUnavailable(res);
-          res.end('Service Unavailable: the session store cannot be reached.');
+          // The route runs all the same: it can log out (destroy() needs no data). Under 'fail' its data throws a
+          // SessionUnavailableError (a 503); under 'continue' it is an empty, unsaved session.
+          const unread = new RedisSession(storage, req, undefined, undefined, true);
+          unreadFrom(stateOf(unread), id, config.onRedisError === 'fail' ? error : undefined);
+          attach(req, res, next, unread);
         }
       } catch (thrown) {
         next(thrown);

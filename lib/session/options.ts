@@ -73,7 +73,11 @@ export const sessionSchema = z.strictObject({
     .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a valid header name')
     .transform((name) => name.toLowerCase())
     .optional(),
-  /** Redis unreachable or slower than `timeout`: `'fail'` answers 503, `'continue'` gives an empty, unsaved session. @default 'fail' */
+  /**
+   * Redis unreachable or slower than `timeout` when a session is read: `'fail'` answers 503 once the route uses the
+   * session's data (it throws a `SessionUnavailableError`), `'continue'` gives an empty, unsaved session. Either
+   * way `destroy()` logs the session out (deleted once Redis answers again). @default 'fail'
+   */
   onRedisError: z.enum(['fail', 'continue']).default('fail'),
 });
 
@@ -82,6 +86,8 @@ export type RedisSessionOptions = z.input<typeof sessionSchema>;
 
 /** The resolved configuration of one `redisSession()`: its options, and what the storage and the middleware need. */
 export interface SessionConfig extends Omit<z.output<typeof sessionSchema>, 'logger'>, Omit<FactoryParts, 'redis'> {
+  /** The client (the `redis` option, or the shared default, created on first use). */
+  client: FactoryParts['redis'];
   /** Every secret, the signing one first. */
   secrets: string[];
   /** The Redis key of session `id`. */
@@ -93,7 +99,7 @@ export interface SessionConfig extends Omit<z.output<typeof sessionSchema>, 'log
 /** Validates the options and derives what the storage and the middleware need. */
 export function resolveConfig(options: RedisSessionOptions): SessionConfig {
   const config = parseOptions('redisSession', sessionSchema, options);
-  const { logger, emit, call } = factoryParts(
+  const { logger, emit, call, redis } = factoryParts(
     config,
     'session',
     'redisSession could not use Redis (down, slow or refusing)',
@@ -105,6 +111,7 @@ export function resolveConfig(options: RedisSessionOptions): SessionConfig {
     logger,
     emit,
     call,
+    client: redis,
     sessionKey: (id: string) => sessionKeyOf(id),
     userKey: (userId: string) => sessionKeyOf('user', userId),
   };

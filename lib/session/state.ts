@@ -50,6 +50,14 @@ export interface SessionState {
   destroyed: boolean;
   /** The session was read through `onRedisError: 'continue'`, or for a background refresh: never saved. */
   detached: boolean;
+  /**
+   * The stored session the request's cookie names, when Redis could not be asked for it: `destroy()` and
+   * `regenerate()` end it (see `SessionEnder`). With `error` (`onRedisError: 'fail'`), its data is unavailable:
+   * using it throws a `SessionUnavailableError`.
+   */
+  unread: { id: string; error?: Error } | undefined;
+  /** The cookie of a session ended unread (see {@link regenerated}) is cleared, unless this response issues one. */
+  clearCookie: boolean;
   /** A Set-Cookie is owed for the current id (new or regenerated and saved, or a new lifetime). */
   cookieOwed: boolean;
   cookieSent: boolean;
@@ -83,6 +91,8 @@ export function newState(
     lifetimeChanged: false,
     destroyed: false,
     detached,
+    unread: undefined,
+    clearCookie: false,
     cookieOwed: false,
     cookieSent: false,
     hookResponse: undefined,
@@ -112,6 +122,16 @@ export function loadedFrom(s: SessionState, loaded: LoadedSession): void {
 }
 
 /**
+ * Unread: Redis could not be asked for the stored session `id` (the cookie's). The session stays empty and is never
+ * saved; with `error` (`onRedisError: 'fail'`), it answers to its id, and its data throws (see `SessionState.unread`).
+ */
+export function unreadFrom(s: SessionState, id: string, error: Error | undefined): void {
+  s.unread = { id, error };
+  s.detached = true;
+  if (error) s.id = id;
+}
+
+/**
  * Found gone on reload (expired or destroyed elsewhere): like a request whose cookie names a gone session, it
  * starts over, empty, and under a new id when it had been stored (never the old one).
  */
@@ -129,6 +149,13 @@ export function foundGone(s: SessionState): void {
 /** Regenerated: a new, unsaved session under `id`, with the old one's data only when `keepData`. */
 export function regenerated(s: SessionState, id: string, keepData: boolean): void {
   if (!keepData) clearData(s.data);
+  if (s.unread) {
+    // The unread session is ended; the new one is an ordinary session under 'fail' (saved, or a 503 if Redis is
+    // still down), and stays unsaved under 'continue'.
+    if (s.unread.error) s.detached = false;
+    s.unread = undefined;
+    s.clearCookie = true;
+  }
   s.id = id;
   s.isNew = true;
   s.destroyed = false;
@@ -143,6 +170,7 @@ export function regenerated(s: SessionState, id: string, keepData: boolean): voi
 /** Destroyed: counts at once (its data is gone, and this response clears the cookie), whatever Redis says. */
 export function destroyed(s: SessionState): void {
   s.destroyed = true;
+  s.unread = undefined;
   s.indexedUser = undefined;
   clearData(s.data);
 }

@@ -2,7 +2,8 @@
 // user-index.ts). It works on a session's state (state.ts), never on the session object's class.
 import type { Request } from 'express';
 import { now as clock, reportingFailure, since } from '../events.js';
-import { type Changes, changesOf, noChanges, unstorableMessage, userOf } from './changes.js';
+import { type Changes, canonicalUser, changesOf, noChanges, unstorableMessage, userOf } from './changes.js';
+import { createSessionEnder } from './ending.js';
 import type { SessionConfig } from './options.js';
 import { loadSessionScript, saveSessionScript } from './scripts.js';
 import { newSessionId } from './signature.js';
@@ -18,6 +19,7 @@ import {
   sessionIdOf,
 } from './state.js';
 import { dataPrefix, type LoadedSession, lifetimeField, readLoadReply } from './stored.js';
+import { sessionUnreadable } from './unavailable.js';
 import { createUserIndex, type UserIndex } from './user-index.js';
 
 export type { UserSessionInfo } from './user-index.js';
@@ -32,8 +34,11 @@ export interface SessionStorage extends SessionPersistence, Pick<UserIndex, 'lis
   /** Whether finishing the request now would write the session (so a cookie is owed for a new one). */
   willSave(s: SessionState): boolean;
   /**
-   * Writes `changes` (from {@link pendingWrite}) in one script, plus the user index if the user changed; `done` is
-   * called once both are finished (through a callback: this runs on every changing request).
+   * Writes `changes` (from {@link pendingWrite}) in one script, plus the user index if the user changed: the new
+   * user's entry first, so that a session never lands without it (on a Cluster they live on different nodes), and
+   * the old user's once the session is no longer theirs. `done` is called once all are finished (through a
+   * callback: this runs on every changing request); with an error, the session was not written (unless Redis applied
+   * a write whose reply did not come in time).
    */
   write(s: SessionState, changes: Changes, done: (error: Error | undefined) => void): void;
   /**
@@ -43,6 +48,8 @@ export interface SessionStorage extends SessionPersistence, Pick<UserIndex, 'lis
   loadThen(id: string, rolling: boolean, done: (error: Error | undefined, loaded?: LoadedSession) => void): void;
   /** {@link loadThen} as a Promise. */
   load(id: string, rolling: boolean): Promise<LoadedSession | undefined>;
+  /** Whether session `id` is one this process ended while Redis was unreachable: no session until that is applied. */
+  refuses(id: string): boolean;
 }
 
 /** Ids `genid` may return: what a cookie and a Redis key carry without escaping. */
@@ -52,24 +59,41 @@ const genidPattern = /^[A-Za-z0-9_-]{8,128}$/;
 export function createSessionStorage(config: SessionConfig): SessionStorage {
   const { call, sessionKey, emit } = config;
   const userIndex = createUserIndex(config);
+  const ender = createSessionEnder(config);
   const reported = <T>(operation: string, step: () => Promise<T>) => reportingFailure(emit, 'session', operation, step);
   /** The load script's arguments, built once: it runs on every request that has a session. */
+  const userField = dataPrefix + config.userField;
   const loadArgs = {
-    rolling: [config.ttl, config.absoluteTimeout, 1],
-    still: [config.ttl, config.absoluteTimeout, 0],
+    rolling: [config.ttl, config.absoluteTimeout, 1, userField],
+    still: [config.ttl, config.absoluteTimeout, 0, userField],
   } as const;
 
   /** The idle timeout of a session: its own cookie lifetime when it has one, else `ttl`. */
   const idleOf = (s: SessionState) => (typeof s.lifetime === 'number' ? s.lifetime : config.ttl);
 
-  /** The save script's arguments for `changes` (see `saveSessionScript`). */
-  function saveArgs(s: SessionState, changes: Changes): (string | number)[] {
+  /** The save script's arguments for `changes` (see `saveSessionScript`); `indexed`: the user's entry was written. */
+  function saveArgs(s: SessionState, changes: Changes, indexed: boolean): (string | number)[] {
     const pairs = changes.set.length / 2 + (s.lifetimeChanged ? 1 : 0);
-    const args: (string | number)[] = [idleOf(s), config.absoluteTimeout, s.isNew ? 1 : 0, pairs];
+    const args: (string | number)[] = [idleOf(s), config.absoluteTimeout, s.isNew ? 1 : 0, pairs, indexed ? 1 : 0];
     for (let i = 0; i < changes.set.length; i += 2) args.push(dataPrefix + changes.set[i], changes.set[i + 1]);
     if (s.lifetimeChanged) args.push(lifetimeField, typeof s.lifetime === 'number' ? s.lifetime : 0);
     for (const field of changes.remove) args.push(dataPrefix + field);
     return args;
+  }
+
+  /** The id Redis holds this session under, if any (not new, destroyed, unread or read-only). */
+  const storedId = (s: SessionState) =>
+    !s.isNew && s.id !== undefined && !s.destroyed && !s.detached ? s.id : undefined;
+
+  /** Puts a session back into its user's index if it is missing there (see the load script); errors are dropped. */
+  function repairIndex(id: string, loaded: LoadedSession): void {
+    const at = loaded.names.indexOf(config.userField);
+    const user = at === -1 ? undefined : canonicalUser(loaded.values[at]);
+    if (user === undefined) return;
+    userIndex.repair(id, user).then(
+      (added) => added && emit?.({ type: 'redis.repaired', source: 'session' }),
+      () => {}, // an outage is logged by the caller; the next check (a resolution later) tries again
+    );
   }
 
   const storage: SessionStorage = {
@@ -104,6 +128,7 @@ export function createSessionStorage(config: SessionConfig): SessionStorage {
     },
 
     async commit(s) {
+      if (s.unread?.error) throw sessionUnreadable(s.unread.error);
       let problem: string | undefined;
       const changes = storage.pendingWrite(s, (message) => {
         problem = message;
@@ -123,44 +148,44 @@ export function createSessionStorage(config: SessionConfig): SessionStorage {
       const id = sessionIdOf(s);
       const lifetime = s.lifetime;
       const lifetimeWritten = s.lifetimeChanged;
-      const args = saveArgs(s, changes);
       const user = userOf(s.data, config.userField);
-      // Settles with the index update's error, if any (handled at once, so a failure is never unhandled).
-      const indexUpdated =
-        s.indexedUser === user
-          ? undefined
-          : userIndex.move(id, s.indexedUser, user).then(
-              () => undefined,
-              (error: Error) => error,
-            );
+      const from = s.indexedUser;
+      const newUser = user !== from ? user : undefined;
+      const args = saveArgs(s, changes, newUser !== undefined);
       const started = emit ? clock() : 0;
-      call.script(saveSessionScript, [sessionKey(id)], args, (saveError, reply) => {
-        const finish = (indexError: Error | undefined) => {
-          const error =
-            saveError ??
-            indexError ??
-            (reply === 2
-              ? new Error("a new session's id is already in use: 'genid' must return a unique id")
-              : undefined);
-          if (error) return done(error);
-          // reply !== 1: gone (destroyed or expired) while this request ran; its changes must not bring it back.
-          if (reply !== 1) {
-            s.indexedUser = user;
-            return done(undefined);
-          }
-          if (s.isNew) emit?.({ type: 'session.created', userId: user, durationMs: since(started) });
-          saved(s, { changes, lifetime, lifetimeWritten, user });
-          done(undefined);
-        };
-        if (indexUpdated) indexUpdated.then(finish);
-        else finish(undefined);
-      });
+      const save = () =>
+        call.script(saveSessionScript, [sessionKey(id)], args, (saveError, reply) => {
+          if (saveError) return done(saveError);
+          if (reply === 2)
+            return done(new Error("a new session's id is already in use: 'genid' must return a unique id"));
+          const finish = () => {
+            // reply !== 1: gone (destroyed or expired) while this request ran; its changes must not bring it back.
+            if (reply !== 1) {
+              s.indexedUser = user;
+              return done(undefined);
+            }
+            if (s.isNew) emit?.({ type: 'session.created', userId: user, durationMs: since(started) });
+            saved(s, { changes, lifetime, lifetimeWritten, user });
+            done(undefined);
+          };
+          // An entry left under the old user (this removal failed) names a session that is no longer theirs, which
+          // listByUser and destroyByUser pass over.
+          if (from !== undefined && from !== user) userIndex.remove(id, from).then(finish, finish);
+          else finish();
+        });
+      // An entry whose session never lands is harmless (listByUser drops it; destroyByUser deletes only sessions of
+      // that user), a session without its entry is not: the entry goes first, and the save only if it landed.
+      if (newUser !== undefined) userIndex.add(id, newUser).then(save, done);
+      else save();
     },
 
     loadThen(id, rolling, done) {
-      call.script(loadSessionScript, [sessionKey(id)], rolling ? loadArgs.rolling : loadArgs.still, (error, reply) =>
-        error ? done(error) : done(undefined, readLoadReply(reply)),
-      );
+      call.script(loadSessionScript, [sessionKey(id)], rolling ? loadArgs.rolling : loadArgs.still, (error, reply) => {
+        if (error) return done(error);
+        const loaded = readLoadReply(reply);
+        if (loaded?.indexDue) repairIndex(id, loaded);
+        done(undefined, loaded);
+      });
     },
 
     load(id, rolling) {
@@ -169,7 +194,10 @@ export function createSessionStorage(config: SessionConfig): SessionStorage {
       );
     },
 
+    refuses: ender.refuses,
+
     async reload(s) {
+      if (s.unread?.error) throw sessionUnreadable(s.unread.error);
       mayChange(s, true);
       if (s.detached || s.destroyed) return;
       const wasStored = !s.isNew;
@@ -182,40 +210,36 @@ export function createSessionStorage(config: SessionConfig): SessionStorage {
     },
 
     async touch(s) {
+      if (s.unread?.error) throw sessionUnreadable(s.unread.error);
       if (s.isNew || s.detached || s.destroyed) return;
       await reported('touch', () => storage.load(sessionIdOf(s), true));
     },
 
     async regenerate(s, keepData) {
+      if (keepData && s.unread?.error) throw sessionUnreadable(s.unread.error);
       mayChange(s, true);
       const started = emit ? clock() : 0;
       const userId = s.indexedUser;
-      // A detached session (Redis failed, or read-only for a background refresh) changes nothing in Redis.
-      if (!s.isNew && s.id !== undefined && !s.detached) {
-        const oldId = s.id;
-        await reported('regenerate', () =>
-          Promise.all([call((c) => c.del(sessionKey(oldId))), userIndex.move(oldId, s.indexedUser, undefined)]),
-        );
-      }
+      // The session Redis holds (or the unread one the cookie names) ends; a read-only one changes nothing.
+      const ending = s.unread?.id ?? storedId(s);
+      if (ending !== undefined) await reported('regenerate', () => ender.end(ending, userId));
       emit?.({ type: 'session.regenerated', userId, durationMs: since(started) });
       regenerated(s, storage.newId(s.req), keepData);
     },
 
     /**
      * Destroys the session. It counts as destroyed at once — its data is gone, and this response clears the cookie
-     * even if Redis cannot be reached — and its key is then deleted.
+     * even if Redis cannot be reached — and its key is then deleted, or held until Redis answers again (see
+     * `SessionEnder`). A session that could not be read is destroyed all the same: its data is not needed.
      */
     async destroy(s) {
       mayChange(s, true);
-      // A detached session (Redis failed, or read-only for a background refresh) changes nothing in Redis.
-      const stored = !s.isNew && s.id !== undefined && !s.destroyed && !s.detached ? s.id : undefined;
+      const ending = s.unread?.id ?? storedId(s);
       const indexed = s.indexedUser;
       destroyed(s);
-      if (stored === undefined) return;
+      if (ending === undefined) return;
       const started = emit ? clock() : 0;
-      await reported('destroy', () =>
-        Promise.all([call((c) => c.del(sessionKey(stored))), userIndex.move(stored, indexed, undefined)]),
-      );
+      await reported('destroy', () => ender.end(ending, indexed));
       emit?.({ type: 'session.destroyed', reason: 'destroy', userId: indexed, durationMs: since(started) });
     },
 

@@ -11,6 +11,8 @@ export const lifetimeField = '_m';
 /** A session as the load script returned it, read: its own lifetime and its data fields. */
 export interface LoadedSession {
   lifetime: Lifetime;
+  /** The session has a user whose index entry is due to be checked (see the load script): added unless it is there. */
+  indexDue: boolean;
   /** The data fields' names (reserved names left out: see `isReservedField`). */
   names: string[];
   /** Each field's JSON, as Redis holds it. */
@@ -19,6 +21,9 @@ export interface LoadedSession {
   values: unknown[];
 }
 
+/** What prefixes the lifetime in a load reply when the session's index entry is due to be checked. */
+const indexDueMark = '!';
+
 /**
  * A load reply (the lifetime, then field, JSON, field, JSON, …) read into a session, or `undefined` when there is
  * no session: the reply is 0 (missing, expired), or it is not a session of ours (a lifetime that is no number, a
@@ -26,9 +31,12 @@ export interface LoadedSession {
  */
 export function readLoadReply(reply: unknown): LoadedSession | undefined {
   if (!Array.isArray(reply) || reply.length % 2 !== 1) return undefined;
-  const lifetime = readLifetime(reply[0]);
+  let head = reply[0];
+  const indexDue = typeof head === 'string' && head.startsWith(indexDueMark);
+  if (indexDue) head = head.slice(indexDueMark.length);
+  const lifetime = readLifetime(head);
   if (lifetime === false) return undefined;
-  const loaded: LoadedSession = { lifetime, names: [], json: [], values: [] };
+  const loaded: LoadedSession = { lifetime, indexDue, names: [], json: [], values: [] };
   for (let i = 1; i < reply.length; i += 2) {
     const name = reply[i] as string;
     if (isReservedField(name)) continue;

@@ -3,7 +3,8 @@
 import { markPersonal, markSessionIssued } from '../http/marks.js';
 import { RedisSession, stateOf, type Tracked, trackedSession } from './model.js';
 import { isReservedField } from './reserved.js';
-import { mayChange } from './state.js';
+import { mayChange, type SessionState } from './state.js';
+import { sessionUnreadable } from './unavailable.js';
 
 const isObject = (value: unknown): value is object => typeof value === 'object' && value !== null;
 
@@ -13,27 +14,36 @@ const isObject = (value: unknown): value is object => typeof value === 'object' 
  * could then be changed in place). A request that only reads strings, numbers and booleans never hooks its
  * response. Writes, definitions and deletions of a reserved name (see `isReservedField`) are ignored. Reading
  * anything of the session's (see `readsData`) marks the request personal (see `markPersonal`), so the response
- * cache never shares what it responds with. Everything else behaves as on the session itself.
+ * cache never shares what it responds with. Everything else behaves as on the session itself. A session whose data
+ * could not be read (`onRedisError: 'fail'`) throws a `SessionUnavailableError` on any of these but a read of its
+ * id or of a method.
  */
 const trackChanges: ProxyHandler<RedisSession> = {
   get(target, key) {
     if (key === trackedSession) return target;
+    if (readsData(target, key)) {
+      const s = stateOf(target);
+      if (key !== 'id') dataUsed(s);
+      markPersonal(s.req);
+    }
     const value: unknown = Reflect.get(target, key, target);
-    if (readsData(target, key)) markPersonal(stateOf(target).req);
     if (isObject(value)) mayChange(stateOf(target), false);
     return value;
   },
   getOwnPropertyDescriptor(target, key) {
+    dataUsed(stateOf(target));
     const descriptor = Reflect.getOwnPropertyDescriptor(target, key);
     if (descriptor) markPersonal(stateOf(target).req);
     if (isObject(descriptor?.value)) mayChange(stateOf(target), false);
     return descriptor;
   },
   has(target, key) {
+    if (readsData(target, key) && key !== 'id') dataUsed(stateOf(target));
     markPersonal(stateOf(target).req);
     return Reflect.has(target, key);
   },
   ownKeys(target) {
+    dataUsed(stateOf(target));
     markPersonal(stateOf(target).req);
     return Reflect.ownKeys(target);
   },
@@ -61,9 +71,15 @@ const trackChanges: ProxyHandler<RedisSession> = {
  */
 function written(target: RedisSession): void {
   const s = stateOf(target);
+  dataUsed(s);
   markPersonal(s.req);
   if (s.detached && s.isNew) markSessionIssued(s.req, target.id);
   mayChange(s, false);
+}
+
+/** The session's data is used: throws when it could not be read (see `SessionState.unread`). */
+function dataUsed(s: SessionState): void {
+  if (s.unread?.error) throw sessionUnreadable(s.unread.error);
 }
 
 /**

@@ -15,8 +15,15 @@ export interface UserSessionInfo {
 
 /** The per-user index of one `redisSession()` middleware (see {@link createUserIndex}). */
 export interface UserIndex {
-  /** Moves session `id` from the index of user `from` to that of `to` (either may be none). */
-  move(id: string, from: string | undefined, to: string | undefined): Promise<void>;
+  /** Adds session `id` to the index of `user`. */
+  add(id: string, user: string): Promise<void>;
+  /** Removes session `id` from the index of `user`. */
+  remove(id: string, user: string): Promise<void>;
+  /**
+   * Adds session `id` to the index of `user` unless it is there: the repair of an index that misses a session (see
+   * the load script). Resolves to whether it was missing.
+   */
+  repair(id: string, user: string): Promise<boolean>;
   /** The live sessions of `userId` (canonical: `42` and `'42'` are one user). Gone ones leave the index. */
   listByUser(userId: string): Promise<UserSessionInfo[]>;
   /**
@@ -35,12 +42,16 @@ export function createUserIndex(config: SessionConfig): UserIndex {
   const userField = dataPrefix + config.userField;
 
   const index: UserIndex = {
-    async move(id, from, to) {
-      if (from === to) return;
-      const updates: Promise<unknown>[] = [];
-      if (from !== undefined) updates.push(call.run(userIndexScript, [userKey(from)], [id, config.absoluteTimeout, 0]));
-      if (to !== undefined) updates.push(call.run(userIndexScript, [userKey(to)], [id, config.absoluteTimeout, 1]));
-      await Promise.all(updates);
+    async add(id, user) {
+      await call.run(userIndexScript, [userKey(user)], [id, config.absoluteTimeout, 1]);
+    },
+
+    async remove(id, user) {
+      await call.run(userIndexScript, [userKey(user)], [id, config.absoluteTimeout, 0]);
+    },
+
+    async repair(id, user) {
+      return (await call.run(userIndexScript, [userKey(user)], [id, config.absoluteTimeout, 2])) === 1;
     },
 
     async listByUser(userId) {

@@ -65,9 +65,18 @@ export function sessionApp(
     (req.session as unknown as Record<string, unknown>).written = 'before-redirect';
     res.redirect('/');
   });
-  app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
-    res.status(500).json({ error: error.message });
-  });
+  // As apps commonly write it: an error's own status and headers (a SessionUnavailableError's 503), else 500.
+  app.use(
+    (
+      error: Error & { status?: number; headers?: Record<string, string> },
+      _req: Request,
+      res: Response,
+      _next: NextFunction,
+    ) => {
+      res.set(error.headers ?? {});
+      res.status(error.status ?? 500).json({ error: error.message });
+    },
+  );
   return app;
 }
 

@@ -71,7 +71,14 @@ describe('upgrading from the released session format', () => {
     await request(app).get('/remember').set('Cookie', cookie).expect(200);
     const id = decodeURIComponent(cookie.split('=')[1]).split('.')[0];
     const stored = await redis.client().hgetall(`${prefix}:${id}`);
-    expect(Object.keys(stored).sort()).toEqual(Object.keys(releasedSession.hash(0)).sort());
+    // Besides `_i` (when the user's index entry was last written; see the load script), which the released version's
+    // scripts pass over as they pass over every field that is neither bookkeeping they know nor `d:` data.
+    expect(
+      Object.keys(stored)
+        .filter((field) => field !== '_i')
+        .sort(),
+    ).toEqual(Object.keys(releasedSession.hash(0)).sort());
+    expect(stored._i).toMatch(/^\d+$/);
     expect(stored).toMatchObject({ 'd:userId': '"u1"', 'd:cart': '["a",{"n":1}]', _m: '3600000' });
     expect(stored._c).toMatch(/^\d+$/);
     expect(stored._s).toMatch(/^\d+$/);

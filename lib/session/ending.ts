@@ -1,0 +1,121 @@
+// Ending a stored session (destroy(), regenerate()): its key and its per-user index entries are deleted now, or,
+// when Redis cannot be reached, held in this process until it answers again, the id refused meanwhile.
+import type { RedisClient } from '../redis/client.js';
+import { closedByApp } from '../redis/closing.js';
+import { deferUntilRecovered, isOutage } from '../redis/health.js';
+import { canonicalUser } from './changes.js';
+import type { SessionConfig } from './options.js';
+import { destroySessionScript, userIndexScript } from './scripts.js';
+import { dataPrefix } from './stored.js';
+import { SessionUnavailableError } from './unavailable.js';
+
+/** Ends the stored sessions of one `redisSession()` middleware (see {@link createSessionEnder}). */
+export interface SessionEnder {
+  /**
+   * Deletes session `id` and its index entries (`user`'s, and those of whoever Redis says it belongs to). When
+   * Redis cannot be reached (down, or slower than `timeout`), the delete is held until it answers again and applied
+   * before anything else is sent (see `deferUntilRecovered`): resolves `'held'`. Rejects when it can be neither:
+   * Redis refused it (not an outage), the client is closed for good, or too many writes are held already (then with
+   * a {@link SessionUnavailableError}).
+   */
+  end(id: string, user: string | undefined): Promise<'deleted' | 'held'>;
+  /** Whether this process holds the delete of session `id`: until it is applied, that id is no session. */
+  refuses(id: string): boolean;
+}
+
+/**
+ * The most ids refused per client: as many as writes can be held (see `maxDeferredWrites`); an id leaves once its
+ * delete is applied, or when it is the oldest of a full set.
+ */
+const maxRefused = 10_000;
+
+/** Per client, the keys of the sessions whose delete is held (oldest first). */
+const refusedByClient = new WeakMap<RedisClient, Map<string, true>>();
+
+function refusedOf(client: RedisClient): Map<string, true> {
+  let refused = refusedByClient.get(client);
+  if (!refused) {
+    refused = new Map();
+    refusedByClient.set(client, refused);
+  }
+  return refused;
+}
+
+function parseJson(text: unknown): unknown {
+  if (typeof text !== 'string') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Ends the sessions `config` describes. */
+export function createSessionEnder(config: SessionConfig): SessionEnder {
+  const { call, sessionKey, userKey, emit, logger } = config;
+  const userField = dataPrefix + config.userField;
+
+  /**
+   * The delete of session `id`, in two steps (a session and its user's index live in different Cluster slots): the
+   * session first, which says whose it was, then its index entries. Idempotent, so it can be applied again after a
+   * failure: the user found by an earlier attempt is kept.
+   */
+  function deletion(id: string, user: string | undefined): (redis: RedisClient) => Promise<void> {
+    const key = sessionKey(id);
+    let owner: string | undefined;
+    return async (redis) => {
+      const stored = await destroySessionScript.run(redis, [key], [userField]);
+      owner = canonicalUser(parseJson(stored)) ?? owner;
+      const users = new Set([user, owner].filter((u): u is string => u !== undefined));
+      await Promise.all(
+        [...users].map((u) => userIndexScript.run(redis, [userKey(u)], [id, config.absoluteTimeout, 0])),
+      );
+    };
+  }
+
+  /** Holds `remove` until Redis answers again; the id is refused until then. */
+  function hold(client: RedisClient, key: string, remove: (redis: RedisClient) => Promise<void>, cause: unknown) {
+    const refused = refusedOf(client);
+    refused.delete(key);
+    refused.set(key, true);
+    if (refused.size > maxRefused) refused.delete(refused.keys().next().value as string);
+    const pending = deferUntilRecovered(client, {
+      key: `session-destroy:${key}`,
+      run: remove,
+      settled(error) {
+        refused.delete(key);
+        if (error) logger.error(`redisware redisSession: a held session delete failed: ${error.message}`);
+      },
+    });
+    if (pending === 0) {
+      refused.delete(key);
+      emit?.({ type: 'redis.dropped', source: 'session', operation: 'destroy', pending: 0 });
+      throw new SessionUnavailableError(
+        'redisSession: the session could not be deleted (Redis cannot be reached, and too many writes are held already)',
+        { cause },
+      );
+    }
+    emit?.({ type: 'redis.deferred', source: 'session', operation: 'destroy', pending });
+  }
+
+  return {
+    async end(id, user) {
+      const remove = deletion(id, user);
+      try {
+        await call(remove);
+        return 'deleted';
+      } catch (error) {
+        const client = config.client();
+        // A client the app closed (`quit()`, `disconnect()`), or that stopped reconnecting, would hold it for ever.
+        if (!isOutage(error) || closedByApp(client)) throw error;
+        hold(client, sessionKey(id), remove, error);
+        return 'held';
+      }
+    },
+
+    refuses(id) {
+      const refused = refusedByClient.get(config.client());
+      return refused !== undefined && refused.size > 0 && refused.has(sessionKey(id));
+    },
+  };
+}
