@@ -120,18 +120,35 @@ function toClusterNode(node: z.output<typeof nodeSchema>): ClusterNode {
   return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) };
 }
 
-/** Logs a refused or dropped connection once per outage; a client without an `error` listener would crash the process. */
+/**
+ * Logs a refused or dropped connection once per outage, and once more when the connection is ready again after it:
+ * `redisware: Redis connection to <label> is back after <n> ms`, also reported as a `redis.recovered` event
+ * (`source: 'connection'`), the outage counted from the connection's loss (or its first failure to connect). A client
+ * without an `error` listener would crash the process.
+ */
 function reportOutages(client: RedisClient, logger: Logger, label: string, emit: Emit | undefined): void {
   let down = false;
+  /** When the connection was lost (its `close`), or first failed to connect; 0 while it is up. */
+  let lostAt = 0;
   const report = (error: Error) => reportRedisError(emit, 'connection', 'reconnecting', 'connection', error);
   client.on('error', (error: Error) => {
     report(error);
     if (down) return;
     down = true;
+    lostAt ||= Date.now();
     logger.warn(`redisware: Redis connection to ${label} failed: ${error.message}`);
   });
+  client.on('close', () => {
+    lostAt ||= Date.now();
+  });
   client.on('ready', () => {
+    const since = lostAt;
+    lostAt = 0;
+    if (!down) return;
     down = false;
+    const downMs = Date.now() - since;
+    logger.warn(`redisware: Redis connection to ${label} is back after ${downMs} ms`);
+    emit?.({ type: 'redis.recovered', source: 'connection', downMs });
   });
   // A Cluster reports a node's connection failing as 'node error' (its 'error' is for the cluster as a whole).
   if (emit && client instanceof Cluster) client.on('node error', report);

@@ -1,7 +1,7 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { backoffDelay } from '../lib/connection.js';
-import { closeDefaultRedis, createRedis, defaultRedis } from '../lib/index.js';
+import { closeDefaultRedis, createRedis, defaultRedis, type RediswareEvent } from '../lib/index.js';
 import { eventCount, privateRedis, unusedPort } from './support/private-redis.js';
 import { recordingLogger, redisUrl, silentLogger } from './support/redis.js';
 
@@ -201,7 +201,7 @@ describe('connection failures', () => {
     expect(logger.warnings.join('\n')).not.toContain('hunter2');
   });
 
-  it('warns once per outage, reconnects when Redis returns, and warns again for the next outage', async () => {
+  it('warns once per outage, says once that the connection is back when Redis returns, and warns again for the next outage', async () => {
     const server = await privateRedis();
     const logger = recordingLogger();
     const client = track(createRedis({ url: server.url, logger, retry: { baseDelay: 10, maxDelay: 50 } }) as Redis);
@@ -215,11 +215,52 @@ describe('connection failures', () => {
     await server.restart();
     await ready;
     expect(await client.ping()).toBe('PONG');
-    expect(logger.warnings).toHaveLength(1);
+    expect(logger.warnings).toHaveLength(2);
+    expect(logger.warnings[1]).toMatch(
+      new RegExp(`^redisware: Redis connection to ${server.url.replace(/[.]/g, '\\.')} is back after \\d+ ms$`),
+    );
 
     await server.stop();
     await eventCount(client, 'reconnecting', 3);
-    expect(logger.warnings).toHaveLength(2);
+    expect(logger.warnings).toHaveLength(3);
+    expect(logger.warnings[2]).toMatch(/failed: .*ECONNREFUSED/);
+  });
+
+  it('reports the end of an outage as a redis.recovered event (source connection) with how long it lasted', async () => {
+    const server = await privateRedis();
+    const events: RediswareEvent[] = [];
+    const client = track(
+      createRedis({
+        url: server.url,
+        logger: silentLogger,
+        retry: { baseDelay: 10, maxDelay: 50 },
+        onEvent: (event) => events.push(event),
+      }) as Redis,
+    );
+    await client.ping();
+    expect(events.filter((event) => event.type === 'redis.recovered')).toEqual([]);
+
+    const lost = Date.now();
+    await server.stop();
+    await eventCount(client, 'reconnecting', 3);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const ready = eventCount(client, 'ready', 1);
+    await server.restart();
+    await ready;
+    const outage = Date.now() - lost;
+
+    const recovered = events.filter((event) => event.type === 'redis.recovered');
+    expect(recovered).toEqual([{ type: 'redis.recovered', source: 'connection', downMs: expect.any(Number) }]);
+    const { downMs } = recovered[0] as { downMs: number };
+    expect(downMs).toBeGreaterThanOrEqual(200);
+    expect(downMs).toBeLessThanOrEqual(outage);
+
+    // A reconnection without an outage (nothing failed) is no recovery.
+    const end = eventCount(client, 'end', 1);
+    await client.quit();
+    await end;
+    await client.connect();
+    expect(events.filter((event) => event.type === 'redis.recovered')).toHaveLength(1);
   });
 });
 
