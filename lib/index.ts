@@ -43,6 +43,9 @@ export type { Logger } from './logger.js';
 export type { RateLimitInfo, RateLimitMiddleware, RateLimitOptions } from './rate-limit/index.js';
 // Rate limiting: `app.use(rateLimit())`.
 export { rateLimit } from './rate-limit/index.js';
+export type { HealthCheckOptions, RedisReadyOptions } from './readiness.js';
+// Readiness: `await redisReady()` at start-up, `app.get('/healthz', healthCheck())` for load-balancer probes.
+export { healthCheck, redisReady } from './readiness.js';
 export type { AnyRedisClient, RedisClient } from './redis/client.js';
 export type { SessionData } from './session/data.js';
 export type {
