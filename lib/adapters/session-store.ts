@@ -4,10 +4,13 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
+import type { Emit } from '../events.js';
 import type { Logger } from '../logger.js';
 import { maxDurationMs } from '../options.js';
 import type { RedisCaller } from '../redis/bounded.js';
 import type { RedisClient } from '../redis/client.js';
+import { isOutage } from '../redis/health.js';
+import { holdSessionDelete, sessionDeleteHeld } from '../session/ending.js';
 import { factoryParts } from '../setup.js';
 import { perKey, scanPrefix } from './scan.js';
 import {
@@ -109,6 +112,7 @@ export class SessionStore extends EventEmitter {
   readonly #client: () => RedisClient;
   readonly #call: RedisCaller;
   readonly #logger: Logger;
+  readonly #emit: Emit | undefined;
   /**
    * The session objects known to be stored, with the id they are stored under: loaded (express-session builds each
    * session it read through `createSession`) or written by `set()`. Their `set()` only updates, never creates, so a
@@ -128,6 +132,7 @@ export class SessionStore extends EventEmitter {
     this.#config = resolveStoreOptions(options);
     const parts = factoryParts(this.#config, 'session', 'SessionStore could not use Redis (down, slow or refusing)');
     this.#logger = parts.logger;
+    this.#emit = parts.emit;
     this.#client = parts.redis;
     this.#call = parts.call;
   }
@@ -228,12 +233,13 @@ export class SessionStore extends EventEmitter {
   }
 
   /**
-   * Reads a session; `null` when there is none (a key of another type under the prefix is none either). Its expiry
-   * is the key's: as with connect-redis, the stored `cookie.expires` is the one of its last write (`touch` extends
-   * the key, not the stored value).
+   * Reads a session; `null` when there is none (a key of another type under the prefix is none either), or when its
+   * delete is held (see {@link SessionStore.destroy}). Its expiry is the key's: as with connect-redis, the stored
+   * `cookie.expires` is the one of its last write (`touch` extends the key, not the stored value).
    */
   get(sid: string, callback?: Callback): Promise<StoredSession | null> {
     const key = this.prefix + sid;
+    if (sessionDeleteHeld(this.#client(), key)) return settle(Promise.resolve(null), callback, this.#logger);
     const work = this.#call
       .run(getSessionScript, [key], [])
       .then((raw) => (typeof raw === 'string' ? this.#parse(sid, raw) : null));
@@ -280,10 +286,23 @@ export class SessionStore extends EventEmitter {
     return settle(work, callback, this.#logger);
   }
 
-  /** Deletes a session. */
+  /**
+   * Deletes a session (express-session's `destroy()` and `regenerate()`). When Redis cannot be reached (down, or
+   * slower than `timeout`) the delete is held until it answers again, applied before anything else, and this store
+   * reads the session as none meanwhile: it resolves all the same (event `redis.deferred`). It rejects when the
+   * queue of held writes is full (`redis.dropped`), or the client was closed.
+   */
   destroy(sid: string, callback?: Callback): Promise<void> {
     const key = this.prefix + sid;
-    const work = this.#call((redis) => redis.del(key)).then(() => undefined);
+    const remove = (redis: RedisClient) => redis.del(key);
+    const work = this.#call(remove).then(
+      () => undefined,
+      (error: unknown) => {
+        if (!isOutage(error)) throw error;
+        const held = { client: this.#client(), key, remove, cause: error, emit: this.#emit, logger: this.#logger };
+        holdSessionDelete(held);
+      },
+    );
     return settle(work, callback, this.#logger);
   }
 

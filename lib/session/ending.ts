@@ -1,5 +1,7 @@
 // Ending a stored session (destroy(), regenerate()): its key and its per-user index entries are deleted now, or,
 // when Redis cannot be reached, held in this process until it answers again, the id refused meanwhile.
+import type { Emit } from '../events.js';
+import type { Logger } from '../logger.js';
 import type { RedisClient } from '../redis/client.js';
 import { closedByApp } from '../redis/closing.js';
 import { deferUntilRecovered, isOutage } from '../redis/health.js';
@@ -41,6 +43,56 @@ function refusedOf(client: RedisClient): Map<string, true> {
   return refused;
 }
 
+/** Whether the delete of the session under `key` is held for `client` (see {@link holdSessionDelete}). */
+export function sessionDeleteHeld(client: RedisClient, key: string): boolean {
+  const refused = refusedByClient.get(client);
+  return refused !== undefined && refused.size > 0 && refused.has(key);
+}
+
+/** A session delete that met an outage (see {@link holdSessionDelete}). */
+export interface HeldDelete {
+  client: RedisClient;
+  /** The session's key. */
+  key: string;
+  /** The delete, idempotent. */
+  remove(redis: RedisClient): Promise<unknown>;
+  /** The outage it met. */
+  cause: unknown;
+  emit: Emit | undefined;
+  logger: Logger;
+}
+
+/**
+ * Holds a session delete that met an outage until Redis answers again (see `deferUntilRecovered`), the session
+ * refused meanwhile (see {@link sessionDeleteHeld}); emits `redis.deferred`. Throws the outage when `client` was
+ * closed by the app (it would hold it for ever), and a {@link SessionUnavailableError} when the queue of held writes
+ * is full (`redis.dropped`).
+ */
+export function holdSessionDelete({ client, key, remove, cause, emit, logger }: HeldDelete): void {
+  if (closedByApp(client)) throw cause;
+  const refused = refusedOf(client);
+  refused.delete(key);
+  refused.set(key, true);
+  if (refused.size > maxRefused) refused.delete(refused.keys().next().value as string);
+  const pending = deferUntilRecovered(client, {
+    key: `session-destroy:${key}`,
+    run: remove,
+    settled(error) {
+      refused.delete(key);
+      if (error) logger.error(`redisware: a held session delete failed: ${error.message}`);
+    },
+  });
+  if (pending === 0) {
+    refused.delete(key);
+    emit?.({ type: 'redis.dropped', source: 'session', operation: 'destroy', pending: 0 });
+    throw new SessionUnavailableError(
+      'the session could not be deleted (Redis cannot be reached, and too many writes are held already)',
+      { cause },
+    );
+  }
+  emit?.({ type: 'redis.deferred', source: 'session', operation: 'destroy', pending });
+}
+
 function parseJson(text: unknown): unknown {
   if (typeof text !== 'string') return undefined;
   try {
@@ -73,31 +125,6 @@ export function createSessionEnder(config: SessionConfig): SessionEnder {
     };
   }
 
-  /** Holds `remove` until Redis answers again; the id is refused until then. */
-  function hold(client: RedisClient, key: string, remove: (redis: RedisClient) => Promise<void>, cause: unknown) {
-    const refused = refusedOf(client);
-    refused.delete(key);
-    refused.set(key, true);
-    if (refused.size > maxRefused) refused.delete(refused.keys().next().value as string);
-    const pending = deferUntilRecovered(client, {
-      key: `session-destroy:${key}`,
-      run: remove,
-      settled(error) {
-        refused.delete(key);
-        if (error) logger.error(`redisware redisSession: a held session delete failed: ${error.message}`);
-      },
-    });
-    if (pending === 0) {
-      refused.delete(key);
-      emit?.({ type: 'redis.dropped', source: 'session', operation: 'destroy', pending: 0 });
-      throw new SessionUnavailableError(
-        'redisSession: the session could not be deleted (Redis cannot be reached, and too many writes are held already)',
-        { cause },
-      );
-    }
-    emit?.({ type: 'redis.deferred', source: 'session', operation: 'destroy', pending });
-  }
-
   return {
     async end(id, user) {
       const remove = deletion(id, user);
@@ -105,17 +132,14 @@ export function createSessionEnder(config: SessionConfig): SessionEnder {
         await call(remove);
         return 'deleted';
       } catch (error) {
-        const client = config.client();
-        // A client the app closed (`quit()`, `disconnect()`), or that stopped reconnecting, would hold it for ever.
-        if (!isOutage(error) || closedByApp(client)) throw error;
-        hold(client, sessionKey(id), remove, error);
+        if (!isOutage(error)) throw error;
+        holdSessionDelete({ client: config.client(), key: sessionKey(id), remove, cause: error, emit, logger });
         return 'held';
       }
     },
 
     refuses(id) {
-      const refused = refusedByClient.get(config.client());
-      return refused !== undefined && refused.size > 0 && refused.has(sessionKey(id));
+      return sessionDeleteHeld(config.client(), sessionKey(id));
     },
   };
 }
