@@ -13,6 +13,7 @@ const expressTests = [
   'tests/adapters/**/*.test.ts',
   'tests/events.test.ts',
   'tests/metrics/**/*.test.ts',
+  'tests/readiness.test.ts',
 ];
 
 /** Files that talk to Redis: they run on ioredis 6 as well. */
@@ -21,6 +22,7 @@ const redisTests = [
   'tests/lock/**/*.test.ts',
   'tests/redis/**/*.test.ts',
   'tests/connection.test.ts',
+  'tests/connection-ends.test.ts',
   'tests/sentinel.test.ts',
 ];
 
