@@ -3,6 +3,7 @@
 // by consecutive failures); and the writes held back while it is down, applied before anything is sent again.
 import { RedisTimeoutError, RedisUnavailableError } from '../errors.js';
 import { isCluster, type RedisClient } from './client.js';
+import { closedByApp } from './closing.js';
 
 /** A write that must not be lost (a logout, an invalidation, a lock's release), held while Redis is down. */
 export interface DeferredWrite {
@@ -322,7 +323,11 @@ export class RedisHealth {
    * traffic; it never keeps the process alive.
    */
   #scheduleProbe(): void {
-    if (this.#held.size === 0 || this.#probeTimer || this.#client.status === 'end') return;
+    if (this.#held.size === 0 || this.#probeTimer) return;
+    if (closedByApp(this.#client)) {
+      this.#abandonHeld();
+      return;
+    }
     const delay = Math.max(this.#probeAt - Date.now(), 0);
     this.#probeTimer = setTimeout(() => {
       this.#probeTimer = undefined;
@@ -330,6 +335,17 @@ export class RedisHealth {
       else this.#scheduleProbe();
     }, delay || firstProbeDelayMs);
     this.#probeTimer.unref();
+  }
+
+  /**
+   * The app closed the client (`quit()`, `disconnect()`, or it ended): held writes can never be applied through it.
+   * Each is told so (its caller reports it lost) and nothing polls on.
+   */
+  #abandonHeld(): void {
+    const held = [...this.#held.values()];
+    this.#held.clear();
+    const error = new RedisUnavailableError('the Redis client was closed before these writes could be applied');
+    for (const write of held) write.settled?.(error);
   }
 
   /** When the current outage began (ms since the epoch), or 0 when up. */

@@ -309,4 +309,19 @@ describe('writes held back during an outage', () => {
     expect(told.sort()).toEqual(['first', 'second']);
     redis.disconnect();
   });
+
+  it('are given up, each caller told, once the app closes its client before Redis returns', async () => {
+    const redis = createRedis({ url: 'redis://127.0.0.1:1', logger: silentLogger, retry: { baseDelay: 50 } }) as Redis;
+    await eventCount(redis, 'error', 1);
+    const told: (Error | undefined)[] = [];
+    deferUntilRecovered(redis, { key: 'test:abandoned', run: async () => 'OK', settled: (error) => told.push(error) });
+    redis.disconnect();
+    const started = Date.now();
+    while (told.length === 0) {
+      expect(Date.now() - started).toBeLessThan(1000);
+      await sleep(20);
+    }
+    expect(String(told[0])).toMatch(/closed before these writes could be applied/);
+    expect(healthOf(redis).held).toBe(0);
+  });
 });
