@@ -2,6 +2,7 @@
 // the first takes a lock, and the others wait for it to finish, told at once through pub/sub.
 import { RedisUnavailableError } from '../errors.js';
 import { type HeldLock, tryLock } from '../lock/lease.js';
+import type { RedisClient } from '../redis/client.js';
 import { subscribe } from '../redis/subscriber.js';
 import type { CacheStore } from './store.js';
 
@@ -42,12 +43,14 @@ export interface Coalescer<T> {
 export function createCoalescer<T>(store: CacheStore, channel: string): Coalescer<T> {
   const flights = new Map<string, Flight<T>>();
   const waiting = new Map<string, Set<() => void>>();
-  let listening = false;
+  // The client listened on: after `closeDefaultRedis()` the store's default client is a new one, listened on anew.
+  let listening: RedisClient | undefined;
 
   function listen(): void {
-    if (listening) return;
-    listening = true;
-    subscribe(store.redis(), channel, (key) => {
+    const client = store.redis();
+    if (listening === client) return;
+    listening = client;
+    subscribe(client, channel, (key) => {
       const wakes = waiting.get(key);
       if (wakes) for (const wake of [...wakes]) wake();
     });
