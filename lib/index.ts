@@ -26,7 +26,10 @@ export type {
   LockEvent,
   RateLimitAllowedEvent,
   RateLimitBlockedEvent,
+  RedisDeferredEvent,
   RedisErrorEvent,
+  RedisRecoveredEvent,
+  RedisRepairedEvent,
   RediswareEvent,
   SessionEvent,
 } from './events.js';
@@ -35,9 +38,9 @@ export { combineEventHooks, eventTypes } from './events.js';
 export type { KeyPart, Keyspace } from './keys.js';
 // Key naming: collision-free keys, per-app keyspaces, Cluster hash tags.
 export { hashTag, key, keyspace } from './keys.js';
-export type { LockOptions } from './lock/index.js';
-// Distributed locks: `withLock(resource, fn)`.
-export { withLock } from './lock/index.js';
+export type { LockLease, LockOptions } from './lock/index.js';
+// Distributed locks: `withLock(resource, ({ signal, fencingToken }) => …)`.
+export { LockLostError, LockReentryError, withLock } from './lock/index.js';
 // Types shared by every factory's options.
 export type { Logger } from './logger.js';
 export type { RateLimitInfo, RateLimitMiddleware, RateLimitOptions } from './rate-limit/index.js';
