@@ -120,6 +120,14 @@ export function createResponseMiddleware(parts: ResponseCacheParts, config: Resp
       }
       const refresh = backgroundJob<RefreshJob>(req);
       if (refresh) return await produceRefresh(ctx, req, res, next, refresh);
+      // A Redis known to be down is not asked (nor is the request's key worked out): the handler answers.
+      const down = store.call.unavailable();
+      if (down) {
+        reportRedisError(emit, 'cache', 'bypassed', 'read', down, emit ? clock() : undefined);
+        reportBypass(ctx, req, 'redis-error');
+        res.setHeader('X-Cache', 'BYPASS');
+        return next();
+      }
       const lookup = lookupOf(ctx, req, res);
       if (!lookup) {
         reportBypass(ctx, req, 'origin');
@@ -136,8 +144,10 @@ export function createResponseMiddleware(parts: ResponseCacheParts, config: Resp
       } catch (error) {
         reportRedisError(emit, 'cache', 'bypassed', 'read', error, started);
         reportBypass(ctx, req, 'redis-error');
-        await produce(ctx, req, res, next, lookup, { label: 'BYPASS', store: false });
-        return;
+        // Nothing will be stored: the handler answers as if the cache were not there (its own conditionals
+        // included), at no more cost than the header.
+        res.setHeader('X-Cache', 'BYPASS');
+        return next();
       }
       lookup.since = read.since;
       let entry = read.found?.entry;

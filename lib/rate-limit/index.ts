@@ -214,25 +214,15 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
       return respondLimited(req, res, next, blocked, now);
     }
     if (blocks && !listeningForResets) listenForResets();
+    // A Redis known to be down is not asked: onRedisError applies at once.
+    const down = call.unavailable();
+    if (down) return withoutRedis(res, next, down, emit ? clock() : 0);
     const script = rulesScript ?? scripts.hit;
     const args = cost === fixedCost && limit === fixedLimit ? fixedHitArgs : hitArgs(cost, limit);
     const started = emit ? clock() : 0;
     call.script(script, keys, args, (error, reply) => {
       try {
-        if (error) {
-          reportRedisError(
-            emit,
-            'rateLimit',
-            config.onRedisError === 'allow' ? 'allowed' : 'denied',
-            'hit',
-            error,
-            started,
-          );
-          if (config.onRedisError === 'allow') return next();
-          res.setHeader('Retry-After', '1');
-          res.status(503).send('Service Unavailable: the rate limiter cannot reach its store.');
-          return;
-        }
+        if (error) return withoutRedis(res, next, error, started);
         const answeredAt = Date.now();
         const outcome = decodeHitReply(reply, ruleCount);
         if (outcome.repaired) reportRepair(clientKey);
@@ -267,6 +257,18 @@ export function rateLimit(options?: RateLimitOptions): RateLimitMiddleware {
         next(thrown);
       }
     });
+  }
+
+  /** Redis failed (or is known to be down): `onRedisError` decides, and the failure is reported. */
+  function withoutRedis(res: Response, next: NextFunction, error: unknown, started: number): void {
+    const allow = config.onRedisError === 'allow';
+    reportRedisError(emit, 'rateLimit', allow ? 'allowed' : 'denied', 'hit', error, emit ? started : undefined);
+    if (allow) {
+      next();
+      return;
+    }
+    res.setHeader('Retry-After', '1');
+    res.status(503).send('Service Unavailable: the rate limiter cannot reach its store.');
   }
 
   /** The hit script's arguments: one rule's (cost, window, limit, count), or the rules' (cost, count, windows and limits). */

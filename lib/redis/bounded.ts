@@ -182,6 +182,14 @@ export function boundedCaller(options: CallerOptions): RedisCaller {
     );
   };
 
+  call.unavailable = function unavailable(): Error | undefined {
+    const health = healthOf(client());
+    if (!health.wouldFail(heldWritesFirst)) return undefined;
+    const error = health.unavailable();
+    report(error);
+    return error;
+  };
+
   call.run = function runScript(
     script: RedisScript,
     keys: readonly string[],
@@ -201,6 +209,12 @@ export interface RedisCaller {
   <T>(command: (redis: RedisClient) => Promise<T>): Promise<T>;
   /** Runs `script` within the timeout, answering through `done` (batched with its turn where it can be). */
   script(script: RedisScript, keys: readonly string[], args: readonly (string | number)[], done: ScriptCallback): void;
+  /**
+   * The error every call would fail with at once now (the connection is down, the circuit open, or writes held),
+   * reported as a failure; `undefined` when a call may go. For a middleware to skip all of its work on a Redis known
+   * to be down.
+   */
+  unavailable(): Error | undefined;
   /** {@link RedisCaller.script} as a Promise. */
   run(script: RedisScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
 }

@@ -127,13 +127,42 @@ export class RedisHealth {
     return 'fail';
   }
 
-  /** The error a call gets when {@link gate} says `'fail'`. */
-  unavailable(): RedisUnavailableError {
+  /**
+   * Whether {@link gate} would fail a call now, without its side effects (it never takes the circuit's trial): for
+   * a middleware to skip all of its work on a Redis known to be down.
+   */
+  wouldFail(heldWritesFirst = true): boolean {
     const status = this.#client.status;
-    if (status === 'end') return new RedisUnavailableError('Redis connection is closed');
-    if (status !== 'ready') return new RedisUnavailableError(`Redis is ${status}`);
-    if (this.#held.size > 0 && !this.#down) return new RedisUnavailableError('Redis: applying held writes first');
-    return new RedisUnavailableError('Redis is not answering (failing fast until a probe gets a reply)');
+    if (status === 'ready') {
+      const held = this.#held.size > 0;
+      if (!this.#down && (!held || !heldWritesFirst)) return false;
+      if (held) return true;
+      return this.#probing || Date.now() < this.#probeAt;
+    }
+    if (status === 'wait') return false;
+    return !((status === 'connecting' || status === 'connect') && !this.#closedOnce);
+  }
+
+  /**
+   * The error a call gets when {@link gate} says `'fail'`: made without a stack trace (it would show where the
+   * call was made, which the caller knows, and capturing it was the largest cost of failing fast).
+   */
+  unavailable(): RedisUnavailableError {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      return new RedisUnavailableError(this.#failureReason());
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+  }
+
+  #failureReason(): string {
+    const status = this.#client.status;
+    if (status === 'end') return 'Redis connection is closed';
+    if (status !== 'ready') return `Redis is ${status}`;
+    if (this.#held.size > 0 && !this.#down) return 'Redis: applying held writes first';
+    return 'Redis is not answering (failing fast until a probe gets a reply)';
   }
 
   /** Resolves once the client first connects, or rejects within `timeoutMs` (or when its connection fails). */

@@ -12,6 +12,7 @@ import type { SessionCookie } from './session-cookie.js';
 import { sessionCookieVerifier } from './signature.js';
 import { hookOnce, mayChange, type SessionState, unreadFrom } from './state.js';
 import { createSessionStorage } from './storage.js';
+import type { LoadedSession } from './stored.js';
 import { sessionIdentity, tracked } from './tracking.js';
 import type { UserSessionInfo } from './user-index.js';
 
@@ -259,7 +260,7 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     }
     const emit = config.emit;
     const started = emit ? clock() : 0;
-    storage.loadThen(id, config.rolling, (error, loaded) => {
+    const onLoaded = (error: Error | undefined, loaded?: LoadedSession) => {
       try {
         if (error) {
           const action = config.onRedisError === 'continue' ? 'bypassed' : 'denied';
@@ -280,7 +281,11 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
       } catch (thrown) {
         next(thrown);
       }
-    });
+    };
+    // A Redis known to be down is not asked: the route gets its session unread at once.
+    const down = config.call.unavailable();
+    if (down) onLoaded(down);
+    else storage.loadThen(id, config.rolling, onLoaded);
   } as RedisSessionMiddleware;
 
   middleware.listByUser = async function listByUser(userId: string | number): Promise<UserSessionInfo[]> {
