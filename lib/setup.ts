@@ -53,7 +53,7 @@ export function factoryParts(
       logger,
       batch: options.batch,
       // A limiter serves nothing of what Redis holds: it keeps counting while a cache's invalidations are applied.
-      heldWritesFirst: source !== 'rateLimit',
+      waitFor: source === 'session' || source === 'cache' ? source : undefined,
     }),
   };
 }

@@ -162,6 +162,7 @@ export function createInvalidation(store: CacheStore): Invalidate {
     let started = 0;
     let reported = false;
     return deferUntilRecovered(client, {
+      source: 'cache',
       key: `cache-invalidate:${step.id}`,
       run: (redis) => {
         started = clock();
@@ -201,10 +202,15 @@ export function createInvalidation(store: CacheStore): Invalidate {
       emit?.({ type: 'redis.deferred', source: 'cache', operation: 'invalidate', pending });
     }
     if (dropped > 0) {
-      emit?.({ type: 'redis.dropped', source: 'cache', operation: 'invalidate', pending: healthOf(client).held });
+      emit?.({
+        type: 'redis.dropped',
+        source: 'cache',
+        operation: 'invalidate',
+        pending: healthOf(client).heldBy('cache'),
+      });
       if (!dropping) {
         logger.error(
-          `redisware cache: an invalidation was dropped: Redis is unreachable and ${healthOf(client).held} writes are held already; stale entries may be served once it returns`,
+          `redisware cache: an invalidation was dropped: Redis is unreachable and ${healthOf(client).heldBy('cache')} invalidations are held already; stale entries may be served once it returns`,
         );
       }
       dropping = true;

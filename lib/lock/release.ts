@@ -38,6 +38,7 @@ const argsOf = (lock: LockRelease, announce?: Announcement) =>
  */
 export function holdRelease(lock: LockRelease, announce?: Announcement): void {
   const pending = deferUntilRecovered(lock.redis, {
+    source: 'lock',
     key: `unlock:${lock.key}:${lock.token}`,
     run: (redis) => releaseScript.run(redis, [lock.key], argsOf(lock, announce)),
   });

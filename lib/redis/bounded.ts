@@ -4,7 +4,7 @@ import { RedisTimeoutError, RedisUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { batcherFor } from './batcher.js';
 import { isCluster, type RedisClient } from './client.js';
-import { healthOf, isOutage } from './health.js';
+import { type HeldSource, healthOf, isOutage } from './health.js';
 import type { RedisScript, ScriptCallback } from './script.js';
 
 /**
@@ -60,7 +60,7 @@ export function boundedCall<T>(
   timeoutMs: number,
   command: () => Promise<T>,
   onSettled?: (error: unknown) => void,
-  heldWritesFirst = true,
+  waitFor?: HeldSource,
 ): Promise<T> {
   const health = healthOf(client);
   const settled = (error: unknown) => {
@@ -68,7 +68,7 @@ export function boundedCall<T>(
     onSettled?.(error);
   };
   const timedOut = () => new RedisTimeoutError(timeoutMs);
-  const gate = health.gate(timeoutMs, heldWritesFirst);
+  const gate = health.gate(timeoutMs, waitFor);
   if (gate === 'go') return withDeadline(command(), timeoutMs, timedOut, settled);
   if (gate === 'probe') {
     const work = command();
@@ -125,10 +125,10 @@ export interface CallerOptions {
   /** Send a turn's script calls as one batch on a standalone client. @default true */
   batch?: boolean;
   /**
-   * Whether calls wait for the writes held during an outage (see `RedisHealth.defer`): true for a middleware that
-   * serves what Redis holds (a cache, sessions), false for one that only counts (a rate limit). @default true
+   * Whose writes held during an outage (see `RedisHealth.defer`) calls wait for: a cache's reads wait for its held
+   * invalidations, session loads for held logouts; a rate limit, which serves nothing Redis holds, for none.
    */
-  heldWritesFirst?: boolean;
+  waitFor?: HeldSource;
 }
 
 /**
@@ -142,7 +142,7 @@ export interface CallerOptions {
 export function boundedCaller(options: CallerOptions): RedisCaller {
   const { client, timeoutMs, outage, logger } = options;
   const batch = options.batch !== false;
-  const heldWritesFirst = options.heldWritesFirst !== false;
+  const waitFor = options.waitFor;
   const report = (error: unknown) => {
     if (error === undefined) outage.recovered();
     else outage.failed(error);
@@ -150,7 +150,7 @@ export function boundedCaller(options: CallerOptions): RedisCaller {
 
   function call<T>(command: (redis: RedisClient) => Promise<T>): Promise<T> {
     const redis = client();
-    return boundedCall(redis, timeoutMs, () => command(redis), report, heldWritesFirst);
+    return boundedCall(redis, timeoutMs, () => command(redis), report, waitFor);
   }
 
   call.script = function callScript(
@@ -162,7 +162,7 @@ export function boundedCaller(options: CallerOptions): RedisCaller {
     const redis = client();
     // `down` decides without side effects (a gate could start the circuit's one trial call: it goes alone).
     const health = batch && !isCluster(redis) ? healthOf(redis) : undefined;
-    if (health && !health.failsNow(heldWritesFirst)) {
+    if (health && !health.failsNow(waitFor)) {
       batcherFor(redis as Redis, logger).enqueue(
         script,
         keys,
@@ -184,7 +184,7 @@ export function boundedCaller(options: CallerOptions): RedisCaller {
 
   call.unavailable = function unavailable(): Error | undefined {
     const health = healthOf(client());
-    if (!health.wouldFail(heldWritesFirst)) return undefined;
+    if (!health.wouldFail(waitFor)) return undefined;
     const error = health.unavailable();
     report(error);
     return error;

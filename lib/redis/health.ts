@@ -4,16 +4,12 @@
 import { RedisTimeoutError, RedisUnavailableError } from '../errors.js';
 import { isCluster, type RedisClient } from './client.js';
 import { closedByApp } from './closing.js';
+import { isOutage, withTimeout } from './failures.js';
+import { type DeferredWrite, type HeldSource, HeldWrites } from './held-writes.js';
 
-/** A write that must not be lost (a logout, an invalidation, a lock's release), held while Redis is down. */
-export interface DeferredWrite {
-  /** Writes of the same key are one write: a later one replaces an earlier one still held. */
-  key: string;
-  /** Applies the write; must be idempotent (it may have been applied before the failure that deferred it). */
-  run(redis: RedisClient): Promise<unknown>;
-  /** Told once: when the write was applied (no error), or given up on (an error that is not an outage). */
-  settled?(error?: Error): void;
-}
+export { isOutage } from './failures.js';
+export type { DeferredWrite, HeldSource } from './held-writes.js';
+export { maxDeferredWrites } from './held-writes.js';
 
 /**
  * What {@link RedisHealth.gate} decides for a call: send it, send it as the one trial of an open circuit (see
@@ -21,8 +17,6 @@ export interface DeferredWrite {
  */
 export type Gate = 'go' | 'probe' | 'wait' | 'fail';
 
-/** The most writes held per client; past it a write is dropped (and its caller told so). */
-export const maxDeferredWrites = 10_000;
 /** Consecutive timeouts of a connected client that open the circuit (Redis up but not answering in time). */
 export const openAfterFailures = 3;
 /** The first wait before probing an open circuit; it doubles after each failed probe, up to the maximum. */
@@ -30,21 +24,6 @@ export const firstProbeDelayMs = 100;
 export const maxProbeDelayMs = 500;
 /** How long a probe (or a drain of held writes) may take when no call's timeout applies. */
 export const probeTimeoutMs = 1000;
-
-const outageReply = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/;
-const outageMessage =
-  /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH/;
-
-/**
- * Whether `error` says Redis is unusable (down, unreachable, not answering, loading, busy with a script), as opposed
- * to refusing one command (a WRONGTYPE, a script error): only the first kind opens the circuit.
- */
-export function isOutage(error: unknown): boolean {
-  if (error instanceof RedisTimeoutError || error instanceof RedisUnavailableError) return true;
-  if (!(error instanceof Error)) return false;
-  if (error.name === 'MaxRetriesPerRequestError' || error.name === 'ClusterAllFailedError') return true;
-  return outageReply.test(error.message) || outageMessage.test(error.message);
-}
 
 interface Waiter {
   resolve(): void;
@@ -72,7 +51,7 @@ export class RedisHealth {
   #probeDelay = firstProbeDelayMs;
   #probing = false;
   #probeTimer: NodeJS.Timeout | undefined;
-  readonly #held = new Map<string, DeferredWrite>();
+  readonly #held = new HeldWrites();
   readonly #waiters = new Set<Waiter>();
 
   constructor(client: RedisClient) {
@@ -84,15 +63,20 @@ export class RedisHealth {
 
   /** Whether calls fail at once now (the connection is down, the circuit open, or held writes are being applied). */
   get down(): boolean {
-    return this.failsNow(true);
+    return this.#down || this.#held.size > 0 || this.#client.status !== 'ready';
   }
 
   /**
    * Whether a call fails at once now, without side effects: when the connection is down or the circuit open, and,
-   * for a caller that serves what Redis holds (`heldWritesFirst`), while writes are held.
+   * for a caller that serves what `waitFor` writes (see {@link gate}), while `waitFor` holds writes.
    */
-  failsNow(heldWritesFirst: boolean): boolean {
-    return this.#down || (heldWritesFirst && this.#held.size > 0) || this.#client.status !== 'ready';
+  failsNow(waitFor: HeldSource | undefined): boolean {
+    return this.#down || this.#waits(waitFor) || this.#client.status !== 'ready';
+  }
+
+  /** Whether a caller that serves what `waitFor` writes must wait for held writes now. */
+  #waits(waitFor: HeldSource | undefined): boolean {
+    return waitFor !== undefined && this.#held.count(waitFor) > 0;
   }
 
   /** How many writes are held. */
@@ -100,17 +84,22 @@ export class RedisHealth {
     return this.#held.size;
   }
 
+  /** How many writes `source` holds (each source has its own bound: see `maxDeferredWrites`). */
+  heldBy(source: HeldSource): number {
+    return this.#held.count(source);
+  }
+
   /**
    * What to do with a call now; see {@link Gate}. May start a probe (never more than one at a time). A call that
-   * serves what Redis holds (a cache read, a session load: `heldWritesFirst`, the default) waits for the held writes
-   * (an invalidation, a logout) to be applied; one that only counts (a rate limit) does not.
+   * serves what Redis holds (a cache read waits for held invalidations, a session load for held logouts: `waitFor`)
+   * fails at once until they are applied; one that only counts (a rate limit) does not wait for any.
    */
-  gate(timeoutMs: number, heldWritesFirst = true): Gate {
+  gate(timeoutMs: number, waitFor?: HeldSource): Gate {
     const status = this.#client.status;
     if (status === 'ready') {
-      const held = this.#held.size > 0;
-      if (!this.#down && (!held || !heldWritesFirst)) return 'go';
-      if (held) {
+      const held = this.#waits(waitFor);
+      if (!this.#down && !held) return 'go';
+      if (this.#held.size > 0) {
         this.#probeIfDue(timeoutMs);
         return 'fail';
       }
@@ -131,12 +120,12 @@ export class RedisHealth {
    * Whether {@link gate} would fail a call now, without its side effects (it never takes the circuit's trial): for
    * a middleware to skip all of its work on a Redis known to be down.
    */
-  wouldFail(heldWritesFirst = true): boolean {
+  wouldFail(waitFor?: HeldSource): boolean {
     const status = this.#client.status;
     if (status === 'ready') {
-      const held = this.#held.size > 0;
-      if (!this.#down && (!held || !heldWritesFirst)) return false;
-      if (held) return true;
+      const held = this.#waits(waitFor);
+      if (!this.#down && !held) return false;
+      if (this.#held.size > 0) return true;
       return this.#probing || Date.now() < this.#probeAt;
     }
     if (status === 'wait') return false;
@@ -161,7 +150,7 @@ export class RedisHealth {
     const status = this.#client.status;
     if (status === 'end') return 'Redis connection is closed';
     if (status !== 'ready') return `Redis is ${status}`;
-    if (this.#held.size > 0 && !this.#down) return 'Redis: applying held writes first';
+    if (!this.#down) return 'Redis: applying held writes first';
     return 'Redis is not answering (failing fast until a probe gets a reply)';
   }
 
@@ -224,29 +213,18 @@ export class RedisHealth {
 
   /**
    * Holds `write` until Redis answers again (applied before any call is sent), or applies it now if Redis is up.
-   * Returns the number of writes held, or 0 when the queue is full and `write` was dropped.
+   * Returns how many writes its source holds, or 0 when it was dropped (that source's bound reached, or the app closed
+   * the client).
    */
   defer(write: DeferredWrite): number {
-    const previous = this.#held.get(write.key);
-    if (!previous && this.#held.size >= maxDeferredWrites) return 0;
-    let kept = write;
-    if (previous?.settled) {
-      // The earlier write's caller is told when the one that replaced it is applied.
-      const settled = write.settled;
-      kept = {
-        ...write,
-        settled(error) {
-          previous.settled?.(error);
-          settled?.(error);
-        },
-      };
-    }
-    this.#held.delete(write.key); // a replaced write moves to the end: the order of the last request wins
-    this.#held.set(write.key, kept);
+    // A client the app closed will never apply it.
+    if (closedByApp(this.#client)) return 0;
+    const held = this.#held.add(write);
+    if (held === 0) return 0;
     if (this.#client.status === 'ready') this.#probeIfDue(probeTimeoutMs);
     // Applied when the circuit's wait is over, with or without traffic.
     if (!this.#probing) this.#scheduleProbe();
-    return this.#held.size;
+    return held;
   }
 
   #goDown(): void {
@@ -284,7 +262,7 @@ export class RedisHealth {
     if (this.#probing || Date.now() < this.#probeAt || this.#client.status !== 'ready') return;
     if (this.#held.size === 0) return;
     this.#probing = true;
-    this.#apply([...this.#held.values()], timeoutMs).then(
+    this.#apply(timeoutMs).then(
       () => {
         this.#probing = false;
         // Writes held while these were applied go first.
@@ -315,20 +293,18 @@ export class RedisHealth {
     this.#scheduleProbe();
   }
 
-  /** Applies `writes` (in one pipeline, as ioredis auto-pipelines them); rejects if any met an outage. */
-  async #apply(writes: DeferredWrite[], timeoutMs: number): Promise<void> {
-    const results = await Promise.allSettled(writes.map((write) => withTimeout(write.run(this.#client), timeoutMs)));
+  /** Applies the held writes (in one pipeline, as ioredis auto-pipelines them); rejects if any met an outage. */
+  async #apply(timeoutMs: number): Promise<void> {
+    const writes = this.#held.snapshot();
+    const results = await Promise.allSettled(writes.map(({ held }) => withTimeout(held.run(this.#client), timeoutMs)));
     let outage: unknown;
     results.forEach((result, i) => {
-      const write = writes[i] as DeferredWrite;
+      const { held, version } = writes[i] as (typeof writes)[number];
       if (result.status === 'rejected' && isOutage(result.reason)) {
         outage ??= result.reason;
         return;
       }
-      // A write replaced while it was applied is told through its replacement (which carries its `settled`).
-      if (this.#held.get(write.key) !== write) return;
-      this.#held.delete(write.key);
-      write.settled?.(result.status === 'rejected' ? (result.reason as Error) : undefined);
+      this.#held.settle(held, version, result.status === 'rejected' ? (result.reason as Error) : undefined);
     });
     if (outage !== undefined) throw outage;
   }
@@ -371,33 +347,13 @@ export class RedisHealth {
    * Each is told so (its caller reports it lost) and nothing polls on.
    */
   #abandonHeld(): void {
-    const held = [...this.#held.values()];
-    this.#held.clear();
-    const error = new RedisUnavailableError('the Redis client was closed before these writes could be applied');
-    for (const write of held) write.settled?.(error);
+    this.#held.abandon(new RedisUnavailableError('the Redis client was closed before these writes could be applied'));
   }
 
   /** When the current outage began (ms since the epoch), or 0 when up. */
   get downSince(): number {
     return this.down ? this.#downSince : 0;
   }
-}
-
-/** `work`, or a {@link RedisTimeoutError} after `timeoutMs`. */
-function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new RedisTimeoutError(timeoutMs)), timeoutMs);
-    work.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }
 
 const healthByClient = new WeakMap<RedisClient, RedisHealth>();

@@ -75,6 +75,7 @@ export function holdSessionDelete({ client, key, remove, cause, emit, logger }: 
   refused.set(key, true);
   if (refused.size > maxRefused) refused.delete(refused.keys().next().value as string);
   const pending = deferUntilRecovered(client, {
+    source: 'session',
     key: `session-destroy:${key}`,
     run: remove,
     settled(error) {

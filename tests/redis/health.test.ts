@@ -237,13 +237,18 @@ describe('writes held back during an outage', () => {
     try {
       await closed;
       const held = deferUntilRecovered(redis, {
+        source: 'cache',
         key: 'test:held',
         run: (r) => (r as Redis).set('health:held', 'applied', 'PX', 60_000),
         settled: (error) => applied.push(error),
       });
       expect(held).toBe(1);
       // The same write again is one write.
-      const twin = { key: 'test:held', run: (r: unknown) => (r as Redis).set('health:held', 'applied', 'PX', 60_000) };
+      const twin = {
+        source: 'cache' as const,
+        key: 'test:held',
+        run: (r: unknown) => (r as Redis).set('health:held', 'applied', 'PX', 60_000),
+      };
       expect(deferUntilRecovered(redis, twin)).toBe(1);
     } finally {
       await restart();
@@ -273,6 +278,7 @@ describe('writes held back during an outage', () => {
     expect(healthOf(redis).down).toBe(true);
     const applied: (Error | undefined)[] = [];
     deferUntilRecovered(redis, {
+      source: 'cache',
       key: 'test:held-open',
       run: (r) => (r as Redis).set('health:held-open', 'applied', 'PX', 60_000),
       settled: (error) => applied.push(error),
@@ -294,6 +300,7 @@ describe('writes held back during an outage', () => {
     await redis.ping();
     const told: string[] = [];
     const write = (name: string) => ({
+      source: 'cache' as const,
       key: 'test:told-once',
       run: (r: unknown) => (r as Redis).set('health:told-once', name, 'PX', 60_000),
       settled: () => told.push(name),
@@ -314,7 +321,12 @@ describe('writes held back during an outage', () => {
     const redis = createRedis({ url: 'redis://127.0.0.1:1', logger: silentLogger, retry: { baseDelay: 50 } }) as Redis;
     await eventCount(redis, 'error', 1);
     const told: (Error | undefined)[] = [];
-    deferUntilRecovered(redis, { key: 'test:abandoned', run: async () => 'OK', settled: (error) => told.push(error) });
+    deferUntilRecovered(redis, {
+      source: 'cache',
+      key: 'test:abandoned',
+      run: async () => 'OK',
+      settled: (error) => told.push(error),
+    });
     redis.disconnect();
     const started = Date.now();
     while (told.length === 0) {

@@ -1,4 +1,4 @@
-// Run as a child process with --expose-gc (see tests/redis/outage-memory.test.ts): sends `count` requests through
+// Run as a child process with --expose-gc (see memory.test.ts): sends `count` requests through
 // each middleware while Redis is down (killed after the first request) and prints the heap retained by them.
 import { once } from 'node:events';
 import { Agent, request as httpRequest, type Server } from 'node:http';
