@@ -172,6 +172,11 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   function commitBeforeEnd(req: Request, res: Response, session: RedisSession): void {
     holdEnd(res, (proceed) => {
       const s = stateOf(session);
+      if (s.unread?.answerUnavailable && !s.destroyed && !res.headersSent) {
+        // Express 4: the route used a session that could not be read (see `dataUsed`).
+        respondUnavailable(res);
+        return proceed('Service Unavailable: the session store cannot be reached.');
+      }
       let changes: Changes | undefined;
       try {
         changes = storage.pendingWrite(s, reportUnstorable);

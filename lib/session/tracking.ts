@@ -77,9 +77,25 @@ function written(target: RedisSession): void {
   mayChange(s, false);
 }
 
-/** The session's data is used: throws when it could not be read (see `SessionState.unread`). */
+/**
+ * The session's data is used. When it could not be read (see `SessionState.unread`), this throws: the route stops
+ * before acting on a session it could not read, and Express 5 answers the rejection of an async route (503). Express
+ * 4 drops a rejected route (a throw in an `async` handler would be an unhandled rejection, which ends the process):
+ * there the data reads as empty instead, nothing the route writes is saved, and the response is answered 503 when it
+ * ends (`answerUnavailable`), unless the route destroyed the session.
+ */
 function dataUsed(s: SessionState): void {
-  if (s.unread?.error) throw sessionUnreadable(s.unread.error);
+  const unread = s.unread;
+  if (!unread?.error) return;
+  if (routesCatchRejections(s.req)) throw sessionUnreadable(unread.error);
+  unread.answerUnavailable = true;
+  mayChange(s, false);
+}
+
+/** Express 4 apps have `lazyrouter()` (gone in Express 5, whose router passes a route's rejection to `next`). */
+function routesCatchRejections(req: { app?: unknown }): boolean {
+  const app = req.app as { lazyrouter?: unknown } | undefined;
+  return app !== undefined && typeof app.lazyrouter !== 'function';
 }
 
 /**

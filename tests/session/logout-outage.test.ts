@@ -204,7 +204,7 @@ describe('when the queue of held writes is full', () => {
     const leaving = cookiePair(await request(app).get('/login/u6').expect(200));
     await stopRedis(redis);
     for (let i = 0; i < maxDeferredWrites; i++) {
-      deferUntilRecovered(redis, { key: `filler-${i}`, run: async () => undefined });
+      deferUntilRecovered(redis, { source: 'session', key: `filler-${i}`, run: async () => undefined });
     }
     const logout = await request(app).get('/logout').set('Cookie', leaving).expect(503);
     expect(logout.headers['retry-after']).toBe('1');
@@ -243,6 +243,34 @@ describe("'fail' while Redis is down: what needs the session's data", () => {
     // The new session is not saved (there is nothing in it): the old cookie is cleared.
     expect(setCookie(regenerated)).toMatch(cleared);
     await restartRedis(redis);
+    redis.disconnect();
+  });
+});
+
+describe('an async route that reads a session Redis could not give', () => {
+  it("answers 503 on Express 4 and 5 alike, and never rejects unhandled (the README's own logout-everywhere route)", async () => {
+    const redis = sessionClient();
+    const { app, session } = logoutApp({ redis });
+    app.post('/logout-everywhere', async (req, res) => {
+      // As the README writes it, with no try/catch: Express 4 does not catch a rejected route.
+      const userId = (req.session as unknown as Record<string, string | undefined>).userId;
+      if (userId) await session.destroyByUser(userId);
+      res.redirect('/');
+    });
+    const pair = cookiePair(await request(app).get('/login/u9').expect(200));
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      await stopRedis(redis);
+      const answer = await request(app).post('/logout-everywhere').set('Cookie', pair).expect(503);
+      expect(answer.headers['retry-after']).toBe('1');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await restartRedis(redis);
+    }
     redis.disconnect();
   });
 });
