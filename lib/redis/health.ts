@@ -328,11 +328,14 @@ export class RedisHealth {
    * traffic; it never keeps the process alive.
    */
   #scheduleProbe(): void {
-    if (this.#held.size === 0 || this.#probeTimer) return;
+    if (this.#held.size === 0) return;
     if (closedByApp(this.#client)) {
+      if (this.#probeTimer) clearTimeout(this.#probeTimer);
+      this.#probeTimer = undefined;
       this.#abandonHeld();
       return;
     }
+    if (this.#probeTimer) return;
     const delay = Math.max(this.#probeAt - Date.now(), 0);
     this.#probeTimer = setTimeout(() => {
       this.#probeTimer = undefined;

@@ -3,6 +3,7 @@ import { now as clock, reportingFailure, reportRedisError, since } from '../even
 import { backgroundNeedsSession, isBackground, markSessionIssued, provideSessionIdentity } from '../http/marks.js';
 import { beforeHeaders, holdEnd } from '../http/response.js';
 import { nameArgument } from '../keys.js';
+import { isOutage } from '../redis/failures.js';
 import type { Changes } from './changes.js';
 import { sessionCookie } from './cookie.js';
 import type { SessionData } from './data.js';
@@ -196,7 +197,9 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
           sendCookie(req, res, session);
           return proceed();
         }
-        config.logger.error(`redisware redisSession: saving the session failed: ${error.message}`);
+        // An outage is logged once by the middleware's caller; anything else (a refusal) each time.
+        if (!isOutage(error))
+          config.logger.error(`redisware redisSession: saving the session failed: ${error.message}`);
         const deny = config.onRedisError === 'fail' && !res.headersSent;
         reportRedisError(config.emit, 'session', deny ? 'denied' : 'bypassed', 'save', error, started);
         if (deny) {

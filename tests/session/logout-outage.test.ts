@@ -274,3 +274,32 @@ describe('an async route that reads a session Redis could not give', () => {
     redis.disconnect();
   });
 });
+
+describe('what an outage logs', () => {
+  it('logs a failed save once per outage, not once per request', async () => {
+    const redis = sessionClient();
+    const logger = recordingLogger();
+    const { app } = logoutApp({ redis, logger });
+    await request(app).get('/login/u10').expect(200);
+    await stopRedis(redis);
+    for (let i = 0; i < 4; i++) await request(app).get('/login/u10').expect(503);
+    expect(logger.errors.filter((line) => /saving the session failed/.test(line))).toEqual([]);
+    expect(logger.warnings.filter((line) => /could not use Redis/.test(line))).toHaveLength(1);
+    await restartRedis(redis);
+    redis.disconnect();
+  });
+
+  it('says so when the app closes its client while a logout is still held', async () => {
+    const redis = sessionClient();
+    const logger = recordingLogger();
+    const { app } = logoutApp({ redis, logger });
+    const leaving = cookiePair(await request(app).get('/login/u11').expect(200));
+    await stopRedis(redis);
+    await request(app).get('/logout').set('Cookie', leaving).expect(302);
+    redis.disconnect();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(logger.errors).toContainEqual(
+      expect.stringMatching(/held session delete failed: the Redis client was closed/),
+    );
+  });
+});
