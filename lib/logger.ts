@@ -40,12 +40,16 @@ export function resolveLogger(given: Logger | undefined): Logger {
 export class OutageReporter {
   private downSince = 0;
 
+  /** The name the recovery line gives: the outage message's first word (`rateLimit`, `redisSession`, …). */
+  private readonly who: string;
+
   constructor(
     private readonly logger: Logger,
-    private readonly who: string,
     private readonly what: string,
     private readonly onRecovered?: (downMs: number) => void,
-  ) {}
+  ) {
+    this.who = what.split(' ', 1)[0] as string;
+  }
 
   failed(error: unknown): void {
     if (this.downSince !== 0) return;

@@ -28,8 +28,8 @@ export interface FactoryParts {
 }
 
 /**
- * Derives a factory's {@link FactoryParts} from its resolved options: `source` names it in events and in the line
- * logged when Redis answers again, `outageMessage` is logged once per outage.
+ * Derives a factory's {@link FactoryParts} from its resolved options: `source` names it in events, `outageMessage`
+ * (which starts with its name, as the line logged when Redis answers again does) is logged once per outage.
  */
 export function factoryParts(
   options: SharedOptions,
@@ -39,7 +39,7 @@ export function factoryParts(
   const logger = resolveLogger(options.logger);
   const redis = lazyRedis(options.redis);
   const emit = eventEmitter(options.onEvent, logger);
-  const outage = new OutageReporter(logger, source, outageMessage, (downMs) =>
+  const outage = new OutageReporter(logger, outageMessage, (downMs) =>
     emit?.({ type: 'redis.recovered', source, downMs }),
   );
   return {

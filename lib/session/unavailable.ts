@@ -25,8 +25,16 @@ export class SessionUnavailableError extends Error {
 
 /** What using the data of a session that could not be read throws (see {@link SessionUnavailableError}). */
 export function sessionUnreadable(cause: Error | undefined): SessionUnavailableError {
-  return new SessionUnavailableError(
-    'redisSession: the session could not be read (Redis cannot be reached); destroy() and regenerate() still work',
-    { cause },
-  );
+  // No stack trace: Express's error handler prints it for every such 503, a log line per request during an outage,
+  // and it would only show where the route read its session.
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new SessionUnavailableError(
+      'redisSession: the session could not be read (Redis cannot be reached); destroy() and regenerate() still work',
+      { cause },
+    );
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }

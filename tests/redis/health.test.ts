@@ -2,7 +2,7 @@ import express, { type Express } from 'express';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCache, createRedis, type RediswareEvent, rateLimit, redisSession } from '../../lib/index.js';
+import { createCache, createRedis, type RediswareEvent, rateLimit, redisSession, withLock } from '../../lib/index.js';
 import { boundedCall } from '../../lib/redis/bounded.js';
 import { deferUntilRecovered, healthOf, openAfterFailures } from '../../lib/redis/health.js';
 import { type EmbeddedRedis, startEmbeddedRedis } from '../../support/embedded-redis.js';
@@ -58,6 +58,9 @@ function stackedApp(redis: Redis, timeout: string, events: RediswareEvent[] = []
   app.get('/page', cache.response({ ttl: '1m' }), (req, res) => {
     res.send(`page ${req.query.n ?? ''}`);
   });
+  app.get('/job', async (_req, res) => {
+    res.send(await withLock('health-job', () => 'done', { redis, timeout }));
+  });
   app.post('/login', (req, res) => {
     req.session.userId = 'ada';
     res.send('in');
@@ -98,6 +101,9 @@ describe('a Redis known to be down', () => {
       expect(Math.max(...durations)).toBeLessThan(200);
       // Each middleware logged the outage once.
       expect(logger.warnings).toHaveLength(3);
+      // A Redis error that reaches Express's own error handler is a 503, not a 500.
+      const job = await agent.get('/job').expect(503);
+      expect(job.headers['retry-after']).toBe('1');
     } finally {
       await restart();
     }
@@ -111,7 +117,10 @@ describe('a Redis known to be down', () => {
     }
     // One line per middleware says Redis answers again, and each reported it.
     await agent.get('/page?n=again').expect(200);
-    expect(logger.warnings.filter((line) => /answers again/.test(line))).toHaveLength(3);
+    // Named as the outage lines name them.
+    const names = (pattern: RegExp) => logger.warnings.flatMap((line) => pattern.exec(line)?.[1] ?? []).sort();
+    expect(names(/^redisware: (\w+): Redis answers again/)).toEqual(['cache', 'rateLimit', 'redisSession']);
+    expect(names(/^redisware: (\w+) could not use Redis/)).toEqual(['cache', 'rateLimit', 'redisSession']);
     const recovered = events.filter((event) => event.type === 'redis.recovered');
     expect(recovered.map((event) => event.source).sort()).toEqual(['cache', 'rateLimit', 'session']);
     redis.disconnect();
