@@ -17,8 +17,11 @@ const ioredis6Hook = `data:text/javascript,${encodeURIComponent(
 register('data:text/javascript,' + encodeURIComponent('export async function resolve(s, c, next) { return next(s === "ioredis" ? "ioredis6" : s, c); }'), import.meta.url);`,
 )}`;
 
-/** The longest a child may take to exit once its client is closed (it starts with tsx, which takes a while). */
-const exitWithinMs = 6_000;
+/**
+ * The longest a child may take to exit once its client is closed (it starts with tsx, which takes a while; the
+ * children of a describe block run a few at a time, each a process of its own).
+ */
+const exitWithinMs = 10_000;
 
 /** Runs `scenario` in a child process; resolves with its report and whether it exited by itself. */
 function runChild(scenario: Scenario): Promise<{ report?: Report; exited: boolean; output: string }> {
@@ -73,7 +76,7 @@ afterAll(async () => {
 const urlFor = (state: Scenario['state']) =>
   state === 'reconnecting' ? downUrl : state === 'stalled' ? stalledUrl : redisUrl;
 
-describe('a client of createRedis(), with the pub/sub connection redisware opens beside it', () => {
+describe.concurrent('a client of createRedis(), with the pub/sub connection redisware opens beside it', () => {
   const states: Scenario['state'][] = ['wait', 'connecting', 'ready', 'reconnecting', 'stalled'];
   const closes: Scenario['close'][] = ['disconnect', 'quit'];
   for (const state of states) {
@@ -95,7 +98,7 @@ describe('a client of createRedis(), with the pub/sub connection redisware opens
   }
 });
 
-describe('a Cluster client of createRedis()', () => {
+describe.concurrent('a Cluster client of createRedis()', () => {
   for (const close of ['disconnect', 'quit'] as const) {
     it(`ends when the app calls ${close}() on it between reconnection attempts, and lets the process exit`, async () => {
       const scenario = { client: 'cluster', major, url: downUrl, state: 'reconnecting', close } as const;
@@ -107,7 +110,7 @@ describe('a Cluster client of createRedis()', () => {
   }
 });
 
-describe('closeDefaultRedis()', () => {
+describe.concurrent('closeDefaultRedis()', () => {
   for (const state of ['ready', 'reconnecting', 'stalled'] as const) {
     it(`closes the shared client and everything opened beside it while ${state}, leaving nothing behind`, async () => {
       const { report, exited, output } = await runChild({
@@ -124,7 +127,7 @@ describe('closeDefaultRedis()', () => {
   }
 });
 
-describe('the Sentinel watchers beside a client of createRedis()', () => {
+describe.concurrent('the Sentinel watchers beside a client of createRedis()', () => {
   for (const sentinel of ['answering', 'down'] as const) {
     it(`end with the client while the Sentinel is ${sentinel}, leaving nothing behind`, async () => {
       const { port } = new URL(sentinel === 'down' ? downUrl : redisUrl);
@@ -143,7 +146,7 @@ describe('the Sentinel watchers beside a client of createRedis()', () => {
   }
 });
 
-describe("the app's own ioredis client, handed to redisware", () => {
+describe.concurrent("the app's own ioredis client, handed to redisware", () => {
   for (const state of ['ready', 'reconnecting'] as const) {
     for (const close of ['disconnect', 'quit'] as const) {
       it(`lets the process exit when the app calls ${close}() on it while ${state}: what redisware opened beside it closes too`, async () => {
