@@ -6,9 +6,9 @@ import type { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RediswareEvent, SessionStore } from '../../lib/index.js';
-import { redisLink } from '../session/redis-link.js';
 import { privateRedisWithAdmin } from '../support/private-redis.js';
 import { silentLogger } from '../support/redis.js';
+import { redisLink } from '../support/redis-link.js';
 
 let admin: Redis;
 let link: Awaited<ReturnType<typeof redisLink>>;

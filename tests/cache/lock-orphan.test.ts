@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCache, createRedis } from '../../lib/index.js';
-import { faultyProxy } from '../lock/faulty-proxy.js';
+import { faultyProxy } from '../support/faulty-proxy.js';
 import { privateRedisWithAdmin } from '../support/private-redis.js';
 import { silentLogger } from '../support/redis.js';
 import { sleep } from './support.js';

@@ -4,10 +4,10 @@ import type { Redis } from 'ioredis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createRedis, LockTimeoutError, type RediswareEvent, withLock } from '../../lib/index.js';
 import { healthOf } from '../../lib/redis/health.js';
+import { faultyProxy } from '../support/faulty-proxy.js';
 import { eventCount, privateRedisWithAdmin } from '../support/private-redis.js';
 import { silentLogger } from '../support/redis.js';
 import { cuttingProxy } from '../support/tcp-proxy.js';
-import { faultyProxy } from './faulty-proxy.js';
 
 let server: Awaited<ReturnType<typeof privateRedisWithAdmin>>['server'];
 let admin: Redis;

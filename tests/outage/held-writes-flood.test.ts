@@ -5,9 +5,9 @@ import express from 'express';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createCache, rateLimit, redisSession } from '../../lib/index.js';
 import { healthOf, maxDeferredWrites } from '../../lib/redis/health.js';
-import { redisLink } from '../session/redis-link.js';
 import { privateRedisWithAdmin } from '../support/private-redis.js';
 import { silentLogger } from '../support/redis.js';
+import { redisLink } from '../support/redis-link.js';
 import { listen, pool, send, until } from './support.js';
 
 let link: Awaited<ReturnType<typeof redisLink>>;

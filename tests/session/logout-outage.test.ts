@@ -8,7 +8,7 @@ import { type RedisSessionOptions, type RediswareEvent, redisSession } from '../
 import { deferUntilRecovered, healthOf, maxDeferredWrites } from '../../lib/redis/health.js';
 import { privateRedisWithAdmin } from '../support/private-redis.js';
 import { recordingLogger, silentLogger } from '../support/redis.js';
-import { redisLink } from './redis-link.js';
+import { redisLink } from '../support/redis-link.js';
 import { cookiePair, secret, setCookie } from './support.js';
 
 // These tests cut and pause the link to their own redis-server (never the suite's shared one), whose data survives.

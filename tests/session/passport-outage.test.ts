@@ -8,7 +8,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisSessionOptions, redisSession } from '../../lib/index.js';
 import { privateRedisWithAdmin } from '../support/private-redis.js';
 import { silentLogger } from '../support/redis.js';
-import { redisLink } from './redis-link.js';
+import { redisLink } from '../support/redis-link.js';
 import { cookiePair, secret, setCookie } from './support.js';
 
 let admin: Redis;

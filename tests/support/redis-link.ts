@@ -4,8 +4,8 @@ import { type AddressInfo, connect, createServer, type Server, type Socket } fro
 import type { Redis } from 'ioredis';
 import { afterAll } from 'vitest';
 import { createRedis } from '../../lib/connection.js';
-import { eventCount } from '../support/private-redis.js';
-import { silentLogger } from '../support/redis.js';
+import { eventCount } from './private-redis.js';
+import { silentLogger } from './redis.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterAll(async () => {
