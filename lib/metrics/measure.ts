@@ -20,6 +20,12 @@ export const counters = {
     help: 'Malformed values under redisware keys replaced or ignored, by who found them',
     labels: ['source'],
   },
+  redisHeldWrites: {
+    name: 'redis_held_writes',
+    help: 'Writes Redis could not take: held until it answers (deferred), or lost to the bound (dropped)',
+    labels: ['source', 'operation', 'event'],
+  },
+  redisRecoveries: { name: 'redis_recoveries', help: 'Outages ended: Redis answers again', labels: ['source'] },
 } as const;
 
 export type CounterName = keyof typeof counters;
@@ -109,8 +115,11 @@ export function measurementsOf(event: RediswareEvent, routeLabel: (route: string
     case 'redis.repaired':
       return [{ counter: 'redisRepairs', labels: { source: event.source }, value: 1 }];
     case 'redis.recovered':
+      return [{ counter: 'redisRecoveries', labels: { source: event.source }, value: 1 }];
     case 'redis.deferred':
-    case 'redis.dropped':
-      return []; // logged; an outage already shows in redisware_redis_errors_total
+    case 'redis.dropped': {
+      const labels = { source: event.source, operation: event.operation, event: event.type.slice('redis.'.length) };
+      return [{ counter: 'redisHeldWrites', labels, value: 1 }];
+    }
   }
 }

@@ -50,7 +50,9 @@ export interface PrometheusMetrics {
  * `redisware_rate_limit_requests_total{outcome}`, `redisware_cache_requests_total{result,route}`,
  * `redisware_cache_stored_bytes_total{route}`, `redisware_cache_invalidated_entries_total`,
  * `redisware_session_events_total{event}`, `redisware_lock_events_total{event}`,
- * `redisware_redis_errors_total{source,action}` and the histogram `redisware_redis_duration_seconds{source,operation}`.
+ * `redisware_redis_errors_total{source,action}`, `redisware_redis_repairs_total{source}`,
+ * `redisware_redis_held_writes_total{source,operation,event}`, `redisware_redis_recoveries_total{source}` and the
+ * histogram `redisware_redis_duration_seconds{source,operation}`.
  * Call it once per registry (prom-client refuses a metric name registered twice).
  */
 export function prometheusMetrics(options?: PrometheusMetricsOptions): PrometheusMetrics {

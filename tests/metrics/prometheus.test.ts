@@ -80,6 +80,20 @@ describe('prometheusMetrics()', () => {
     expect(sample(text, 'app_redis_errors_total{source="rateLimit",action="allowed"}')).toBe(1);
   });
 
+  it('counts writes held during an outage, writes lost to the bound, and outages that ended', async () => {
+    const registry = new Registry();
+    const metrics = prometheusMetrics({ registry, prefix: 'app_' });
+    metrics.onEvent({ type: 'redis.deferred', source: 'session', operation: 'destroy', pending: 1 });
+    metrics.onEvent({ type: 'redis.deferred', source: 'session', operation: 'destroy', pending: 2 });
+    metrics.onEvent({ type: 'redis.dropped', source: 'cache', operation: 'invalidate', pending: 10_000 });
+    metrics.onEvent({ type: 'redis.recovered', source: 'cache', downMs: 1200 });
+    const text = await registry.metrics();
+    const held = (labels: string) => sample(text, `app_redis_held_writes_total{${labels}}`);
+    expect(held('source="session",operation="destroy",event="deferred"')).toBe(2);
+    expect(held('source="cache",operation="invalidate",event="dropped"')).toBe(1);
+    expect(sample(text, 'app_redis_recoveries_total{source="cache"}')).toBe(1);
+  });
+
   it('labels a cache behind app.use() by where it is mounted, so requests for any path cannot exhaust the routes', async () => {
     const registry = new Registry();
     const metrics = prometheusMetrics({ registry });
