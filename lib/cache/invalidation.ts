@@ -62,7 +62,9 @@ export function createInvalidation(store: CacheStore): Invalidate {
   /** Steps sent past held writes that have not settled yet (see {@link applyNow}). */
   let pastHeld = 0;
 
-  const bounded = (): Via => ({ client: store.redis(), run: store.call.run, send: store.call });
+  // Invalidations commute with the ones held (deletes and tombstones): they go out whenever Redis answers, never
+  // held behind a queue that a steady stream of writes would keep from emptying.
+  const bounded = (): Via => ({ client: store.redis(), run: store.call.unordered.run, send: store.call.unordered });
   const direct = (client: RedisClient): Via => ({
     client,
     run: (script, scriptKeys, args) => script.run(client, scriptKeys, args),

@@ -200,6 +200,10 @@ export function boundedCaller(options: CallerOptions): RedisCaller {
     );
   };
 
+  const unordered: RedisCaller =
+    waitFor === undefined ? (call as RedisCaller) : boundedCaller({ ...options, waitFor: undefined });
+  call.unordered = unordered;
+
   return call;
 }
 
@@ -215,6 +219,12 @@ export interface RedisCaller {
    * to be down.
    */
   unavailable(): Error | undefined;
+  /**
+   * The same caller for writes whose order against the writes held during an outage does not matter (deletes, an
+   * invalidation's tombstone): it does not wait for them, so a steady stream of such writes can neither be held
+   * forever nor keep readers waiting.
+   */
+  unordered: RedisCaller;
   /** {@link RedisCaller.script} as a Promise. */
   run(script: RedisScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
 }

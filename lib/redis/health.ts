@@ -265,9 +265,10 @@ export class RedisHealth {
     this.#apply(timeoutMs).then(
       () => {
         this.#probing = false;
-        // Writes held while these were applied go first.
+        // Redis answered: the circuit closes. Writes held while these were applied go next, and only the readers
+        // of their kind wait for them (a steady stream of new writes must not keep everything else down).
+        this.#up();
         if (this.#held.size > 0) this.#probeIfDue(timeoutMs);
-        else this.#up();
       },
       () => {
         this.#probing = false;

@@ -173,8 +173,14 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
   function commitBeforeEnd(req: Request, res: Response, session: RedisSession): void {
     holdEnd(res, (proceed) => {
       const s = stateOf(session);
-      if (s.unread?.answerUnavailable && !s.destroyed && !res.headersSent) {
-        // Express 4: the route used a session that could not be read (see `dataUsed`).
+      if (s.unread?.answerUnavailable && !s.destroyed) {
+        // The route used a session that could not be read, where a throw could not stop it (see `dataUsed`): it is
+        // answered 503, or, when its head is already out, its connection is closed rather than the response
+        // finished as if it were complete.
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
         respondUnavailable(res);
         return proceed('Service Unavailable: the session store cannot be reached.');
       }
@@ -228,7 +234,20 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
     } else if (!s.isNew && config.rolling && typeof lifetimeOf(s) === 'number') {
       hookOnce(s, 'headers'); // the persistent cookie is refreshed on every response
     }
-    next();
+    const unread = s.unread;
+    if (!unread?.error) {
+      next();
+      return;
+    }
+    // The response's end is held at once: a use of the data in `res.end(…)`'s own arguments comes after `res.end` was
+    // looked up. What runs synchronously from here is inside the router, which a throw reaches (see `dataUsed`).
+    hookOnce(s, 'end');
+    unread.dispatching = true;
+    try {
+      next();
+    } finally {
+      unread.dispatching = false;
+    }
   }
 
   const middleware = function redisSessionMiddleware(req: Request, res: Response, next: NextFunction): void {

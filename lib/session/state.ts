@@ -55,7 +55,7 @@ export interface SessionState {
    * `regenerate()` end it (see `SessionEnder`). With `error` (`onRedisError: 'fail'`), its data is unavailable:
    * using it throws a `SessionUnavailableError`.
    */
-  unread: { id: string; error?: Error; answerUnavailable?: boolean } | undefined;
+  unread: { id: string; error?: Error; answerUnavailable?: boolean; dispatching?: boolean } | undefined;
   /** The cookie of a session ended unread (see {@link regenerated}) is cleared, unless this response issues one. */
   clearCookie: boolean;
   /** A Set-Cookie is owed for the current id (new or regenerated and saved, or a new lifetime). */

@@ -78,16 +78,17 @@ function written(target: RedisSession): void {
 }
 
 /**
- * The session's data is used. When it could not be read (see `SessionState.unread`), this throws: the route stops
- * before acting on a session it could not read, and Express 5 answers the rejection of an async route (503). Express
- * 4 drops a rejected route (a throw in an `async` handler would be an unhandled rejection, which ends the process):
- * there the data reads as empty instead, nothing the route writes is saved, and the response is answered 503 when it
- * ends (`answerUnavailable`), unless the route destroyed the session.
+ * The session's data is used. When it could not be read (see `SessionState.unread`) and the use is synchronous
+ * within the router's dispatch on Express 5 (a middleware or a route, an async one's first step included), this
+ * throws: the route stops before acting on a session it could not read, and Express answers 503. Anywhere else a
+ * throw would reach no error handler (Express 4 drops a rejected route; a callback, a timer or a `finish` listener
+ * has none), and would end the process: there the data reads as empty instead, nothing written to it is saved, and
+ * the response is answered 503 when it ends (see `commitBeforeEnd`), unless the route destroyed the session.
  */
 function dataUsed(s: SessionState): void {
   const unread = s.unread;
   if (!unread?.error) return;
-  if (routesCatchRejections(s.req)) throw sessionUnreadable(unread.error);
+  if (unread.dispatching && routesCatchRejections(s.req)) throw sessionUnreadable(unread.error);
   unread.answerUnavailable = true;
   mayChange(s, false);
 }
