@@ -2,7 +2,7 @@
 // distinct query strings, uncounted by rateLimit's default onRedisError 'allow') cannot crowd out a real user's
 // logout, which is applied once Redis returns.
 import express from 'express';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { createCache, rateLimit, redisSession } from '../../lib/index.js';
 import { healthOf, maxDeferredWrites } from '../../lib/redis/health.js';
 import { privateRedisWithAdmin } from '../support/private-redis.js';

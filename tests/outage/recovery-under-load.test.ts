@@ -1,7 +1,7 @@
 // Recovery under load: once Redis returns, a steady stream of anonymous unsafe requests (each one an invalidation)
 // cannot keep the client's health down; sessions and rate limits answer from Redis again at once.
 import express from 'express';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { createCache, rateLimit, redisSession } from '../../lib/index.js';
 import { healthOf } from '../../lib/redis/health.js';
 import { privateRedisWithAdmin } from '../support/private-redis.js';

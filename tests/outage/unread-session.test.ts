@@ -119,7 +119,11 @@ async function crashes(setup: string): Promise<{ code: number | null; survived: 
   child.stderr.on('data', (d) => (err += d));
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`no login: ${out} ${err}`)), 15_000);
-    child.stdout.on('data', () => out.includes('LOGGED-IN') && (clearTimeout(t), resolve()));
+    child.stdout.on('data', () => {
+      if (!out.includes('LOGGED-IN')) return;
+      clearTimeout(t);
+      resolve();
+    });
   });
   const probe = link.client();
   await new Promise((r) => setTimeout(r, 100));
