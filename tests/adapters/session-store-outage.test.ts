@@ -9,6 +9,7 @@ import { type RediswareEvent, SessionStore } from '../../lib/index.js';
 import { privateRedisWithAdmin } from '../support/private-redis.js';
 import { silentLogger } from '../support/redis.js';
 import { redisLink } from '../support/redis-link.js';
+import { within } from '../support/until.js';
 
 let admin: Redis;
 let link: Awaited<ReturnType<typeof redisLink>>;
@@ -18,15 +19,6 @@ beforeAll(async () => {
   link = await redisLink(server.port);
 });
 afterEach(() => link.restore());
-
-/** Resolves once `check()` holds, or rejects after `ms`. */
-async function within(ms: number, check: () => Promise<boolean>): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > ms) throw new Error(`not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 describe('SessionStore when Redis goes away during a logout', () => {
   it("express-session's destroy() succeeds, and the session is deleted within 1 s of Redis returning", async () => {

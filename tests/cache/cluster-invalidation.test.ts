@@ -9,6 +9,7 @@ import { createCache, createRedis, type RedisClient, type RediswareEvent } from 
 import { healthOf } from '../../lib/redis/health.js';
 import { privateCluster } from '../support/private-cluster.js';
 import { silentLogger, uniquePrefix } from '../support/redis.js';
+import { until } from '../support/until.js';
 
 let nodes: string[];
 const clients: RedisClient[] = [];
@@ -24,15 +25,6 @@ async function clusterClient(): Promise<RedisClient> {
   clients.push(client);
   await new Promise((resolve) => client.once('ready', resolve));
   return client;
-}
-
-/** Resolves once `condition()` holds (checked every 10 ms), or rejects after `ms`. */
-async function until(condition: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** Two instances of one app on one Cluster (each with its client): `/p/:n` cached, a PUT on it. */

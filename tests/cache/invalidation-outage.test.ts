@@ -11,6 +11,7 @@ import { healthOf, maxDeferredWrites } from '../../lib/redis/health.js';
 import { eventCount, privateRedisWithAdmin } from '../support/private-redis.js';
 import { recordingLogger, silentLogger, uniquePrefix } from '../support/redis.js';
 import { cuttingProxy } from '../support/tcp-proxy.js';
+import { until } from '../support/until.js';
 import { gate } from './support.js';
 
 let server: Awaited<ReturnType<typeof privateRedisWithAdmin>>['server'];
@@ -30,15 +31,6 @@ async function ownClient(url = server.url): Promise<Redis> {
   opened.push(redis);
   await redis.ping();
   return redis;
-}
-
-/** Resolves once `condition()` holds (checked every 10 ms), or rejects after `ms`. */
-async function until(condition: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** Resolves once Redis answers `redis`'s calls again: the pause is over, and what the client held is applied. */

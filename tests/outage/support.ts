@@ -2,6 +2,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
+import { until } from '../support/until.js';
+
+export { until };
 
 export async function listen(app: Express): Promise<{ url: string; close(): Promise<void> }> {
   const server = http.createServer(app);
@@ -45,13 +48,4 @@ export async function pool(count: number, concurrency: number, job: (i: number) 
       while (next < count) await job(next++);
     }),
   );
-}
-
-export async function until(condition: () => boolean | Promise<boolean>, ms = 5_000): Promise<number> {
-  const started = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - started > ms) throw new Error(`timed out after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return Date.now() - started;
 }

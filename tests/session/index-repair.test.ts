@@ -4,6 +4,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RediswareEvent, redisSession } from '../../lib/index.js';
 import { silentLogger, uniquePrefix, useTestRedis, watchCommands } from '../support/redis.js';
+import { within } from '../support/until.js';
 import { cookiePair, secret, sessionApp } from './support.js';
 
 const redis = useTestRedis('session-index-repair');
@@ -21,15 +22,6 @@ function indexedApp(ttl = '1h') {
     onEvent: (event) => void events.push(event),
   });
   return { app: sessionApp(session), session, prefix, events };
-}
-
-/** Resolves once `check()` holds, or rejects after `ms`. */
-async function within(ms: number, check: () => Promise<boolean>): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > ms) throw new Error(`not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 describe('a session missing from its user index', () => {

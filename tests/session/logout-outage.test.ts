@@ -9,6 +9,7 @@ import { deferUntilRecovered, healthOf, maxDeferredWrites } from '../../lib/redi
 import { privateRedisWithAdmin } from '../support/private-redis.js';
 import { recordingLogger, silentLogger } from '../support/redis.js';
 import { redisLink } from '../support/redis-link.js';
+import { within } from '../support/until.js';
 import { cookiePair, secret, setCookie } from './support.js';
 
 // These tests cut and pause the link to their own redis-server (never the suite's shared one), whose data survives.
@@ -61,16 +62,6 @@ function logoutApp(options: Partial<RedisSessionOptions> & { redis: Redis }) {
     res.send('open');
   });
   return { app, session, prefix, events };
-}
-
-/** Resolves once `check()` holds, or rejects after `ms`. */
-async function within(ms: number, check: () => Promise<boolean>): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (await check()) return Date.now() - started;
-    if (Date.now() - started > ms) throw new Error(`not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 const stopRedis = (redis: Redis) => link.down(redis);

@@ -9,6 +9,7 @@ import { type RedisSessionOptions, redisSession } from '../../lib/index.js';
 import { privateRedisWithAdmin } from '../support/private-redis.js';
 import { silentLogger } from '../support/redis.js';
 import { redisLink } from '../support/redis-link.js';
+import { within } from '../support/until.js';
 import { cookiePair, secret, setCookie } from './support.js';
 
 let admin: Redis;
@@ -64,15 +65,6 @@ async function logIn(app: express.Express): Promise<string> {
     .send({ username: 'ada', password: 'lovelace' })
     .expect(302);
   return cookiePair(login);
-}
-
-/** Resolves once `check()` holds, or rejects after `ms`. */
-async function within(ms: number, check: () => Promise<boolean>): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > ms) throw new Error(`not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 describe('passport 0.7 while Redis is down', () => {
