@@ -1,6 +1,6 @@
 // What this process knows of one client's Redis, shared by every middleware using that client: whether a call may be
 // sent now, should wait for the first connection, or must fail at once (the connection is down, or a circuit opened
-// by consecutive failures); and the writes held back while it is down, applied before anything is sent again.
+// by consecutive timeouts); and the writes held back while it is down, applied before their kind is read again.
 import { RedisTimeoutError, RedisUnavailableError } from '../errors.js';
 import { isCluster, type RedisClient } from './client.js';
 import { closedByApp } from './closing.js';
@@ -33,13 +33,15 @@ interface Waiter {
 
 /**
  * The health of one client. States: *up* (calls go), *down* (calls fail at once: the connection is lost, or the
- * circuit is open), and on the way back *draining* (held writes are applied; calls still fail). Transitions: the
- * client's `close` → down; consecutive timeouts of a connected client → down (circuit open); the client's `ready`,
- * or a probe's reply, → draining → up once every held write is applied. A probe is one real call let through when
- * the circuit's wait is over (half-open: every other call still fails at once), so it is answered only when Redis
- * would answer that kind of command (a PING is answered under `CLIENT PAUSE WRITE`, a script is not); its reply
- * closes the circuit even when it comes after the call's deadline. A client that never connected yet makes calls
- * wait for its first connection (within their timeout); once it failed, they fail at once.
+ * circuit is open). Transitions: the client's `close` → down; consecutive timeouts of a connected client → down
+ * (circuit open); the client's `ready`, a probe's reply, or a round of held writes applied → up. Writes held during
+ * an outage (see {@link defer}) are applied as soon as Redis answers, and until they are, the readers of their kind
+ * still fail at once (a cache read waits for held invalidations, a session load for held logouts; see {@link gate}).
+ * A probe is one real call let through when the circuit's wait is over (half-open: every other call still fails at
+ * once), so it is answered only when Redis would answer that kind of command (a PING is answered under `CLIENT PAUSE
+ * WRITE`, a script is not); its reply closes the circuit even when it comes after the call's deadline. A client that
+ * never connected yet makes calls wait for its first connection (within their timeout); once it failed, they fail
+ * at once.
  */
 export class RedisHealth {
   readonly #client: RedisClient;
@@ -61,7 +63,7 @@ export class RedisHealth {
     client.on('end', () => this.#lost());
   }
 
-  /** Whether calls fail at once now (the connection is down, the circuit open, or held writes are being applied). */
+  /** Whether anything fails at once now (the connection is down, the circuit open, or writes are held). */
   get down(): boolean {
     return this.#down || this.#held.size > 0 || this.#client.status !== 'ready';
   }
