@@ -210,6 +210,8 @@ export function redisSession(options: RedisSessionOptions): RedisSessionMiddlewa
         reportRedisError(config.emit, 'session', deny ? 'denied' : 'bypassed', 'save', error, started);
         if (deny) {
           respondUnavailable(res);
+          // No cookie for a session that was not stored (a clear still goes out).
+          if (cookieOwed(req, session) === 'issue') stateOf(session).cookieSent = true;
           proceed('Service Unavailable: the session could not be saved.');
         } else {
           proceed();

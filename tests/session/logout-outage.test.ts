@@ -299,3 +299,16 @@ describe('what an outage logs', () => {
     );
   });
 });
+
+describe('a session that could not be saved', () => {
+  it('gets no cookie with its 503: the client is not given an id that names nothing', async () => {
+    const redis = sessionClient();
+    const { app } = logoutApp({ redis });
+    await request(app).get('/login/u12').expect(200);
+    await stopRedis(redis);
+    const refused = await request(app).get('/login/u12').expect(503);
+    expect(refused.headers['set-cookie'] ?? []).toEqual([]);
+    await restartRedis(redis);
+    redis.disconnect();
+  });
+});
