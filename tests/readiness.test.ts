@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closeDefaultRedis, createRedis, healthCheck, RedisUnavailableError, redisReady } from '../lib/index.js';
+import { healthOf } from '../lib/redis/health.js';
 import { eventCount, privateRedisWithAdmin, unusedPort } from './support/private-redis.js';
 import { silentLogger } from './support/redis.js';
 
@@ -98,12 +99,15 @@ describe('redisReady()', () => {
   });
 
   it('leaves no listener behind, whether it resolved or rejected', async () => {
+    // Each client has one health watcher of its own, for as long as it lives (not per call): made up front here.
     const up = open(setup.server.url);
+    healthOf(up);
     const before = listenerCounts(up);
     await redisReady(up);
     expect(listenerCounts(up)).toEqual(before);
 
     const down = open(`redis://127.0.0.1:${await unusedPort()}`);
+    healthOf(down);
     const beforeDown = listenerCounts(down);
     await expect(redisReady(down, { timeout: '100ms' })).rejects.toThrow(RedisUnavailableError);
     expect(listenerCounts(down)).toEqual(beforeDown);
