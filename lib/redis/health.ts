@@ -342,8 +342,13 @@ export class RedisHealth {
     const delay = Math.max(this.#probeAt - Date.now(), 0);
     this.#probeTimer = setTimeout(() => {
       this.#probeTimer = undefined;
-      if (this.#client.status === 'ready') this.#probeIfDue(probeTimeoutMs);
-      else this.#scheduleProbe();
+      if (this.#client.status !== 'ready') return this.#scheduleProbe();
+      // The wait is over: a timer may fire a millisecond before `Date.now()` says so, and a probe skipped here would
+      // leave the held writes waiting for traffic.
+      this.#probeAt = Math.min(this.#probeAt, Date.now());
+      this.#probeIfDue(probeTimeoutMs);
+      // Still held (a probe was running): try again later.
+      if (!this.#probing) this.#scheduleProbe();
     }, delay || firstProbeDelayMs);
     this.#probeTimer.unref();
   }
