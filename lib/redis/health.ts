@@ -46,7 +46,6 @@ interface Waiter {
 export class RedisHealth {
   readonly #client: RedisClient;
   #down = false;
-  #downSince = 0;
   #closedOnce = false;
   #failures = 0;
   #probeAt = 0;
@@ -230,10 +229,7 @@ export class RedisHealth {
   }
 
   #goDown(): void {
-    if (!this.#down) {
-      this.#down = true;
-      this.#downSince = Date.now();
-    }
+    this.#down = true;
     this.#probeAt = Date.now() + this.#probeDelay;
     this.#scheduleProbe();
   }
@@ -283,10 +279,7 @@ export class RedisHealth {
   }
 
   #probeFailed(): void {
-    if (!this.#down) {
-      this.#down = true;
-      this.#downSince = Date.now();
-    }
+    this.#down = true;
     this.#retryLater();
   }
 
@@ -359,11 +352,6 @@ export class RedisHealth {
    */
   #abandonHeld(): void {
     this.#held.abandon(new RedisUnavailableError('the Redis client was closed before these writes could be applied'));
-  }
-
-  /** When the current outage began (ms since the epoch), or 0 when up. */
-  get downSince(): number {
-    return this.down ? this.#downSince : 0;
   }
 }
 
